@@ -1,0 +1,91 @@
+package dev.stent
+
+import java.time.Instant
+import java.util.UUID
+import kotlin.time.Duration
+
+/**
+ * What workflow code can do durably. Everything here is recorded, so a replay after a crash or an
+ * unload gives the same answers without doing the work again.
+ *
+ * Code outside steps must be deterministic: it runs again on every replay. Do side effects inside
+ * [step]; read time and randomness through [now], [random] and [randomUuid].
+ *
+ * Parallel branches (`coroutineScope { async { step("a") { … } } }`) run concurrently and replay
+ * correctly, because steps are keyed by their explicit ids, not by position.
+ */
+@StentDsl
+public interface WorkflowScope {
+    /** The run's id. */
+    public val runId: String
+
+    /** The workflow's name. */
+    public val workflowName: String
+
+    /**
+     * Runs [block] once for this run and records its result under [id].
+     *
+     * On replay the recorded result is returned (or the recorded failure rethrown as a
+     * [StepFailedException]) without running [block]. A body may run more than once if the
+     * process dies after its side effect and before the checkpoint commits: pass
+     * [StepScope.idempotencyKey] to external services. Failures are retried by [retry] (default:
+     * the workflow's policy). [id] must be unique within the run.
+     */
+    public suspend fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy? = null, block: suspend StepScope.() -> T): T
+
+    /**
+     * Waits [duration] durably. A wait longer than the worker's in-memory threshold unloads the
+     * run (status WAITING, no coroutine, no lease); any worker resumes it when the timer is due.
+     * [id] names the timer in the records; by default sleeps are numbered in call order
+     * (`sleep#1`, `sleep#2`, …), so give explicit ids to sleeps in parallel branches.
+     */
+    public suspend fun sleep(duration: Duration, id: String? = null)
+
+    /** Waits until [instant] durably; see [sleep]. */
+    public suspend fun sleepUntil(instant: Instant, id: String? = null)
+
+    /**
+     * Waits for the next signal named [name] sent to this run with `client.signal(...)`, and
+     * returns its payload. Signals are delivered once each, in the order sent; one sent before the
+     * wait is kept for it, and each wait on the same name takes the next one. With a [timeout],
+     * throws [SignalTimeoutException] when none arrives in time (recorded, so replay throws it
+     * again). A long wait unloads the run like [sleep].
+     */
+    public suspend fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration? = null): T
+
+    /** The current time, recorded on first call (database clock) and the same on every replay. */
+    public suspend fun now(): Instant
+
+    /** A random UUID, recorded on first call and the same on every replay. */
+    public suspend fun randomUuid(): UUID
+
+    /** A random number in [0, 1), recorded on first call and the same on every replay. */
+    public suspend fun random(): Double
+}
+
+/** What a step body can see about the step it runs. */
+@StentDsl
+public interface StepScope {
+    /** The run's id. */
+    public val runId: String
+
+    /** The step's id. */
+    public val stepId: String
+
+    /** Which attempt this is, from 1. */
+    public val attempt: Int
+
+    /** `runId/stepId`: stable across attempts and replays; pass it to external services as an idempotency key. */
+    public val idempotencyKey: String get() = "$runId/$stepId"
+}
+
+/** Runs [block] as a step whose result type [T] uses the kotlinx JSON codec; see [WorkflowScope.step]. */
+public suspend inline fun <reified T> WorkflowScope.step(
+    id: String,
+    retry: RetryPolicy? = null,
+    noinline block: suspend StepScope.() -> T,
+): T = step(id, codecOf<T>(), retry, block)
+
+/** Waits for the next signal [name] with a kotlinx-serializable payload; see [WorkflowScope.awaitSignal]. */
+public suspend inline fun <reified T> WorkflowScope.awaitSignal(name: String, timeout: Duration? = null): T =
+    awaitSignal(name, codecOf<T>(), timeout)

@@ -1,0 +1,278 @@
+package dev.stent.exposed.internal
+
+import com.zaxxer.hikari.HikariDataSource
+import dev.stent.RunStatus
+import dev.stent.UnknownRunException
+import dev.stent.store.ClaimRequest
+import dev.stent.store.ClaimResult
+import dev.stent.store.ClaimedRun
+import dev.stent.store.CreateRunResult
+import dev.stent.store.HeartbeatResult
+import dev.stent.store.HeldLease
+import dev.stent.store.LeaseLostException
+import dev.stent.store.NewRun
+import dev.stent.store.RunRecord
+import dev.stent.store.StepKind
+import dev.stent.store.StepRecord
+import dev.stent.store.StepStatus
+import dev.stent.store.UnloadOutcome
+import dev.stent.store.WorkflowStore
+import dev.stent.store.WriteOutcome
+import kotlinx.serialization.builtins.ListSerializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.json.Json
+import org.jetbrains.exposed.v1.core.ResultRow
+import org.jetbrains.exposed.v1.core.SortOrder
+import org.jetbrains.exposed.v1.core.eq
+import org.jetbrains.exposed.v1.jdbc.Database
+import org.jetbrains.exposed.v1.jdbc.selectAll
+import org.jetbrains.exposed.v1.jdbc.transactions.transaction
+import java.sql.Connection
+import java.sql.ResultSet
+
+/**
+ * The [WorkflowStore] on Exposed and JDBC, for SQLite and PostgreSQL. Each method is one
+ * transaction; hot-path statements are SQL written out per dialect so each is one round trip.
+ */
+internal class ExposedStore(
+    private val dataSource: HikariDataSource,
+    private val db: Database,
+    private val dialect: SqlDialect,
+) : WorkflowStore {
+    override val maxConnections: Int = dataSource.maximumPoolSize
+    private val now = dialect.now
+
+    private fun <T> tx(block: Connection.() -> T): T = transaction(db) { (connection.connection as Connection).block() }
+
+    override fun dbNowMs(): Long = tx { nowMs() }
+
+    private fun Connection.nowMs(): Long = query("SELECT $now AS now", emptyList()) { it.getLong("now") }.single()
+
+    override fun createRun(run: NewRun): CreateRunResult = tx {
+        val inserted = update(
+            """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
+                  cancel_requested, created_at, updated_at)
+               VALUES (?, ?, 'PENDING', ?, ?, ?, $now + ?, 0, 0, FALSE, $now, $now)
+               ON CONFLICT (id) DO NOTHING""",
+            listOf(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs),
+        )
+        CreateRunResult(inserted == 1, requireNotNull(getRunIn(run.id)))
+    }
+
+    override fun claim(request: ClaimRequest): ClaimResult = tx {
+        val args = ArrayList<Any?>()
+        args += request.workerId
+        args += request.leaseMs
+        val names = request.workflows.toList()
+        args.addAll(names)
+        val queueFilter = if (request.queues.isEmpty()) "" else {
+            args.addAll(request.queues)
+            "AND queue IN (${marks(request.queues.size)})"
+        }
+        args += request.limit
+        val claimed = query(
+            """UPDATE stent_runs SET status = 'RUNNING', lease_owner = ?, lease_token = lease_token + 1,
+                   lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
+                   updated_at = $now, ready_at = NULL, wait_signals = NULL
+               WHERE id IN (
+                   SELECT id FROM stent_runs
+                   WHERE workflow IN (${marks(names.size)}) $queueFilter
+                     AND ((status IN ('PENDING', 'WAITING') AND ready_at <= $now)
+                          OR (status = 'RUNNING' AND lease_expires_at < $now))
+                   ORDER BY priority DESC, ready_at
+                   LIMIT ? ${dialect.claimLock})
+               RETURNING id, workflow, input, lease_token, claim_count""",
+            args,
+        ) { rs -> ClaimRow(rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count")) }
+        val records = if (claimed.isEmpty()) emptyMap() else {
+            query(
+                "SELECT * FROM stent_steps WHERE run_id IN (${marks(claimed.size)}) ORDER BY created_at",
+                claimed.map { it.id },
+            ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
+        }
+        ClaimResult(
+            claimed.map { ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, records[it.id].orEmpty()) },
+            nowMs(),
+        )
+    }
+
+    private class ClaimRow(val id: String, val workflow: String, val input: String, val token: Long, val claimCount: Int)
+
+    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome = tx {
+        if (upsertStep(runId, token, record) == 1) WriteOutcome.OK
+        else if (holdsLease(runId, token)) WriteOutcome.OK // a final record was there already; it stays
+        else WriteOutcome.LEASE_LOST
+    }
+
+    /** Inserts or updates a record if [token] holds the lease; a final record is never overwritten. */
+    private fun Connection.upsertStep(runId: String, token: Long, r: StepRecord): Int = update(
+        """INSERT INTO stent_steps (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
+           SELECT ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, CAST(? AS BIGINT), $now, $now
+           WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING')
+           ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
+               failure = excluded.failure, attempts = excluded.attempts, wake_at = excluded.wake_at, updated_at = excluded.updated_at
+           WHERE stent_steps.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')""",
+        listOf(runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt, runId, token),
+    )
+
+    private fun Connection.holdsLease(runId: String, token: Long): Boolean = query(
+        "SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
+        listOf(runId, token),
+    ) { true }.isNotEmpty()
+
+    override fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StepRecord? = tx {
+        if (!holdsLease(runId, token)) throw LeaseLostException(runId)
+        val signal = query(
+            """SELECT seq, payload FROM stent_signals WHERE run_id = ? AND name = ? AND consumed_by IS NULL
+               ORDER BY seq LIMIT 1 ${dialect.rowLock}""",
+            listOf(runId, name),
+        ) { it.getLong("seq") to it.getString("payload") }.firstOrNull() ?: return@tx null
+        update("UPDATE stent_signals SET consumed_by = ?, consumed_at = $now WHERE seq = ?", listOf(stepId, signal.first))
+        val record = StepRecord(stepId, StepKind.SIGNAL, StepStatus.COMPLETED, result = signal.second)
+        check(upsertStep(runId, token, record) == 1) { "signal wait '$stepId' of run '$runId' was already final" }
+        record
+    }
+
+    override fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome = tx {
+        val cancel = query(
+            "SELECT cancel_requested FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
+            listOf(runId, token),
+        ) { it.getBoolean("cancel_requested") }.firstOrNull() ?: return@tx UnloadOutcome.LEASE_LOST
+        if (cancel) {
+            finishIn(runId, token, RunStatus.CANCELLED, null, null)
+            return@tx UnloadOutcome.CANCELLED
+        }
+        val signalled = signalNames.isNotEmpty() && query(
+            "SELECT 1 FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND name IN (${marks(signalNames.size)}) LIMIT 1",
+            listOf(runId) + signalNames,
+        ) { true }.isNotEmpty()
+        if (signalled) {
+            update(
+                """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
+                       claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ?""",
+                listOf(runId, token),
+            )
+            UnloadOutcome.READY
+        } else {
+            update(
+                """UPDATE stent_runs SET status = 'WAITING', ready_at = CAST(? AS BIGINT), wait_signals = CAST(? AS TEXT),
+                       lease_owner = NULL, lease_expires_at = NULL, claim_count = 0, updated_at = $now
+                   WHERE id = ? AND lease_token = ?""",
+                listOf(wakeAtMs, if (signalNames.isEmpty()) null else namesJson.encodeToString(namesSerializer, signalNames.toList()), runId, token),
+            )
+            UnloadOutcome.WAITING
+        }
+    }
+
+    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+        tx { finishIn(runId, token, status, output, failure) }
+
+    private fun Connection.finishIn(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+        require(status.isTerminal) { "finish needs a final status, not $status" }
+        val n = update(
+            """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), completed_at = $now,
+                   updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
+               WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
+            listOf(status.name, output, failure, runId, token),
+        )
+        return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
+    }
+
+    override fun release(runId: String, token: Long): WriteOutcome = tx {
+        val n = update(
+            """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
+                   claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
+            listOf(runId, token),
+        )
+        if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
+    }
+
+    override fun heartbeat(workerId: String, leaseMs: Long): HeartbeatResult = tx {
+        val leases = query(
+            """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING'
+               RETURNING id, lease_token, cancel_requested""",
+            listOf(leaseMs, workerId),
+        ) { HeldLease(it.getString("id"), it.getLong("lease_token"), it.getBoolean("cancel_requested")) }
+        HeartbeatResult(leases, nowMs())
+    }
+
+    override fun sendSignal(runId: String, name: String, payload: String) = tx {
+        val run = query(
+            "SELECT status, wait_signals FROM stent_runs WHERE id = ? ${dialect.rowLock}",
+            listOf(runId),
+        ) { RunStatus.valueOf(it.getString("status")) to it.getString("wait_signals") }.firstOrNull()
+            ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started in this database; check the id")
+        if (run.first.isTerminal) {
+            throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.first}); signals go only to runs that are not finished")
+        }
+        update(
+            "INSERT INTO stent_signals (run_id, name, payload, created_at) VALUES (?, ?, ?, $now)",
+            listOf(runId, name, payload),
+        )
+        val waitsForIt = run.second?.let { namesJson.decodeFromString(namesSerializer, it) }?.contains(name) == true
+        if (run.first == RunStatus.WAITING && waitsForIt) {
+            update(
+                "UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'",
+                listOf(runId),
+            )
+        }
+    }
+
+    override fun requestCancel(runId: String): RunStatus? = tx {
+        val status = query("SELECT status FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(runId)) {
+            RunStatus.valueOf(it.getString("status"))
+        }.firstOrNull() ?: return@tx null
+        when (status) {
+            RunStatus.PENDING, RunStatus.WAITING -> {
+                update(
+                    """UPDATE stent_runs SET status = 'CANCELLED', completed_at = $now, updated_at = $now, ready_at = NULL,
+                           wait_signals = NULL WHERE id = ?""",
+                    listOf(runId),
+                )
+                RunStatus.CANCELLED
+            }
+            RunStatus.RUNNING -> {
+                update("UPDATE stent_runs SET cancel_requested = TRUE, updated_at = $now WHERE id = ?", listOf(runId))
+                RunStatus.RUNNING
+            }
+            else -> status
+        }
+    }
+
+    override fun getRun(runId: String): RunRecord? = transaction(db) { getRunIn(runId) }
+
+    private fun getRunIn(runId: String): RunRecord? =
+        RunsTable.selectAll().where { RunsTable.id eq runId }.singleOrNull()?.let(::runRecord)
+
+    override fun listSteps(runId: String): List<StepRecord> = transaction(db) {
+        StepsTable.selectAll().where { StepsTable.runId eq runId }
+            .orderBy(StepsTable.createdAt to SortOrder.ASC, StepsTable.stepId to SortOrder.ASC)
+            .map(::stepRecord)
+    }
+
+    override fun close() {
+        dataSource.close()
+    }
+
+    private fun runRecord(r: ResultRow) = RunRecord(
+        r[RunsTable.id], r[RunsTable.workflow], RunStatus.valueOf(r[RunsTable.status]), r[RunsTable.input],
+        r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
+        r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.completedAt], r[RunsTable.readyAt],
+        r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
+    )
+
+    private fun stepRecord(r: ResultRow) = StepRecord(
+        r[StepsTable.stepId], StepKind.valueOf(r[StepsTable.kind]), StepStatus.valueOf(r[StepsTable.status]),
+        r[StepsTable.result], r[StepsTable.failure], r[StepsTable.attempts], r[StepsTable.wakeAt], r[StepsTable.updatedAt],
+    )
+
+    private fun stepRecord(rs: ResultSet) = StepRecord(
+        rs.getString("step_id"), StepKind.valueOf(rs.getString("kind")), StepStatus.valueOf(rs.getString("status")),
+        rs.getString("result"), rs.getString("failure"), rs.getInt("attempts"), rs.longOrNull("wake_at"), rs.getLong("updated_at"),
+    )
+
+    private companion object {
+        val namesJson = Json
+        val namesSerializer = ListSerializer(String.serializer())
+    }
+}

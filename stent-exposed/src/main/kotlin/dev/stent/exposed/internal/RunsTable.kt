@@ -1,0 +1,45 @@
+package dev.stent.exposed.internal
+
+import org.jetbrains.exposed.v1.core.Table
+
+/** `stent_runs`: one row per run. Times are epoch milliseconds on the database clock. */
+internal object RunsTable : Table("stent_runs") {
+    val id = varchar("id", 200)
+    val workflow = varchar("workflow", 200)
+    val status = varchar("status", 16)
+    val input = text("input")
+    val output = text("output").nullable()
+    val failure = text("failure").nullable()
+    val queue = varchar("queue", 200)
+    val priority = integer("priority")
+
+    /** When a PENDING or WAITING run becomes claimable; null while RUNNING or when only a signal wakes it. */
+    val readyAt = long("ready_at").nullable()
+
+    /** JSON array of the signal names an unloaded run waits for. */
+    val waitSignals = text("wait_signals").nullable()
+    val leaseOwner = varchar("lease_owner", 200).nullable()
+
+    /** The fencing token: incremented by every claim, checked by every write. */
+    val leaseToken = long("lease_token")
+    val leaseExpiresAt = long("lease_expires_at").nullable()
+    val claimCount = integer("claim_count")
+    val cancelRequested = bool("cancel_requested")
+    val createdAt = long("created_at")
+    val startedAt = long("started_at").nullable()
+    val updatedAt = long("updated_at")
+    val completedAt = long("completed_at").nullable()
+
+    override val primaryKey = PrimaryKey(id)
+
+    init {
+        // the claim: claimable runs by readiness
+        index("stent_runs_ready", false, status, readyAt)
+        // the claim of expired leases
+        index("stent_runs_lease", false, status, leaseExpiresAt)
+        // the heartbeat: every lease of one worker
+        index("stent_runs_owner", false, leaseOwner)
+        // listing by time
+        index("stent_runs_created", false, createdAt)
+    }
+}

@@ -1,0 +1,142 @@
+package dev.stent
+
+import java.time.Instant
+import kotlin.time.Duration
+
+/**
+ * Starts runs and talks to them. Obtain it from [Stent.client]. Thread-safe; every call is one
+ * short database transaction.
+ */
+public interface StentClient {
+    /**
+     * Starts a run of [workflow] with [input]. With an [id] that exists already, returns a handle to
+     * the existing run and changes nothing (idempotent start). [queue] and [priority] default to
+     * the workflow's; [delay] postpones the first claim.
+     */
+    public suspend fun <I, O> start(
+        workflow: WorkflowDefinition<I, O>,
+        input: I,
+        id: String? = null,
+        queue: String? = null,
+        priority: Int? = null,
+        delay: Duration? = null,
+    ): RunHandle<O>
+
+    /**
+     * Starts a run of the workflow named [workflowName], which need not be known in this process.
+     * A run that no worker registered stays PENDING and visible until one does.
+     */
+    public suspend fun <I, O> start(
+        workflowName: String,
+        input: I,
+        inputCodec: Codec<I>,
+        outputCodec: Codec<O>,
+        id: String? = null,
+        queue: String? = null,
+        priority: Int? = null,
+        delay: Duration? = null,
+    ): RunHandle<O>
+
+    /** A handle to an existing run whose output uses [outputCodec]. Does not check that the run exists. */
+    public fun <O> handle(runId: String, outputCodec: Codec<O>): RunHandle<O>
+
+    /**
+     * Sends signal [name] with [payload] to run [runId]. Stored durably; delivered once, in order,
+     * to the run's next `awaitSignal(name)`. Throws [UnknownRunException] when there is no such
+     * run or it has finished.
+     */
+    public suspend fun <T> signal(runId: String, name: String, payload: T, codec: Codec<T>)
+
+    /**
+     * Waits until run [runId] finishes and returns its output, or throws [WorkflowFailedException]
+     * / [WorkflowCancelledException]. Woken at once when the run finishes in this JVM; otherwise it
+     * polls with back-off. Throws [AwaitTimeoutException] after [timeout] (the run goes on).
+     */
+    public suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration? = null): O
+
+    /** The run's status, timestamps, attempts, failure and step records. Throws [UnknownRunException]. */
+    public suspend fun describe(runId: String): RunInfo
+
+    /**
+     * Cancels run [runId]: a PENDING or WAITING run is CANCELLED at once; a RUNNING one at its next
+     * step or wait (at once in this JVM, within one heartbeat in another). Returns the status after
+     * the call; a finished run is left as it is. Throws [UnknownRunException].
+     */
+    public suspend fun cancel(runId: String): RunStatus
+}
+
+/** Sends a kotlinx-serializable signal payload; see [StentClient.signal]. */
+public suspend inline fun <reified T> StentClient.signal(runId: String, name: String, payload: T): Unit =
+    signal(runId, name, payload, codecOf<T>())
+
+/** Starts a run by workflow name with kotlinx-serializable input and output; see [StentClient.start]. */
+public suspend inline fun <reified I, reified O> StentClient.startByName(
+    workflowName: String,
+    input: I,
+    id: String? = null,
+    queue: String? = null,
+    priority: Int? = null,
+    delay: Duration? = null,
+): RunHandle<O> = start(workflowName, input, codecOf<I>(), codecOf<O>(), id, queue, priority, delay)
+
+/** A started run. */
+public interface RunHandle<O> {
+    /** The run's id. */
+    public val id: String
+
+    /** Waits for the output; see [StentClient.await]. */
+    public suspend fun await(timeout: Duration? = null): O
+
+    /** See [StentClient.describe]. */
+    public suspend fun describe(): RunInfo
+
+    /** See [StentClient.cancel]. */
+    public suspend fun cancel(): RunStatus
+}
+
+/** A run as [StentClient.describe] shows it. */
+public class RunInfo(
+    public val id: String,
+    public val workflowName: String,
+    public val status: RunStatus,
+    public val queue: String,
+    public val priority: Int,
+    public val createdAt: Instant,
+    public val startedAt: Instant?,
+    public val updatedAt: Instant,
+    public val completedAt: Instant?,
+    /** When a PENDING or WAITING run becomes claimable; null when only a signal wakes it. */
+    public val readyAt: Instant?,
+    /** Claims since the run last finished, unloaded or was released cleanly. */
+    public val claimCount: Int,
+    /** The worker holding the lease of a RUNNING run. */
+    public val leaseOwner: String?,
+    /** The failure of a FAILED run. */
+    public val failure: Failure?,
+    /** The encoded input. */
+    public val input: String,
+    /** The encoded output of a COMPLETED run. */
+    public val output: String?,
+    /** Every record, oldest first. */
+    public val steps: List<StepInfo>,
+) {
+    override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, steps=${steps.size})"
+}
+
+/** One record of a run's history. */
+public class StepInfo(
+    public val id: String,
+    /** STEP, SLEEP, SIGNAL, NOW, UUID or RANDOM. */
+    public val kind: String,
+    /** COMPLETED, FAILED, RETRYING, WAITING or TIMED_OUT. */
+    public val status: String,
+    public val attempts: Int,
+    /** The encoded result. */
+    public val result: String?,
+    public val failure: Failure?,
+    /** When the timer, deadline or next attempt is due. */
+    public val wakeAt: Instant?,
+    public val updatedAt: Instant,
+) {
+    override fun toString(): String = "StepInfo($id, $kind, $status, attempts=$attempts)"
+}

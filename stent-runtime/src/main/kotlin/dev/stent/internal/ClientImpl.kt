@@ -1,0 +1,135 @@
+package dev.stent.internal
+
+import dev.stent.AwaitTimeoutException
+import dev.stent.Codec
+import dev.stent.RunConflictException
+import dev.stent.RunHandle
+import dev.stent.RunInfo
+import dev.stent.RunStatus
+import dev.stent.Stent
+import dev.stent.StentClient
+import dev.stent.StepInfo
+import dev.stent.UnknownRunException
+import dev.stent.WorkflowCancelledException
+import dev.stent.WorkflowDefinition
+import dev.stent.WorkflowFailedException
+import dev.stent.store.NewRun
+import dev.stent.store.RunRecord
+import java.time.Instant
+import java.util.UUID
+import kotlin.time.Duration
+import kotlin.time.Duration.Companion.milliseconds
+import kotlin.time.TimeSource
+
+internal class ClientImpl(private val stent: Stent) : StentClient {
+    private val access = stent.access
+    private val notifier = stent.notifier
+    private val maxBytes get() = stent.options.maxPayloadBytes
+
+    override suspend fun <I, O> start(
+        workflow: WorkflowDefinition<I, O>,
+        input: I,
+        id: String?,
+        queue: String?,
+        priority: Int?,
+        delay: Duration?,
+    ): RunHandle<O> = start(
+        workflow.name, input, workflow.inputCodec, workflow.outputCodec, id,
+        queue ?: workflow.queue, priority ?: workflow.priority, delay,
+    )
+
+    override suspend fun <I, O> start(
+        workflowName: String,
+        input: I,
+        inputCodec: Codec<I>,
+        outputCodec: Codec<O>,
+        id: String?,
+        queue: String?,
+        priority: Int?,
+        delay: Duration?,
+    ): RunHandle<O> {
+        WorkflowDefinition.validateName("workflow name", workflowName)
+        val runId = id ?: UUID.randomUUID().toString()
+        WorkflowDefinition.validateName("run id", runId)
+        val q = queue ?: WorkflowDefinition.DEFAULT_QUEUE
+        WorkflowDefinition.validateName("queue", q)
+        require(delay == null || !delay.isNegative()) { "start: delay must not be negative, was $delay" }
+        val encoded = encodePayload(inputCodec, input, maxBytes, PayloadSite("input", runId, workflowName))
+        val newRun = NewRun(runId, workflowName, encoded, q, priority ?: 0, delay?.inWholeMilliseconds ?: 0)
+        val result = access.call("starting run '$runId'") { createRun(newRun) }
+        if (result.run.workflow != workflowName) throw RunConflictException(runId, result.run.workflow, workflowName)
+        if (result.created) notifier.work.fire()
+        return handle(runId, outputCodec)
+    }
+
+    override fun <O> handle(runId: String, outputCodec: Codec<O>): RunHandle<O> = Handle(runId, outputCodec)
+
+    override suspend fun <T> signal(runId: String, name: String, payload: T, codec: Codec<T>) {
+        WorkflowDefinition.validateName("signal name", name)
+        val encoded = encodePayload(codec, payload, maxBytes, PayloadSite("payload of signal '$name'", runId, null))
+        access.call("sending signal '$name' to run '$runId'") { sendSignal(runId, name, encoded) }
+        notifier.signalSent(runId)
+    }
+
+    override suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration?): O {
+        val started = TimeSource.Monotonic.markNow()
+        var poll = 10.milliseconds
+        while (true) {
+            val wake = notifier.finishedFor(runId)
+            val armed = wake.arm()
+            val run = getRun(runId, "awaiting")
+            if (run.status.isTerminal) return outcome(run, outputCodec)
+            val left = timeout?.let { it - started.elapsedNow() }
+            if (left != null && left <= Duration.ZERO) throw AwaitTimeoutException(runId, timeout)
+            wake.awaitArmed(armed, if (left != null && left < poll) left else poll)
+            poll = (poll * 2).coerceAtMost(MAX_AWAIT_POLL)
+        }
+    }
+
+    private fun <O> outcome(run: RunRecord, codec: Codec<O>): O = when (run.status) {
+        RunStatus.COMPLETED -> decodePayload(codec, run.output ?: "null", PayloadSite("output", run.id, run.workflow))
+        RunStatus.FAILED -> throw WorkflowFailedException(run.id, run.workflow, decodeFailure(run.failure) ?: unknownFailure)
+        RunStatus.CANCELLED -> throw WorkflowCancelledException(run.id, run.workflow)
+        else -> error("run '${run.id}' is not finished")
+    }
+
+    override suspend fun describe(runId: String): RunInfo {
+        val run = getRun(runId, "describing")
+        val steps = access.call("listing the steps of run '$runId'") { listSteps(runId) }
+        return RunInfo(
+            run.id, run.workflow, run.status, run.queue, run.priority,
+            instant(run.createdAt), run.startedAt?.let(::instant), instant(run.updatedAt), run.completedAt?.let(::instant),
+            run.readyAt?.let(::instant), run.claimCount, run.leaseOwner, decodeFailure(run.failure), run.input, run.output,
+            steps.map {
+                StepInfo(
+                    it.stepId, it.kind.name, it.status.name, it.attempts, it.result, decodeFailure(it.failure),
+                    it.wakeAt?.let(::instant), instant(it.updatedAt),
+                )
+            },
+        )
+    }
+
+    override suspend fun cancel(runId: String): RunStatus {
+        val status = access.call("cancelling run '$runId'") { requestCancel(runId) }
+            ?: throw UnknownRunException(runId, "nothing to cancel; check the id")
+        if (status == RunStatus.CANCELLED) notifier.runFinished(runId) else notifier.cancelRequested(runId)
+        return status
+    }
+
+    private suspend fun getRun(runId: String, doing: String): RunRecord =
+        access.call("$doing run '$runId'") { getRun(runId) }
+            ?: throw UnknownRunException(runId, "it was never started in this database; check the id and the database")
+
+    private inner class Handle<O>(override val id: String, private val codec: Codec<O>) : RunHandle<O> {
+        override suspend fun await(timeout: Duration?): O = this@ClientImpl.await(id, codec, timeout)
+        override suspend fun describe(): RunInfo = this@ClientImpl.describe(id)
+        override suspend fun cancel(): RunStatus = this@ClientImpl.cancel(id)
+        override fun toString(): String = "RunHandle($id)"
+    }
+
+    private companion object {
+        val MAX_AWAIT_POLL = 500.milliseconds
+        val unknownFailure = dev.stent.Failure("unknown", "no failure was recorded")
+        fun instant(ms: Long): Instant = Instant.ofEpochMilli(ms)
+    }
+}

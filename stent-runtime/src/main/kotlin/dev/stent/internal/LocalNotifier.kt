@@ -1,0 +1,61 @@
+package dev.stent.internal
+
+import dev.stent.InternalStentApi
+import kotlinx.coroutines.CompletableDeferred
+import kotlinx.coroutines.withTimeoutOrNull
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.atomic.AtomicReference
+import kotlin.time.Duration
+
+/**
+ * In-process wake-ups between the clients and workers of one JVM: new work, a finished run, a
+ * signal, a cancel request. Wake-ups are hints; every waiter re-reads the database, and polls
+ * with back-off for what happens in other processes.
+ */
+@InternalStentApi
+public class LocalNotifier {
+    /** New claimable work (a started run, a signal, a released lease). */
+    public val work: WakeUp = WakeUp()
+
+    // Keyed wake-ups; an entry lives while someone may wait on it (removed on finish).
+    private val finished = ConcurrentHashMap<String, WakeUp>()
+    private val signals = ConcurrentHashMap<String, WakeUp>()
+    private val cancels = ConcurrentHashMap<String, (String) -> Unit>()
+
+    public fun finishedFor(runId: String): WakeUp = finished.computeIfAbsent(runId) { WakeUp() }
+    public fun signalFor(runId: String): WakeUp = signals.computeIfAbsent(runId) { WakeUp() }
+
+    public fun runFinished(runId: String) {
+        finished.remove(runId)?.fire()
+        signals.remove(runId)
+    }
+
+    public fun signalSent(runId: String) {
+        signals[runId]?.fire()
+        work.fire()
+    }
+
+    /** Registers the worker that executes [runId] in this JVM, to hear cancel requests at once. */
+    public fun onCancel(runId: String, handler: (String) -> Unit) { cancels[runId] = handler }
+    public fun removeCancel(runId: String) { cancels.remove(runId) }
+    public fun cancelRequested(runId: String) { cancels[runId]?.invoke(runId) }
+}
+
+/**
+ * A reusable wake-up: [arm] before checking the condition, then [awaitArmed]; a [fire] between
+ * the two is not lost.
+ */
+@InternalStentApi
+public class WakeUp {
+    private val current = AtomicReference(CompletableDeferred<Unit>())
+
+    public fun arm(): CompletableDeferred<Unit> = current.get()
+
+    public fun fire() {
+        current.getAndSet(CompletableDeferred()).complete(Unit)
+    }
+
+    /** Waits for a fire after [armed] was taken, at most [timeout]. True if fired. */
+    public suspend fun awaitArmed(armed: CompletableDeferred<Unit>, timeout: Duration): Boolean =
+        withTimeoutOrNull(timeout) { armed.await() } != null
+}

@@ -1,0 +1,162 @@
+package dev.stent.store
+
+import dev.stent.RunStatus
+
+/** What a record in a run's history is. */
+public enum class StepKind {
+    /** A `step("id") { }` result or failure. */
+    STEP,
+
+    /** A durable timer from `sleep`/`sleepUntil`. */
+    SLEEP,
+
+    /** A consumed signal (or a timed-out signal wait). */
+    SIGNAL,
+
+    /** A recorded `now()`. */
+    NOW,
+
+    /** A recorded `randomUuid()`. */
+    UUID,
+
+    /** A recorded `random()`. */
+    RANDOM,
+}
+
+/** The state of one record. */
+public enum class StepStatus {
+    /** Finished with a result: final. */
+    COMPLETED,
+
+    /** Finished with a failure: final. */
+    FAILED,
+
+    /** Failed an attempt; the next attempt is due at `wakeAt`. */
+    RETRYING,
+
+    /** A timer or a signal wait with a deadline at `wakeAt`. */
+    WAITING,
+
+    /** A signal wait whose deadline passed: final. */
+    TIMED_OUT;
+
+    /** True for the states that are never overwritten. */
+    public val isFinal: Boolean get() = this == COMPLETED || this == FAILED || this == TIMED_OUT
+}
+
+/** One record of a run's history, keyed by `(runId, stepId)`. Times are epoch milliseconds, database clock. */
+public class StepRecord(
+    public val stepId: String,
+    public val kind: StepKind,
+    public val status: StepStatus,
+    /** The encoded result (COMPLETED) or signal payload. */
+    public val result: String? = null,
+    /** The JSON-encoded [dev.stent.Failure] (FAILED, RETRYING). */
+    public val failure: String? = null,
+    /** Attempts made so far (steps). */
+    public val attempts: Int = 0,
+    /** When the timer, deadline or next attempt is due. */
+    public val wakeAt: Long? = null,
+    /** When this record was last written. */
+    public val updatedAt: Long = 0,
+) {
+    override fun toString(): String = "StepRecord($stepId, $kind, $status, attempts=$attempts, wakeAt=$wakeAt)"
+}
+
+/** A run as a client creates it. */
+public class NewRun(
+    public val id: String,
+    public val workflow: String,
+    public val input: String,
+    public val queue: String,
+    public val priority: Int,
+    /** Milliseconds after creation (database clock) before the run may be claimed. */
+    public val delayMs: Long,
+)
+
+/** The outcome of [WorkflowStore.createRun]. */
+public class CreateRunResult(
+    /** False when a run with this id existed already; it is returned unchanged. */
+    public val created: Boolean,
+    public val run: RunRecord,
+)
+
+/** What a worker asks [WorkflowStore.claim] for. */
+public class ClaimRequest(
+    public val workerId: String,
+    /** Only runs of these workflow names are claimed. */
+    public val workflows: Collection<String>,
+    /** Only runs in these queues are claimed. */
+    public val queues: Collection<String>,
+    /** At most this many runs. */
+    public val limit: Int,
+    public val leaseMs: Long,
+)
+
+/** A run a worker has just claimed, with every record of its history. */
+public class ClaimedRun(
+    public val id: String,
+    public val workflow: String,
+    public val input: String,
+    /** The fencing token: every write for this run must carry it. */
+    public val token: Long,
+    /** Claims since the run last finished, unloaded or was released cleanly (for the poison guard). */
+    public val claimCount: Int,
+    public val records: List<StepRecord>,
+)
+
+/** The result of a claim: the runs and the database's clock when it ran. */
+public class ClaimResult(public val runs: List<ClaimedRun>, public val dbNowMs: Long)
+
+/** A lease the worker still holds, as the heartbeat found it. */
+public class HeldLease(public val runId: String, public val token: Long, public val cancelRequested: Boolean)
+
+/** The result of a heartbeat: the leases still held and the database's clock. */
+public class HeartbeatResult(public val leases: List<HeldLease>, public val dbNowMs: Long)
+
+/** The outcome of a fenced write. */
+public enum class WriteOutcome {
+    /** Written. */
+    OK,
+
+    /** The run's fencing token no longer matches: another worker owns it. Nothing was written. */
+    LEASE_LOST,
+}
+
+/** The outcome of [WorkflowStore.unload]. */
+public enum class UnloadOutcome {
+    /** The run is WAITING with no lease. */
+    WAITING,
+
+    /** A signal it waits for is already stored: the run is PENDING again, ready now. */
+    READY,
+
+    /** A client had asked to cancel the run: it is CANCELLED instead. */
+    CANCELLED,
+
+    /** The fencing token no longer matches. */
+    LEASE_LOST,
+}
+
+/** A run as stored. Times are epoch milliseconds, database clock. */
+public class RunRecord(
+    public val id: String,
+    public val workflow: String,
+    public val status: RunStatus,
+    public val input: String,
+    public val output: String?,
+    /** The JSON-encoded [dev.stent.Failure] of a FAILED run. */
+    public val failure: String?,
+    public val queue: String,
+    public val priority: Int,
+    public val createdAt: Long,
+    public val startedAt: Long?,
+    public val updatedAt: Long,
+    public val completedAt: Long?,
+    /** When a PENDING or WAITING run becomes claimable (null: only a signal wakes it). */
+    public val readyAt: Long?,
+    public val claimCount: Int,
+    public val leaseOwner: String?,
+    public val leaseExpiresAt: Long?,
+    public val cancelRequested: Boolean,
+)

@@ -1,0 +1,77 @@
+package dev.stent.store
+
+import dev.stent.RunStatus
+
+/**
+ * The persistence SPI the engine runs on. Every method is one transaction, blocking, and safe to
+ * call from many threads; the engine calls it on a bounded dispatcher of [maxConnections] threads.
+ *
+ * Every write on behalf of a running run carries the fencing token it got from [claim] and
+ * changes nothing when the token no longer matches. Failures of the database surface as
+ * [dev.stent.StentStoreException].
+ */
+public interface WorkflowStore : AutoCloseable {
+    /** How many operations can run at once (the connection pool size). */
+    public val maxConnections: Int
+
+    /** The database clock, epoch milliseconds. */
+    public fun dbNowMs(): Long
+
+    /** Creates a run, or returns the existing one with the same id unchanged. */
+    public fun createRun(run: NewRun): CreateRunResult
+
+    /**
+     * Claims up to `limit` runnable runs (PENDING or WAITING and ready, or RUNNING with an
+     * expired lease) of the requested workflows and queues, highest priority then earliest ready
+     * first, and loads all of their records. One transaction.
+     */
+    public fun claim(request: ClaimRequest): ClaimResult
+
+    /** Writes [record] for [runId] if [token] still holds the lease. A final record is never overwritten. */
+    public fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome
+
+    /**
+     * Takes the oldest unconsumed signal [name] of [runId] and records it as [stepId], in one
+     * transaction. Returns the new record, or null when no such signal is stored.
+     * Throws [LeaseLostException] when [token] no longer holds the lease.
+     */
+    public fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StepRecord?
+
+    /**
+     * Writes the run back as WAITING until [wakeAtMs] (null: until a signal), waiting for
+     * [signalNames], and releases its lease. If a signal with one of those names is already stored,
+     * the run becomes PENDING and ready now instead.
+     */
+    public fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome
+
+    /** Finishes the run as [status] (COMPLETED, FAILED or CANCELLED) with its output or failure. */
+    public fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome
+
+    /** Gives the lease back (graceful shutdown): the run is PENDING and ready now. */
+    public fun release(runId: String, token: Long): WriteOutcome
+
+    /** Renews every lease [workerId] holds, in one statement, and returns the ones it still holds. */
+    public fun heartbeat(workerId: String, leaseMs: Long): HeartbeatResult
+
+    /**
+     * Stores a signal for [runId]; a WAITING run that waits for [name] becomes PENDING in the same
+     * transaction. Throws [dev.stent.UnknownRunException] for an unknown or finished run.
+     */
+    public fun sendSignal(runId: String, name: String, payload: String)
+
+    /**
+     * Cancels a PENDING or WAITING run at once, or flags a RUNNING one for its worker.
+     * Returns the run's status after the call, or null when there is no such run.
+     */
+    public fun requestCancel(runId: String): RunStatus?
+
+    /** The run, or null. */
+    public fun getRun(runId: String): RunRecord?
+
+    /** Every record of the run, oldest first. */
+    public fun listSteps(runId: String): List<StepRecord>
+}
+
+/** Thrown by a store when a fenced write finds that the lease has passed to another worker. */
+public class LeaseLostException(public val runId: String) :
+    RuntimeException("run '$runId': the lease passed to another worker; this worker stops the run without writing")

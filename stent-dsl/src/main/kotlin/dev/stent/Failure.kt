@@ -41,6 +41,9 @@ public class Failure(
 
         private fun of(t: Throwable, depth: Int, seen: MutableSet<Throwable>): Failure {
             if (t is RecordedException) return t.failure
+            // kotlinx.coroutines' stack-trace recovery (on with -ea) wraps an exception in a copy of itself
+            val original = t.cause
+            if (original != null && original.javaClass == t.javaClass && original.message == t.message) return of(original, depth, seen)
             seen += t
             val next = t.cause?.takeIf { depth < MAX_DEPTH && it !in seen }
             val frames = t.stackTrace.take(MAX_FRAMES).joinToString("\n") { "at $it" }

@@ -1,0 +1,385 @@
+package dev.stent.it
+
+import dev.stent.DuplicateStepIdException
+import dev.stent.NonRetryableException
+import dev.stent.PayloadException
+import dev.stent.PayloadProblem
+import dev.stent.RunConflictException
+import dev.stent.RunStatus
+import dev.stent.SignalTimeoutException
+import dev.stent.StentOptions
+import dev.stent.StepFailedException
+import dev.stent.UnknownRunException
+import dev.stent.WorkflowCancelledException
+import dev.stent.WorkflowFailedException
+import dev.stent.awaitSignal
+import dev.stent.retryPolicy
+import dev.stent.sqlite
+import dev.stent.Stent
+import dev.stent.signal
+import dev.stent.startByName
+import dev.stent.step
+import dev.stent.stentWorker
+import dev.stent.workflow
+import io.kotest.assertions.throwables.shouldThrow
+import io.kotest.core.spec.style.FunSpec
+import io.kotest.matchers.collections.shouldContainExactly
+import io.kotest.matchers.ints.shouldBeGreaterThan
+import io.kotest.matchers.shouldBe
+import io.kotest.matchers.string.shouldContain
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.delay
+import kotlinx.serialization.Serializable
+import java.io.IOException
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.atomic.AtomicInteger
+import kotlin.time.Duration.Companion.milliseconds
+import kotlin.time.Duration.Companion.seconds
+
+@Serializable
+data class Order(val id: String, val amount: Long)
+
+class WorkflowBehaviourSpec : FunSpec({
+
+    test("a workflow runs its steps once and returns its output; describe shows every record") {
+        withSqlite { stent ->
+            val runs = AtomicInteger()
+            val wf = workflow<Order, String>("charge") { o ->
+                val a = step("authorize") { runs.incrementAndGet(); "auth-${o.id}" }
+                val b = step("capture") { runs.incrementAndGet(); o.amount * 2 }
+                "$a/$b"
+            }
+            stentWorker(stent) { register(wf) }.use {
+                val run = stent.client.start(wf, Order("o1", 21), id = "o1")
+                run.await(10.seconds) shouldBe "auth-o1/42"
+                val info = run.describe()
+                info.status shouldBe RunStatus.COMPLETED
+                info.steps.map { it.id } shouldContainExactly listOf("authorize", "capture")
+                info.steps.map { it.result } shouldContainExactly listOf("\"auth-o1\"", "42")
+                info.completedAt shouldBe info.completedAt!!
+                runs.get() shouldBe 2
+            }
+        }
+    }
+
+    test("starting an id that exists returns the existing run; another workflow's id is a conflict") {
+        withSqlite { stent ->
+            val wf = workflow<Order, Long>("idem") { o -> step("x") { o.amount } }
+            val other = workflow<Order, Long>("other") { o -> o.amount }
+            val first = stent.client.start(wf, Order("a", 1), id = "same")
+            val second = stent.client.start(wf, Order("a", 999), id = "same")
+            second.id shouldBe first.id
+            stent.client.describe("same").input shouldContain "\"amount\":1"
+            shouldThrow<RunConflictException> { stent.client.start(other, Order("a", 1), id = "same") }
+                .message shouldContain "exists already as workflow 'idem'"
+            stentWorker(stent) { register(wf) }.use { first.await(10.seconds) shouldBe 1L }
+        }
+    }
+
+    test("a long durable sleep unloads the run (WAITING, no lease, no coroutine) and it completes when due") {
+        withSqlite { stent ->
+            val before = AtomicInteger()
+            val wf = workflow<String, String>("sleeper") { _ ->
+                step("before") { before.incrementAndGet() }
+                sleep(1500.milliseconds)
+                step("after") { "woke" }
+            }
+            stentWorker(stent) { register(wf); unloadThreshold = 200.milliseconds; pollInterval = 100.milliseconds }.use { worker ->
+                val run = stent.client.start(wf, "x", id = "sleepy")
+                eventually("the run is WAITING") { stent.statusOf("sleepy") == RunStatus.WAITING }
+                val waiting = run.describe()
+                waiting.leaseOwner shouldBe null
+                waiting.readyAt shouldBe waiting.steps.single { it.kind == "SLEEP" }.wakeAt
+                worker.activeRuns shouldBe 0
+                run.await(10.seconds) shouldBe "woke"
+                before.get() shouldBe 1
+            }
+        }
+    }
+
+    test("signals: kept when sent before the wait, delivered after the wait, one per wait in order") {
+        withSqlite { stent ->
+            val wf = workflow<String, String>("signals") { _ ->
+                val a = awaitSignal<String>("s")
+                val b = awaitSignal<String>("s")
+                val c = awaitSignal<String>("s")
+                "$a,$b,$c"
+            }
+            val run = stent.client.start(wf, "", id = "sig")
+            stent.client.signal("sig", "s", "one") // before any worker or wait exists
+            stent.client.signal("sig", "s", "two")
+            stentWorker(stent) { register(wf); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
+                eventually("the run waits for the third signal") {
+                    val info = stent.client.describe("sig")
+                    info.status == RunStatus.WAITING && info.steps.count { it.status == "COMPLETED" } == 2
+                }
+                stent.client.signal("sig", "s", "three")
+                run.await(10.seconds) shouldBe "one,two,three"
+            }
+        }
+    }
+
+    test("a signal wait times out with SignalTimeoutException, and replay sees the same timeout") {
+        withSqlite { stent ->
+            val wf = workflow<String, String>("timeout") { _ ->
+                val r = try {
+                    awaitSignal<String>("never", timeout = 300.milliseconds)
+                } catch (e: SignalTimeoutException) {
+                    "timed out: ${e.signalName}"
+                }
+                sleep(1.seconds) // unload and replay past the timeout
+                r
+            }
+            stentWorker(stent) { register(wf); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
+                stent.client.start(wf, "", id = "t").await(10.seconds) shouldBe "timed out: never"
+                stent.client.describe("t").steps.first().status shouldBe "TIMED_OUT"
+            }
+        }
+    }
+
+    test("a signal to an unknown or finished run is a clear error") {
+        withSqlite { stent ->
+            shouldThrow<UnknownRunException> { stent.client.signal("ghost", "s", "x") }
+                .message shouldContain "no run with id 'ghost'"
+            val wf = workflow<String, String>("quick") { it }
+            stentWorker(stent) { register(wf) }.use { stent.client.start(wf, "done", id = "q").await(10.seconds) }
+            shouldThrow<UnknownRunException> { stent.client.signal("q", "s", "x") }.message shouldContain "has finished (COMPLETED)"
+        }
+    }
+
+    test("retries with back-off record each attempt and succeed") {
+        withSqlite { stent ->
+            val attempts = AtomicInteger()
+            val wf = workflow<String, Int>("flaky", { retryPolicy = retryPolicy { maxAttempts = 4; initialDelay = 20.milliseconds } }) { _ ->
+                step("call") {
+                    if (attempts.incrementAndGet() < 3) throw IOException("down #$attempt")
+                    attempt
+                }
+            }
+            stentWorker(stent) { register(wf) }.use {
+                stent.client.start(wf, "", id = "f").await(10.seconds) shouldBe 3
+                stent.client.describe("f").steps.single().attempts shouldBe 3
+            }
+        }
+    }
+
+    test("a long retry back-off unloads the run and the attempt count survives the unload") {
+        withSqlite { stent ->
+            val attempts = AtomicInteger()
+            val policy = retryPolicy { maxAttempts = 3; initialDelay = 1.seconds; jitter = 0.0 }
+            val wf = workflow<String, Int>("slow-retry") { _ ->
+                step("call", policy) { if (attempts.incrementAndGet() < 2) throw IOException("once") else attempt }
+            }
+            stentWorker(stent) { register(wf); unloadThreshold = 200.milliseconds; pollInterval = 50.milliseconds }.use {
+                val run = stent.client.start(wf, "", id = "sr")
+                eventually("the run waits for its retry") {
+                    val info = run.describe()
+                    info.status == RunStatus.WAITING && info.steps.singleOrNull()?.status == "RETRYING"
+                }
+                run.await(10.seconds) shouldBe 2
+            }
+        }
+    }
+
+    test("a non-retryable exception fails the step at once; exhausted retries fail the run with the cause chain") {
+        withSqlite { stent ->
+            val calls = ConcurrentHashMap<String, AtomicInteger>()
+            val wf = workflow<String, String>("failing", { retryPolicy = retryPolicy { maxAttempts = 3; initialDelay = 10.milliseconds } }) { mode ->
+                step("s") {
+                    calls.computeIfAbsent(mode) { AtomicInteger() }.incrementAndGet()
+                    if (mode == "fatal") throw NonRetryableException("card declined")
+                    throw IllegalStateException("gateway broken", IOException("socket closed"))
+                }
+            }
+            stentWorker(stent) { register(wf) }.use {
+                val fatal = shouldThrow<WorkflowFailedException> { stent.client.start(wf, "fatal", id = "nr").await(10.seconds) }
+                calls["fatal"]!!.get() shouldBe 1
+                fatal.failure.type shouldBe StepFailedException::class.java.name
+                fatal.failure.cause!!.type shouldBe NonRetryableException::class.java.name
+
+                val exhausted = shouldThrow<WorkflowFailedException> { stent.client.start(wf, "flaky", id = "ex").await(10.seconds) }
+                calls["flaky"]!!.get() shouldBe 3
+                exhausted.message shouldContain "failed after 3 attempt(s)"
+                val cause = exhausted.failure.cause!!
+                cause.type shouldBe "java.lang.IllegalStateException"
+                cause.message shouldBe "gateway broken"
+                cause.cause!!.type shouldBe "java.io.IOException"
+                cause.cause!!.message shouldBe "socket closed"
+                cause.stackTrace shouldContain "WorkflowBehaviourSpec"
+                stent.client.describe("ex").steps.single().status shouldBe "FAILED"
+            }
+        }
+    }
+
+    test("a run of an unknown workflow stays PENDING while the worker serves others") {
+        withSqlite { stent ->
+            val known = workflow<String, String>("known") { it }
+            stentWorker(stent) { register(known); pollInterval = 50.milliseconds }.use {
+                stent.client.startByName<String, String>("nobody-registers-this", "x", id = "orphan")
+                stent.client.start(known, "served", id = "k").await(10.seconds) shouldBe "served"
+                delay(300.milliseconds)
+                val orphan = stent.client.describe("orphan")
+                orphan.status shouldBe RunStatus.PENDING
+                orphan.claimCount shouldBe 0
+            }
+        }
+    }
+
+    test("an undecodable stored input fails only that run, with a clear error") {
+        withSqlite { stent ->
+            val wf = workflow<Order, Long>("typed") { o -> step("amount") { o.amount } }
+            stentWorker(stent) { register(wf) }.use {
+                val bad = stent.client.startByName<String, Long>("typed", "not an order", id = "bad")
+                val good = stent.client.start(wf, Order("g", 7), id = "good")
+                val e = shouldThrow<WorkflowFailedException> { bad.await(10.seconds) }
+                e.failure.type shouldBe PayloadException::class.java.name
+                e.failure.message!! shouldContain "cannot decode the stored input of workflow 'typed' (run 'bad')"
+                good.await(10.seconds) shouldBe 7L
+            }
+        }
+    }
+
+    test("a step result that cannot be encoded fails the step with a message naming it") {
+        withSqlite { stent ->
+            val wf = workflow<String, Double>("nan") { _ -> step("ratio") { Double.NaN } }
+            stentWorker(stent) { register(wf) }.use {
+                val e = shouldThrow<WorkflowFailedException> { stent.client.start(wf, "", id = "nan").await(10.seconds) }
+                e.message shouldContain "step 'ratio'"
+                e.failure.cause!!.type shouldBe PayloadException::class.java.name
+                e.failure.cause!!.message!! shouldContain "cannot encode the result of step 'ratio' of workflow 'nan' (run 'nan')"
+            }
+        }
+    }
+
+    test("an oversized input is refused at start and nothing is stored") {
+        withSqlite(StentOptions(maxPayloadBytes = 64)) { stent ->
+            val wf = workflow<String, String>("big") { it }
+            val e = shouldThrow<PayloadException> { stent.client.start(wf, "x".repeat(100), id = "big") }
+            e.problem shouldBe PayloadProblem.TOO_LARGE
+            e.message shouldContain "102 bytes encoded, over the limit of 64 bytes"
+            shouldThrow<UnknownRunException> { stent.client.describe("big") }
+        }
+    }
+
+    test("a duplicate step id fails the run at the second call, even if the code catches it") {
+        withSqlite { stent ->
+            val wf = workflow<String, String>("dup") { _ ->
+                step("charge") { 1 }
+                try {
+                    step("charge") { 2 }
+                } catch (e: DuplicateStepIdException) {
+                    // swallowing it does not save the run
+                }
+                "done"
+            }
+            stentWorker(stent) { register(wf) }.use {
+                val e = shouldThrow<WorkflowFailedException> { stent.client.start(wf, "", id = "d").await(10.seconds) }
+                e.failure.type shouldBe DuplicateStepIdException::class.java.name
+                e.failure.message shouldBe
+                    "duplicate step id 'charge' in workflow 'dup' (run 'd'): step ids must be unique within a run; in a loop use step(\"charge-\$i\")"
+            }
+        }
+    }
+
+    test("a non-deterministic change is caught on replay and fails the run naming the step") {
+        val path = tempDbPath()
+        val v1 = workflow<String, String>("evolving") { _ ->
+            step("reserve") { "r" }
+            awaitSignal<String>("go")
+        }
+        val v2 = workflow<String, String>("evolving") { _ ->
+            // v2 dropped the "reserve" step
+            awaitSignal<String>("go")
+        }
+        Stent.sqlite(path).use { stent ->
+            stentWorker(stent) { register(v1); unloadThreshold = 100.milliseconds }.use {
+                stent.client.start(v1, "", id = "nd")
+                eventually("v1 waits for the signal") { stent.statusOf("nd") == RunStatus.WAITING }
+            }
+            stentWorker(stent) { register(v2) }.use {
+                stent.client.signal("nd", "go", "now")
+                val e = shouldThrow<WorkflowFailedException> { stent.client.handle("nd", dev.stent.codecOf<String>()).await(10.seconds) }
+                e.failure.type shouldBe dev.stent.NonDeterminismException::class.java.name
+                e.failure.message!! shouldContain "non-deterministic replay of workflow 'evolving' (run 'nd') at step 'reserve'"
+                e.failure.message!! shouldContain "finished without reaching it"
+            }
+        }
+    }
+
+    test("parallel branches run concurrently and replay without re-running finished steps") {
+        withSqlite { stent ->
+            val running = AtomicInteger()
+            val maxRunning = AtomicInteger()
+            val executions = AtomicInteger()
+            val wf = workflow<Int, Int>("fanout") { n ->
+                val parts = coroutineScope {
+                    (1..n).map { i ->
+                        async {
+                            step("part-$i") {
+                                executions.incrementAndGet()
+                                val now = running.incrementAndGet()
+                                maxRunning.accumulateAndGet(now) { a, b -> maxOf(a, b) }
+                                delay(200.milliseconds)
+                                running.decrementAndGet()
+                                i
+                            }
+                        }
+                    }.awaitAll()
+                }
+                sleep(800.milliseconds, id = "pause") // unload, then replay the branches from the records
+                parts.sum()
+            }
+            stentWorker(stent) { register(wf); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
+                val run = stent.client.start(wf, 5, id = "fan")
+                eventually("the run unloads") { stent.statusOf("fan") == RunStatus.WAITING }
+                run.await(10.seconds) shouldBe 15
+                executions.get() shouldBe 5
+                maxRunning.get() shouldBeGreaterThan 1
+            }
+        }
+    }
+
+    test("now, randomUuid and random are recorded and the same after a replay") {
+        withSqlite { stent ->
+            val firstSeen = ConcurrentHashMap<String, String>()
+            val wf = workflow<String, String>("recorded") { _ ->
+                val values = "${now()}|${randomUuid()}|${random()}"
+                firstSeen.putIfAbsent("v", values)
+                sleep(800.milliseconds)
+                values
+            }
+            stentWorker(stent) { register(wf); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
+                val run = stent.client.start(wf, "", id = "rec")
+                eventually("the run unloads") { stent.statusOf("rec") == RunStatus.WAITING }
+                run.await(10.seconds) shouldBe firstSeen["v"]
+                run.describe().steps.map { it.kind } shouldContainExactly listOf("NOW", "UUID", "RANDOM", "SLEEP")
+            }
+        }
+    }
+
+    test("cancel: a WAITING run is cancelled at once, a running one at its next step") {
+        withSqlite { stent ->
+            val waiting = workflow<String, String>("waits") { _ -> awaitSignal<String>("never") }
+            val after = AtomicInteger()
+            val busy = workflow<String, String>("busy") { _ ->
+                step("long") { delay(60.seconds) }
+                step("after") { after.incrementAndGet() }
+                "finished"
+            }
+            stentWorker(stent) { register(waiting); register(busy); unloadThreshold = 100.milliseconds }.use {
+                val w = stent.client.start(waiting, "", id = "w")
+                eventually("it waits") { stent.statusOf("w") == RunStatus.WAITING }
+                w.cancel() shouldBe RunStatus.CANCELLED
+                shouldThrow<WorkflowCancelledException> { w.await(5.seconds) }
+
+                val b = stent.client.start(busy, "", id = "b")
+                eventually("it runs") { stent.statusOf("b") == RunStatus.RUNNING }
+                b.cancel() shouldBe RunStatus.RUNNING
+                shouldThrow<WorkflowCancelledException> { b.await(10.seconds) }
+                after.get() shouldBe 0
+            }
+        }
+    }
+})

@@ -35,7 +35,7 @@ public fun Stent.Companion.sqlite(path: String, options: StentOptions = StentOpt
         maximumPoolSize = 1
         minimumIdle = 1
         poolName = "stent-sqlite"
-        isAutoCommit = false
+        isAutoCommit = true // sqlite-jdbc starts BEGIN IMMEDIATE as soon as autocommit is off: idle connections must not hold the lock
     }
     return open(HikariDataSource(hikari), SqlDialect.Sqlite, options)
 }

@@ -1,0 +1,139 @@
+package dev.stent.it
+
+import dev.stent.RunStatus
+import dev.stent.Stent
+import dev.stent.WorkflowFailedException
+import dev.stent.codecOf
+import dev.stent.sqlite
+import dev.stent.startByName
+import dev.stent.step
+import dev.stent.stentWorker
+import dev.stent.workflow
+import io.kotest.assertions.throwables.shouldThrow
+import io.kotest.core.spec.style.FunSpec
+import io.kotest.matchers.collections.shouldHaveSize
+import io.kotest.matchers.ints.shouldBeLessThanOrEqual
+import io.kotest.matchers.shouldBe
+import io.kotest.matchers.string.shouldContain
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.delay
+import java.io.File
+import java.nio.file.Files
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.atomic.AtomicInteger
+import kotlin.time.Duration.Companion.milliseconds
+import kotlin.time.Duration.Companion.seconds
+
+class CrashRecoverySpec : FunSpec({
+
+    test("a finished step is not run again after its worker process is killed with kill -9") {
+        val dir = Files.createTempDirectory("stent-crash").toFile()
+        val db = File(dir, "stent.db").path
+        Stent.sqlite(db).use { stent ->
+            File(dir, "block").writeText("hang in s3")
+            val first = startWorkerProcess(db, dir, "4", "2000")
+            try {
+                stent.client.startByName<String, String>("crash-five", "", id = "k1")
+                eventually("step s3 is in flight") { ExecutionLog(dir).count("k1", "s3") == 1 }
+            } finally {
+                first.kill9()
+            }
+            File(dir, "block").delete()
+            val second = startWorkerProcess(db, dir, "4", "2000")
+            try {
+                stent.client.await("k1", codecOf<String>(), 60.seconds) shouldBe "ok"
+            } finally {
+                second.kill9()
+            }
+            val log = ExecutionLog(dir)
+            (1..5).map { log.count("k1", "s$it") } shouldBe listOf(1, 1, 2, 1, 1) // only s3 was in flight at the kill
+            log.pids shouldHaveSize 2
+            val info = stent.client.describe("k1")
+            info.status shouldBe RunStatus.COMPLETED
+            info.steps.map { it.id to it.status } shouldBe (1..5).map { "s$it" to "COMPLETED" }
+        }
+    }
+
+    test("two worker processes on one database never run a run twice: 200 workflows x 5 steps, each step once") {
+        val dir = Files.createTempDirectory("stent-two").toFile()
+        val db = File(dir, "stent.db").path
+        Stent.sqlite(db).use { stent ->
+            val workers = listOf(startWorkerProcess(db, dir, "8"), startWorkerProcess(db, dir, "8"))
+            try {
+                val ids = (1..200).map { "r$it" }
+                ids.forEach { stent.client.startByName<String, String>("crash-five", "", id = it) }
+                coroutineScope { ids.map { async { stent.client.await(it, codecOf<String>(), 120.seconds) } }.awaitAll() }
+                    .toSet() shouldBe setOf("ok")
+            } finally {
+                workers.forEach { it.kill9() }
+            }
+            val log = ExecutionLog(dir)
+            log.counts.size shouldBe 1000
+            log.counts.values.toSet() shouldBe setOf(1)
+            log.pids shouldHaveSize 2
+            for (i in listOf(1, 77, 200)) {
+                val info = stent.client.describe("r$i")
+                info.status shouldBe RunStatus.COMPLETED
+                info.steps.map { it.id } shouldBe (1..5).map { "s$it" }
+            }
+        }
+    }
+
+    test("the poison guard fails a run that keeps killing its worker") {
+        val dir = Files.createTempDirectory("stent-poison").toFile()
+        val db = File(dir, "stent.db").path
+        Stent.sqlite(db).use { stent ->
+            stent.client.startByName<String, String>("halt", "", id = "p")
+            var last: Process? = null
+            try {
+                repeat(3) {
+                    if (stent.statusOf("p") != RunStatus.FAILED) {
+                        last = startWorkerProcess(db, dir, "1", "1000", "2")
+                        eventually("the worker dies or fails the run", 30.seconds) {
+                            !last!!.isAlive || stent.statusOf("p") == RunStatus.FAILED
+                        }
+                    }
+                }
+                val e = shouldThrow<WorkflowFailedException> { stent.client.await("p", codecOf<String>(), 30.seconds) }
+                e.failure.type shouldBe "dev.stent.PoisonRun"
+                e.failure.message!! shouldContain "was claimed 3 times without finishing"
+            } finally {
+                last?.kill9()
+            }
+        }
+    }
+
+    test("graceful shutdown hands in-flight runs to another worker without losing a step") {
+        withSqlite { stent ->
+            val executions = ConcurrentHashMap<String, AtomicInteger>()
+            val wf = workflow<String, Int>("handoff") { _ ->
+                var sum = 0
+                for (i in 1..10) {
+                    sum += step("s$i") {
+                        executions.computeIfAbsent(stepId) { AtomicInteger() }.incrementAndGet()
+                        delay(150.milliseconds)
+                        i
+                    }
+                }
+                sum
+            }
+            val a = stentWorker(stent) { register(wf) }
+            stent.client.start(wf, "", id = "h")
+            eventually("three steps are recorded") { stent.client.describe("h").steps.size >= 3 }
+            a.shutdown(grace = 50.milliseconds)
+            val released = stent.client.describe("h")
+            released.status shouldBe RunStatus.PENDING
+            released.leaseOwner shouldBe null
+            stentWorker(stent) { register(wf) }.use {
+                stent.client.await("h", codecOf<Int>(), 20.seconds) shouldBe 55
+            }
+            stent.client.describe("h").steps.map { it.id } shouldBe (1..10).map { "s$it" }
+            executions.keys shouldBe (1..10).map { "s$it" }.toSet()
+            // only the step in flight at the shutdown may have run twice
+            executions.values.sumOf { it.get() } shouldBeLessThanOrEqual 11
+            executions.values.count { it.get() > 1 } shouldBeLessThanOrEqual 1
+        }
+    }
+})

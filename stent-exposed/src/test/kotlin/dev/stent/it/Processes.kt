@@ -1,0 +1,36 @@
+package dev.stent.it
+
+import java.io.File
+import java.util.concurrent.TimeUnit
+
+/** Starts a worker JVM ([WorkerProcess]) on the test classpath and waits until it says READY. */
+fun startWorkerProcess(db: String, dir: File, vararg extra: String): Process {
+    val java = File(System.getProperty("java.home"), "bin/java").path
+    val cp = System.getProperty("surefire.test.class.path") ?: System.getProperty("java.class.path")
+    val out = File(dir, "worker-${System.nanoTime()}.out")
+    val p = ProcessBuilder(listOf(java, "-Xmx256m", "-cp", cp, "dev.stent.it.WorkerProcessKt", db, dir.path) + extra)
+        .redirectErrorStream(true)
+        .redirectOutput(out)
+        .start()
+    val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60)
+    while (!out.readText().contains("READY")) {
+        if (!p.isAlive && !out.readText().contains("READY")) error("worker process exited early:\n${out.readText()}")
+        check(System.nanoTime() < deadline) { "worker process did not start:\n${out.readText()}" }
+        Thread.sleep(50)
+    }
+    return p
+}
+
+/** `kill -9`. */
+fun Process.kill9() {
+    destroyForcibly()
+    waitFor(30, TimeUnit.SECONDS)
+}
+
+/** Executions per `runId:stepId` logged by step bodies, and the pids that ran them. */
+class ExecutionLog(dir: File) {
+    private val lines = linesOf(File(dir, "exec.log")).map { it.split(":") }
+    val counts: Map<String, Int> = lines.groupingBy { "${it[0]}:${it[1]}" }.eachCount()
+    val pids: Set<String> = lines.map { it[2] }.toSet()
+    fun count(runId: String, stepId: String) = counts["$runId:$stepId"] ?: 0
+}

@@ -1,0 +1,56 @@
+package dev.stent.it
+
+import dev.stent.Stent
+import dev.stent.sqlite
+import dev.stent.step
+import dev.stent.stentWorker
+import dev.stent.workflow
+import kotlinx.coroutines.delay
+import java.io.File
+import kotlin.time.Duration.Companion.milliseconds
+import kotlin.time.Duration.Companion.minutes
+
+/** Step bodies append `runId:stepId:pid` to `exec.log` in the log directory, so tests can count executions across processes. */
+private fun logExecution(dir: File, runId: String, stepId: String) =
+    appendLine(File(dir, "exec.log"), "$runId:$stepId:${ProcessHandle.current().pid()}")
+
+/** Five steps; while the file `block` exists, step s3 hangs after logging, so a test can kill the process inside it. */
+fun crashFive(dir: File) = workflow<String, String>("crash-five") { _ ->
+    for (i in 1..5) {
+        step("s$i") {
+            logExecution(dir, runId, stepId)
+            if (i == 3 && File(dir, "block").exists()) delay(10.minutes)
+            "done-$i"
+        }
+    }
+    "ok"
+}
+
+/** Kills its own JVM inside a step, every time: the poison guard must stop it. */
+val halting = workflow<String, String>("halt") { _ ->
+    step("die") { Runtime.getRuntime().halt(3); "unreachable" }
+}
+
+/**
+ * A worker JVM for crash tests: `WorkerProcess <db> <logDir> <concurrency> <leaseMs> <maxClaims>`.
+ * Prints READY once claiming; runs until killed.
+ */
+fun main(args: Array<String>) {
+    val (db, logDir) = args
+    val concurrency = args.getOrNull(2)?.toInt() ?: 8
+    val leaseMs = args.getOrNull(3)?.toLong() ?: 2000
+    val maxClaims = args.getOrNull(4)?.toInt() ?: 10
+    val stent = Stent.sqlite(db)
+    val worker = stentWorker(stent) {
+        register(crashFive(File(logDir)))
+        register(halting)
+        this.concurrency = concurrency
+        leaseDuration = leaseMs.milliseconds
+        pollInterval = 50.milliseconds
+        this.maxClaims = maxClaims
+    }
+    Runtime.getRuntime().addShutdownHook(Thread { worker.close(); stent.close() })
+    println("READY")
+    System.out.flush()
+    Thread.sleep(Long.MAX_VALUE)
+}

@@ -27,8 +27,11 @@ public class Stent(
     /** Starts, signals, awaits, describes and cancels runs. */
     public val client: StentClient = ClientImpl(this)
 
-    /** Closes the store. Close workers first. */
+    private val wakeUps: AutoCloseable = store.startWakeUps(notifier)
+
+    /** Stops listening for wake-ups and closes the store. Close workers first. */
     override fun close() {
+        wakeUps.close()
         store.close()
     }
 

@@ -3,21 +3,16 @@ package dev.stent.it
 import dev.stent.RunStatus
 import dev.stent.Stent
 import dev.stent.StentOptions
-import dev.stent.sqlite
 import kotlinx.coroutines.delay
 import java.io.File
-import java.nio.file.Files
 import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
 import kotlin.time.TimeSource
 
-/** A fresh SQLite file in its own temp directory. */
-fun tempDbPath(): String = Files.createTempDirectory("stent-test").resolve("stent.db").toString()
-
-/** Opens a fresh SQLite store, runs [block], closes it. */
-suspend fun <T> withSqlite(options: StentOptions = StentOptions(), block: suspend (Stent) -> T): T =
-    Stent.sqlite(tempDbPath(), options).use { block(it) }
+/** Opens a fresh database of [store], runs [block], closes it. */
+suspend fun <T> withStore(store: TestStore, options: StentOptions = StentOptions(), block: suspend (Stent) -> T): T =
+    store.newDb().open(options).use { block(it) }
 
 /** Polls [condition] until true or [timeout] passes (then fails with [message]). */
 suspend fun eventually(message: String, timeout: Duration = 20.seconds, condition: suspend () -> Boolean) {

@@ -1,7 +1,5 @@
 package dev.stent.it
 
-import dev.stent.Stent
-import dev.stent.sqlite
 import dev.stent.step
 import dev.stent.stentWorker
 import dev.stent.workflow
@@ -32,15 +30,15 @@ val halting = workflow<String, String>("halt") { _ ->
 }
 
 /**
- * A worker JVM for crash tests: `WorkerProcess <db> <logDir> <concurrency> <leaseMs> <maxClaims>`.
- * Prints READY once claiming; runs until killed.
+ * A worker JVM for crash tests: `WorkerProcess <logDir> <concurrency> <leaseMs> <maxClaims> <store args…>`
+ * (store args as in [TestDb.processArgs]). Prints READY once claiming; runs until killed.
  */
 fun main(args: Array<String>) {
-    val (db, logDir) = args
-    val concurrency = args.getOrNull(2)?.toInt() ?: 8
-    val leaseMs = args.getOrNull(3)?.toLong() ?: 2000
-    val maxClaims = args.getOrNull(4)?.toInt() ?: 10
-    val stent = Stent.sqlite(db)
+    val logDir = args[0]
+    val concurrency = args[1].toInt()
+    val leaseMs = args[2].toLong()
+    val maxClaims = args[3].toInt()
+    val stent = TestStore.openFromArgs(args.drop(4))
     val worker = stentWorker(stent) {
         register(crashFive(File(logDir)))
         register(halting)

@@ -58,7 +58,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         val newRun = NewRun(runId, workflowName, encoded, q, priority ?: 0, delay?.inWholeMilliseconds ?: 0)
         val result = access.call("starting run '$runId'") { createRun(newRun) }
         if (result.run.workflow != workflowName) throw RunConflictException(runId, result.run.workflow, workflowName)
-        if (result.created) notifier.work.fire()
+        if (result.created) notifier.workAvailable.fire()
         return handle(runId, outputCodec)
     }
 

@@ -13,9 +13,9 @@ import kotlin.time.Duration
  * with back-off for what happens in other processes.
  */
 @InternalStentApi
-public class LocalNotifier {
+public class LocalNotifier : dev.stent.store.WakeUpSink {
     /** New claimable work (a started run, a signal, a released lease). */
-    public val work: WakeUp = WakeUp()
+    public val workAvailable: WakeUp = WakeUp()
 
     // Keyed wake-ups; an entry lives while someone may wait on it (removed on finish).
     private val finished = ConcurrentHashMap<String, WakeUp>()
@@ -25,6 +25,11 @@ public class LocalNotifier {
     public fun finishedFor(runId: String): WakeUp = finished.computeIfAbsent(runId) { WakeUp() }
     public fun signalFor(runId: String): WakeUp = signals.computeIfAbsent(runId) { WakeUp() }
 
+    override fun work(): Unit = workAvailable.fire()
+    override fun finished(runId: String): Unit = runFinished(runId)
+    override fun signal(runId: String): Unit = signalSent(runId)
+    override fun cancel(runId: String): Unit = cancelRequested(runId)
+
     public fun runFinished(runId: String) {
         finished.remove(runId)?.fire()
         signals.remove(runId)
@@ -32,7 +37,7 @@ public class LocalNotifier {
 
     public fun signalSent(runId: String) {
         signals[runId]?.fire()
-        work.fire()
+        workAvailable.fire()
     }
 
     /** Registers the worker that executes [runId] in this JVM, to hear cancel requests at once. */

@@ -105,8 +105,11 @@ public class ClaimedRun(
     public val records: List<StepRecord>,
 )
 
-/** The result of a claim: the runs and the database's clock when it ran. */
-public class ClaimResult(public val runs: List<ClaimedRun>, public val dbNowMs: Long)
+/**
+ * The result of a claim: the runs, the database's clock when it ran, and when the next run of
+ * the requested workflows becomes ready (so an idle worker can sleep exactly until a timer is due).
+ */
+public class ClaimResult(public val runs: List<ClaimedRun>, public val dbNowMs: Long, public val nextReadyAt: Long? = null)
 
 /** A lease the worker still holds, as the heartbeat found it. */
 public class HeldLease(public val runId: String, public val token: Long, public val cancelRequested: Boolean)

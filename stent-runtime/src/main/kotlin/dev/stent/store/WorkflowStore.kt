@@ -70,6 +70,28 @@ public interface WorkflowStore : AutoCloseable {
 
     /** Every record of the run, oldest first. */
     public fun listSteps(runId: String): List<StepRecord>
+
+    /**
+     * Starts delivering wake-ups written by other processes (PostgreSQL `LISTEN/NOTIFY`) to
+     * [sink] until the returned handle is closed. Stores without such a channel return a no-op;
+     * the engine then relies on in-process wake-ups and polling.
+     */
+    public fun startWakeUps(sink: WakeUpSink): AutoCloseable = AutoCloseable {}
+}
+
+/** Receives wake-ups; every one is a hint to re-read the database, never a fact to act on. */
+public interface WakeUpSink {
+    /** New claimable work may exist (a started run, a signal, a released lease, a due timer). */
+    public fun work()
+
+    /** Run [runId] finished. */
+    public fun finished(runId: String)
+
+    /** A signal was stored for run [runId]. */
+    public fun signal(runId: String)
+
+    /** A client asked to cancel run [runId]. */
+    public fun cancel(runId: String)
 }
 
 /** Thrown by a store when a fenced write finds that the lease has passed to another worker. */

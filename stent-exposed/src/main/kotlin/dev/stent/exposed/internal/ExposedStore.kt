@@ -1,6 +1,5 @@
 package dev.stent.exposed.internal
 
-import com.zaxxer.hikari.HikariDataSource
 import dev.stent.RunStatus
 import dev.stent.UnknownRunException
 import dev.stent.store.ClaimRequest
@@ -16,6 +15,7 @@ import dev.stent.store.StepKind
 import dev.stent.store.StepRecord
 import dev.stent.store.StepStatus
 import dev.stent.store.UnloadOutcome
+import dev.stent.store.WakeUpSink
 import dev.stent.store.WorkflowStore
 import dev.stent.store.WriteOutcome
 import kotlinx.serialization.builtins.ListSerializer
@@ -35,12 +35,21 @@ import java.sql.ResultSet
  * transaction; hot-path statements are SQL written out per dialect so each is one round trip.
  */
 internal class ExposedStore(
-    private val dataSource: HikariDataSource,
     private val db: Database,
     private val dialect: SqlDialect,
+    override val maxConnections: Int,
+    /** The channel wake-ups are sent on (PostgreSQL), specific to the schema. */
+    private val channel: String,
+    /** Opens the dedicated connection that LISTENs for wake-ups (PostgreSQL). */
+    private val listenConnection: (() -> Connection)?,
+    private val onClose: () -> Unit,
 ) : WorkflowStore {
-    override val maxConnections: Int = dataSource.maximumPoolSize
     private val now = dialect.now
+
+    private fun Connection.wake(kind: Char, runId: String = "") = dialect.notify(this, channel, "$kind:$runId")
+
+    override fun startWakeUps(sink: WakeUpSink): AutoCloseable =
+        listenConnection?.let { PgWakeUps(it, channel, sink) } ?: AutoCloseable {}
 
     private fun <T> tx(block: Connection.() -> T): T = transaction(db) { (connection.connection as Connection).block() }
 
@@ -56,6 +65,7 @@ internal class ExposedStore(
                ON CONFLICT (id) DO NOTHING""",
             listOf(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs),
         )
+        if (inserted == 1) wake(WORK)
         CreateRunResult(inserted == 1, requireNotNull(getRunIn(run.id)))
     }
 
@@ -90,9 +100,15 @@ internal class ExposedStore(
                 claimed.map { it.id },
             ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
         }
+        val nextReadyAt = if (claimed.size == request.limit) null else query(
+            """SELECT MIN(CASE WHEN status = 'RUNNING' THEN lease_expires_at ELSE ready_at END) AS next FROM stent_runs
+               WHERE workflow IN (${marks(names.size)}) AND status IN ('PENDING', 'WAITING', 'RUNNING')""",
+            names,
+        ) { it.longOrNull("next") }.firstOrNull()
         ClaimResult(
             claimed.map { ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, records[it.id].orEmpty()) },
             nowMs(),
+            nextReadyAt,
         )
     }
 
@@ -108,7 +124,7 @@ internal class ExposedStore(
     private fun Connection.upsertStep(runId: String, token: Long, r: StepRecord): Int = update(
         """INSERT INTO stent_steps (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
            SELECT ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, CAST(? AS BIGINT), $now, $now
-           WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING')
+           WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.shareLock})
            ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
                failure = excluded.failure, attempts = excluded.attempts, wake_at = excluded.wake_at, updated_at = excluded.updated_at
            WHERE stent_steps.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')""",
@@ -140,6 +156,7 @@ internal class ExposedStore(
         ) { it.getBoolean("cancel_requested") }.firstOrNull() ?: return@tx UnloadOutcome.LEASE_LOST
         if (cancel) {
             finishIn(runId, token, RunStatus.CANCELLED, null, null)
+            wake(FINISHED, runId)
             return@tx UnloadOutcome.CANCELLED
         }
         val signalled = signalNames.isNotEmpty() && query(
@@ -152,6 +169,7 @@ internal class ExposedStore(
                        claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ?""",
                 listOf(runId, token),
             )
+            wake(WORK)
             UnloadOutcome.READY
         } else {
             update(
@@ -164,8 +182,9 @@ internal class ExposedStore(
         }
     }
 
-    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
-        tx { finishIn(runId, token, status, output, failure) }
+    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome = tx {
+        finishIn(runId, token, status, output, failure).also { if (it == WriteOutcome.OK) wake(FINISHED, runId) }
+    }
 
     private fun Connection.finishIn(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
         require(status.isTerminal) { "finish needs a final status, not $status" }
@@ -184,6 +203,7 @@ internal class ExposedStore(
                    claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
             listOf(runId, token),
         )
+        if (n == 1) wake(WORK)
         if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
@@ -209,12 +229,14 @@ internal class ExposedStore(
             "INSERT INTO stent_signals (run_id, name, payload, created_at) VALUES (?, ?, ?, $now)",
             listOf(runId, name, payload),
         )
+        wake(SIGNAL, runId)
         val waitsForIt = run.second?.let { namesJson.decodeFromString(namesSerializer, it) }?.contains(name) == true
         if (run.first == RunStatus.WAITING && waitsForIt) {
             update(
                 "UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'",
                 listOf(runId),
             )
+            wake(WORK)
         }
     }
 
@@ -229,10 +251,12 @@ internal class ExposedStore(
                            wait_signals = NULL WHERE id = ?""",
                     listOf(runId),
                 )
+                wake(FINISHED, runId)
                 RunStatus.CANCELLED
             }
             RunStatus.RUNNING -> {
                 update("UPDATE stent_runs SET cancel_requested = TRUE, updated_at = $now WHERE id = ?", listOf(runId))
+                wake(CANCEL, runId)
                 RunStatus.RUNNING
             }
             else -> status
@@ -250,9 +274,7 @@ internal class ExposedStore(
             .map(::stepRecord)
     }
 
-    override fun close() {
-        dataSource.close()
-    }
+    override fun close() = onClose()
 
     private fun runRecord(r: ResultRow) = RunRecord(
         r[RunsTable.id], r[RunsTable.workflow], RunStatus.valueOf(r[RunsTable.status]), r[RunsTable.input],
@@ -271,7 +293,11 @@ internal class ExposedStore(
         rs.getString("result"), rs.getString("failure"), rs.getInt("attempts"), rs.longOrNull("wake_at"), rs.getLong("updated_at"),
     )
 
-    private companion object {
+    internal companion object {
+        const val WORK = 'w'
+        const val FINISHED = 'f'
+        const val SIGNAL = 's'
+        const val CANCEL = 'c'
         val namesJson = Json
         val namesSerializer = ListSerializer(String.serializer())
     }

@@ -23,8 +23,9 @@ internal object Migrations {
     val latest: Int get() = all.last().version
 
     /** Applies the missing migrations; returns how many ran. */
-    fun migrate(db: Database, dialect: SqlDialect): Int = transaction(db) {
+    fun migrate(db: Database, dialect: SqlDialect, schema: String?): Int = transaction(db) {
         dialect.lockForMigration(this)
+        if (schema != null) dialect.createSchema(this, schema)
         SchemaUtils.create(SchemaVersionTable)
         val current = SchemaVersionTable.select(SchemaVersionTable.version.max()).single()[SchemaVersionTable.version.max()] ?: 0
         check(current <= latest) {

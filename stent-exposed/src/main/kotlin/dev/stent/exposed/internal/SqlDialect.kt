@@ -13,6 +13,15 @@ internal sealed class SqlDialect {
     /** Appended to a SELECT of one run row that a transaction is about to change. */
     abstract val rowLock: String
 
+    /** Appended to the fencing check of a checkpoint: holds the run row against a concurrent claim until commit. */
+    abstract val shareLock: String
+
+    /** Sends [payload] on [channel] when the transaction commits; a no-op where the database has no such channel. */
+    abstract fun notify(conn: java.sql.Connection, channel: String, payload: String)
+
+    /** Creates [schema] if it is missing (under the migration lock). */
+    abstract fun createSchema(tx: JdbcTransaction, schema: String)
+
     /** Serializes migrations across processes for the rest of the transaction. */
     abstract fun lockForMigration(tx: JdbcTransaction)
 
@@ -21,7 +30,10 @@ internal sealed class SqlDialect {
         override val now = "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
         override val claimLock = ""
         override val rowLock = ""
+        override val shareLock = ""
         override fun lockForMigration(tx: JdbcTransaction) = Unit
+        override fun notify(conn: java.sql.Connection, channel: String, payload: String) = Unit
+        override fun createSchema(tx: JdbcTransaction, schema: String) = error("SQLite has no schemas")
     }
 
     /** PostgreSQL: row locks with SKIP LOCKED for claims, an advisory lock for migrations. */
@@ -29,6 +41,15 @@ internal sealed class SqlDialect {
         override val now = "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)"
         override val claimLock = "FOR UPDATE SKIP LOCKED"
         override val rowLock = "FOR UPDATE"
+        override val shareLock = "FOR SHARE"
+
+        override fun notify(conn: java.sql.Connection, channel: String, payload: String) {
+            conn.query("SELECT pg_notify(?, ?)", listOf(channel, payload)) { }
+        }
+
+        override fun createSchema(tx: JdbcTransaction, schema: String) {
+            tx.exec("CREATE SCHEMA IF NOT EXISTS \"$schema\"")
+        }
         override fun lockForMigration(tx: JdbcTransaction) {
             tx.exec("SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})")
         }

@@ -144,7 +144,7 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
                             unload(runId, token, reason.wakeAtMs, reason.signalNames)
                         }
                         when (result) {
-                            UnloadOutcome.READY -> worker.notifier.work.fire()
+                            UnloadOutcome.READY -> worker.notifier.workAvailable.fire()
                             UnloadOutcome.CANCELLED -> worker.notifier.runFinished(runId)
                             else -> Unit
                         }
@@ -152,7 +152,7 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
                     StopReason.Cancel -> finish(RunStatus.CANCELLED, null, null)
                     StopReason.Shutdown, StopReason.StoreFailure -> {
                         worker.access.call("releasing run '$runId'") { release(runId, token) }
-                        worker.notifier.work.fire()
+                        worker.notifier.workAvailable.fire()
                     }
                     StopReason.LeaseLost -> worker.log.warn("run {}: lease lost; another worker resumes it", runId)
                 }

@@ -74,10 +74,11 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         val queues = config.queues?.toList()
         var idle = MIN_POLL
         while (!stopping.get()) {
-            val armedWork = notifier.work.arm()
+            val armedWork = notifier.workAvailable.arm()
             val armedSlot = slotFreed.arm()
             val free = config.concurrency - active.size
             var claimed = 0
+            var nextReadyAt: Long? = null
             if (free > 0) {
                 try {
                     val before = System.currentTimeMillis()
@@ -87,6 +88,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                     observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
                     for (run in result.runs) launchRun(run)
                     claimed = result.runs.size
+                    nextReadyAt = result.nextReadyAt
                 } catch (e: StentStoreException) {
                     log.warn("stent worker {}: claim failed, retrying: {}", id, e.message)
                 }
@@ -95,10 +97,14 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                 idle = MIN_POLL
                 if (claimed < free) continue
             }
+            // Sleep until woken, until the next known timer is due, or for the back-off: the safety net
+            // for work written by other processes without a wake-up channel.
+            val untilTimer = nextReadyAt?.let { (it - nowMs()).coerceAtLeast(1).milliseconds }
+            val pause = if (untilTimer != null && untilTimer < idle) untilTimer else idle
             val woken = select {
                 if (free > 0) armedWork.onAwait { true }
                 armedSlot.onAwait { true }
-                onTimeout(idle) { false }
+                onTimeout(pause) { false }
             }
             idle = if (woken) MIN_POLL else (idle * 2).coerceAtMost(config.pollInterval)
         }

@@ -1,10 +1,8 @@
 package dev.stent.it
 
 import dev.stent.RunStatus
-import dev.stent.Stent
 import dev.stent.WorkflowFailedException
 import dev.stent.codecOf
-import dev.stent.sqlite
 import dev.stent.startByName
 import dev.stent.step
 import dev.stent.stentWorker
@@ -26,14 +24,15 @@ import java.util.concurrent.atomic.AtomicInteger
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
 
-class CrashRecoverySpec : FunSpec({
+/** Crashes of real worker processes, run against every store. */
+abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
 
     test("a finished step is not run again after its worker process is killed with kill -9") {
         val dir = Files.createTempDirectory("stent-crash").toFile()
-        val db = File(dir, "stent.db").path
-        Stent.sqlite(db).use { stent ->
+        val db = store.newDb()
+        db.open().use { stent ->
             File(dir, "block").writeText("hang in s3")
-            val first = startWorkerProcess(db, dir, "4", "2000")
+            val first = startWorkerProcess(db, dir, concurrency = 4)
             try {
                 stent.client.startByName<String, String>("crash-five", "", id = "k1")
                 eventually("step s3 is in flight") { ExecutionLog(dir).count("k1", "s3") == 1 }
@@ -41,7 +40,7 @@ class CrashRecoverySpec : FunSpec({
                 first.kill9()
             }
             File(dir, "block").delete()
-            val second = startWorkerProcess(db, dir, "4", "2000")
+            val second = startWorkerProcess(db, dir, concurrency = 4)
             try {
                 stent.client.await("k1", codecOf<String>(), 60.seconds) shouldBe "ok"
             } finally {
@@ -58,9 +57,9 @@ class CrashRecoverySpec : FunSpec({
 
     test("two worker processes on one database never run a run twice: 200 workflows x 5 steps, each step once") {
         val dir = Files.createTempDirectory("stent-two").toFile()
-        val db = File(dir, "stent.db").path
-        Stent.sqlite(db).use { stent ->
-            val workers = listOf(startWorkerProcess(db, dir, "8"), startWorkerProcess(db, dir, "8"))
+        val db = store.newDb()
+        db.open().use { stent ->
+            val workers = listOf(startWorkerProcess(db, dir), startWorkerProcess(db, dir))
             try {
                 val ids = (1..200).map { "r$it" }
                 ids.forEach { stent.client.startByName<String, String>("crash-five", "", id = it) }
@@ -83,14 +82,14 @@ class CrashRecoverySpec : FunSpec({
 
     test("the poison guard fails a run that keeps killing its worker") {
         val dir = Files.createTempDirectory("stent-poison").toFile()
-        val db = File(dir, "stent.db").path
-        Stent.sqlite(db).use { stent ->
+        val db = store.newDb()
+        db.open().use { stent ->
             stent.client.startByName<String, String>("halt", "", id = "p")
             var last: Process? = null
             try {
                 repeat(3) {
                     if (stent.statusOf("p") != RunStatus.FAILED) {
-                        last = startWorkerProcess(db, dir, "1", "1000", "2")
+                        last = startWorkerProcess(db, dir, concurrency = 1, leaseMs = 1000, maxClaims = 2)
                         eventually("the worker dies or fails the run", 30.seconds) {
                             !last!!.isAlive || stent.statusOf("p") == RunStatus.FAILED
                         }
@@ -106,7 +105,7 @@ class CrashRecoverySpec : FunSpec({
     }
 
     test("graceful shutdown hands in-flight runs to another worker without losing a step") {
-        withSqlite { stent ->
+        withStore(store) { stent ->
             val executions = ConcurrentHashMap<String, AtomicInteger>()
             val wf = workflow<String, Int>("handoff") { _ ->
                 var sum = 0
@@ -137,3 +136,7 @@ class CrashRecoverySpec : FunSpec({
         }
     }
 })
+
+class SqliteCrashRecoverySpec : CrashRecoverySuite(TestStore.Sqlite)
+
+class PostgresCrashRecoverySpec : CrashRecoverySuite(TestStore.Postgres)

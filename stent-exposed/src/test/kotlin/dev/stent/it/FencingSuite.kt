@@ -11,10 +11,11 @@ import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldBeEmpty
 import io.kotest.matchers.shouldBe
 
-class FencingSpec : FunSpec({
+/** The store's fencing, run against every store. */
+abstract class FencingSuite(store: TestStore) : FunSpec({
 
     test("a worker whose lease passed to another cannot write a checkpoint or a completion") {
-        withSqlite { stent ->
+        withStore(store) { stent ->
             val store = stent.store
             store.createRun(NewRun("z", "wf", "\"\"", "default", 0, 0))
             val zombie = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 500)).runs.single()
@@ -37,7 +38,7 @@ class FencingSpec : FunSpec({
     }
 
     test("a recorded step is never overwritten, even by its owner") {
-        withSqlite { stent ->
+        withStore(store) { stent ->
             val store = stent.store
             store.createRun(NewRun("f", "wf", "\"\"", "default", 0, 0))
             val run = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.single()
@@ -47,3 +48,7 @@ class FencingSpec : FunSpec({
         }
     }
 })
+
+class SqliteFencingSpec : FencingSuite(TestStore.Sqlite)
+
+class PostgresFencingSpec : FencingSuite(TestStore.Postgres)

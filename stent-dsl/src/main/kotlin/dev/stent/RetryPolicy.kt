@@ -14,7 +14,9 @@ import kotlin.time.Duration.Companion.seconds
  *
  * An exception is retried when [shouldRetry] says so. By default every [Exception] is retried
  * except [NonRetryableException], [StentException] (Stent's own errors are never transient) and
- * the types named with [Builder.nonRetryable]. [Error]s and cancellation are never retried.
+ * the types named with [Builder.nonRetryable]. [Error]s are never retried. A timeout inside the step
+ * body (`withTimeout`) is an exception like any other and is retried; cancellation of the run
+ * itself (unload, cancel, shutdown) stops the step without recording an attempt.
  *
  * Failed attempts are recorded, so the attempt count survives a crash. A back-off shorter than the
  * worker's in-memory wait threshold waits in memory; a longer one unloads the run, and any worker

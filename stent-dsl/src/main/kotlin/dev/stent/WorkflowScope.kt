@@ -49,18 +49,24 @@ public interface WorkflowScope {
      * returns its payload. Signals are delivered once each, in the order sent; one sent before the
      * wait is kept for it, and each wait on the same name takes the next one. With a [timeout],
      * throws [SignalTimeoutException] when none arrives in time (recorded, so replay throws it
-     * again). A long wait unloads the run like [sleep].
+     * again). A long wait unloads the run like [sleep]. [id] names the wait in the records; by
+     * default waits are numbered per name in call order (`signal:approval#1`), so give explicit ids
+     * to waits in parallel branches.
      */
-    public suspend fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration? = null): T
+    public suspend fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration? = null, id: String? = null): T
 
-    /** The current time, recorded on first call (database clock) and the same on every replay. */
-    public suspend fun now(): Instant
+    /**
+     * The current time, recorded on first call (database clock) and the same on every replay.
+     * Recorded values are numbered in call order (`now#1`, …) unless given an [id]: give ids to
+     * calls in parallel branches, whose order may differ between replays.
+     */
+    public suspend fun now(id: String? = null): Instant
 
-    /** A random UUID, recorded on first call and the same on every replay. */
-    public suspend fun randomUuid(): UUID
+    /** A random UUID, recorded on first call and the same on every replay; see [now] for [id]. */
+    public suspend fun randomUuid(id: String? = null): UUID
 
-    /** A random number in [0, 1), recorded on first call and the same on every replay. */
-    public suspend fun random(): Double
+    /** A random number in [0, 1), recorded on first call and the same on every replay; see [now] for [id]. */
+    public suspend fun random(id: String? = null): Double
 }
 
 /** What a step body can see about the step it runs. */
@@ -87,5 +93,5 @@ public suspend inline fun <reified T> WorkflowScope.step(
 ): T = step(id, codecOf<T>(), retry, block)
 
 /** Waits for the next signal [name] with a kotlinx-serializable payload; see [WorkflowScope.awaitSignal]. */
-public suspend inline fun <reified T> WorkflowScope.awaitSignal(name: String, timeout: Duration? = null): T =
-    awaitSignal(name, codecOf<T>(), timeout)
+public suspend inline fun <reified T> WorkflowScope.awaitSignal(name: String, timeout: Duration? = null, id: String? = null): T =
+    awaitSignal(name, codecOf<T>(), timeout, id)

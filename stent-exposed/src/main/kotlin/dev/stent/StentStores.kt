@@ -110,9 +110,8 @@ private fun open(
         val db = Database.connect(
             dataSource,
             databaseConfig = DatabaseConfig {
-                defaultMaxAttempts = 3
-                defaultMinRetryDelay = 5
-                defaultMaxRetryDelay = 200
+                // no blind retries: a commit that failed ambiguously must not insert a signal twice
+                defaultMaxAttempts = 1
             },
         )
         Migrations.migrate(db, dialect, schema)

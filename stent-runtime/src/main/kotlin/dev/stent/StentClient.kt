@@ -58,9 +58,11 @@ public interface StentClient {
     public suspend fun describe(runId: String): RunInfo
 
     /**
-     * Cancels run [runId]: a PENDING or WAITING run is CANCELLED at once; a RUNNING one at its next
-     * step or wait (at once in this JVM, within one heartbeat in another). Returns the status after
-     * the call; a finished run is left as it is. Throws [UnknownRunException].
+     * Cancels run [runId]: a PENDING or WAITING run is CANCELLED at once. A RUNNING one is flagged;
+     * its worker cancels the run's coroutine as soon as it learns of it (at once in this JVM or
+     * through PostgreSQL wake-ups, else at its next heartbeat): a step body in progress is
+     * interrupted and not recorded, and the run goes CANCELLED. Returns the status after the call;
+     * a finished run is left as it is. Throws [UnknownRunException].
      */
     public suspend fun cancel(runId: String): RunStatus
 }
@@ -107,7 +109,7 @@ public class RunInfo(
     public val completedAt: Instant?,
     /** When a PENDING or WAITING run becomes claimable; null when only a signal wakes it. */
     public val readyAt: Instant?,
-    /** Claims since the run last finished, unloaded or was released cleanly. */
+    /** Claims since the run was last unloaded or released cleanly (the poison guard's count). */
     public val claimCount: Int,
     /** The worker holding the lease of a RUNNING run. */
     public val leaseOwner: String?,

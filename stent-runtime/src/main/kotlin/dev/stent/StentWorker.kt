@@ -95,7 +95,10 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
             require(maxClaims >= 1) { "stentWorker: maxClaims must be at least 1, was $maxClaims" }
             require(pollInterval.isPositive()) { "stentWorker: pollInterval must be positive" }
             require(!unloadThreshold.isNegative()) { "stentWorker: unloadThreshold must not be negative" }
-            queues?.forEach { WorkflowDefinition.validateName("queue", it) }
+            queues?.let { q ->
+                require(q.isNotEmpty()) { "stentWorker: queues must name at least one queue, or be null for every queue" }
+                q.forEach { WorkflowDefinition.validateName("queue", it) }
+            }
             return WorkerConfig(
                 workerId, definitions.toMap(), concurrency, queues?.toSet(), leaseDuration, heartbeat,
                 shutdownGrace, pollInterval, unloadThreshold, maxClaims,

@@ -27,7 +27,7 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
 
             store.checkpoint("z", zombie.token, StepRecord("b", StepKind.STEP, StepStatus.COMPLETED, result = "2")) shouldBe WriteOutcome.LEASE_LOST
             store.finish("z", zombie.token, RunStatus.COMPLETED, "\"zombie\"", null) shouldBe WriteOutcome.LEASE_LOST
-            store.heartbeat("w1", 30_000).leases.shouldBeEmpty()
+            store.heartbeat("w1", listOf("z"), 30_000).leases.shouldBeEmpty()
 
             store.checkpoint("z", owner.token, StepRecord("b", StepKind.STEP, StepStatus.COMPLETED, result = "3")) shouldBe WriteOutcome.OK
             store.finish("z", owner.token, RunStatus.COMPLETED, "\"owner\"", null) shouldBe WriteOutcome.OK

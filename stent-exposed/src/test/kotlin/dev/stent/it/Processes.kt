@@ -29,8 +29,18 @@ fun Process.kill9() {
 
 /** Executions per `runId:stepId` logged by step bodies, and the pids that ran them. */
 class ExecutionLog(dir: File) {
-    private val lines = linesOf(File(dir, "exec.log")).map { it.split(":") }
+    val rawLines = linesOf(File(dir, "exec.log")).map { it.split(":") }
+    private val lines get() = rawLines
     val counts: Map<String, Int> = lines.groupingBy { "${it[0]}:${it[1]}" }.eachCount()
     val pids: Set<String> = lines.map { it[2] }.toSet()
     fun count(runId: String, stepId: String) = counts["$runId:$stepId"] ?: 0
 }
+
+/** Sends a POSIX signal (`STOP`, `CONT`) to the process. */
+fun Process.signal(name: String) {
+    val rc = ProcessBuilder("kill", "-$name", pid().toString()).inheritIO().start().waitFor()
+    check(rc == 0) { "kill -$name ${pid()} failed with $rc" }
+}
+
+/** The pids that executed `runId:stepId`, in log order. */
+fun ExecutionLog.pidsOf(key: String): List<String> = rawLines.filter { "${it[0]}:${it[1]}" == key }.map { it[2] }

@@ -79,7 +79,7 @@ class RestartablePg {
         check(pg == null) { "already running" }
         val builder = EmbeddedPostgres.builder()
             .setDataDirectory(dataDir)
-            .setCleanDataDirectory(port == 0)
+            .setCleanDataDirectory(false) // true would also delete the data when the server stops
             .setServerConfig("max_connections", "300")
             .setServerConfig("fsync", "off")
             .setServerConfig("synchronous_commit", "off")

@@ -4,6 +4,7 @@ import dev.stent.step
 import dev.stent.stentWorker
 import dev.stent.workflow
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.withTimeoutOrNull
 import java.io.File
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.minutes
@@ -12,13 +13,18 @@ import kotlin.time.Duration.Companion.minutes
 private fun logExecution(dir: File, runId: String, stepId: String) =
     appendLine(File(dir, "exec.log"), "$runId:$stepId:${ProcessHandle.current().pid()}")
 
-/** Five steps; while the file `block` exists, step s3 hangs after logging, so a test can kill the process inside it. */
+/**
+ * Five steps. While the file `block` exists, step s3 hangs after logging until the file `release`
+ * appears, so a test can kill or freeze the process inside it. Results name the process.
+ */
 fun crashFive(dir: File) = workflow<String, String>("crash-five") { _ ->
     for (i in 1..5) {
         step("s$i") {
             logExecution(dir, runId, stepId)
-            if (i == 3 && File(dir, "block").exists()) delay(10.minutes)
-            "done-$i"
+            if (i == 3 && File(dir, "block").exists()) {
+                withTimeoutOrNull(10.minutes) { while (!File(dir, "release").exists()) delay(20.milliseconds) }
+            }
+            "done-$i-${ProcessHandle.current().pid()}"
         }
     }
     "ok"

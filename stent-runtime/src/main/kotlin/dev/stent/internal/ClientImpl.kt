@@ -8,6 +8,7 @@ import dev.stent.RunInfo
 import dev.stent.RunStatus
 import dev.stent.Stent
 import dev.stent.StentClient
+import dev.stent.StentStoreException
 import dev.stent.StepInfo
 import dev.stent.UnknownRunException
 import dev.stent.WorkflowCancelledException
@@ -71,14 +72,25 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         notifier.signalSent(runId)
     }
 
-    override suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration?): O {
+    override suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration?): O = try {
+        awaitLoop(runId, outputCodec, timeout)
+    } finally {
+        notifier.forgetFinished(runId)
+    }
+
+    private suspend fun <O> awaitLoop(runId: String, outputCodec: Codec<O>, timeout: Duration?): O {
         val started = TimeSource.Monotonic.markNow()
         var poll = 10.milliseconds
         while (true) {
             val wake = notifier.finishedFor(runId)
             val armed = wake.arm()
-            val run = getRun(runId, "awaiting")
-            if (run.status.isTerminal) return outcome(run, outputCodec)
+            // A database outage is waited out like a run that is not finished yet: the run is not lost.
+            val run = try {
+                getRun(runId, "awaiting")
+            } catch (e: StentStoreException) {
+                null
+            }
+            if (run != null && run.status.isTerminal) return outcome(run, outputCodec)
             val left = timeout?.let { it - started.elapsedNow() }
             if (left != null && left <= Duration.ZERO) throw AwaitTimeoutException(runId, timeout)
             wake.awaitArmed(armed, if (left != null && left < poll) left else poll)

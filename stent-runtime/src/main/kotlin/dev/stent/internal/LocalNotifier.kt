@@ -23,6 +23,11 @@ public class LocalNotifier : dev.stent.store.WakeUpSink {
     private val cancels = ConcurrentHashMap<String, (String) -> Unit>()
 
     public fun finishedFor(runId: String): WakeUp = finished.computeIfAbsent(runId) { WakeUp() }
+
+    /** Drops the wake-up of [runId] once an awaiter is done with it (another awaiter falls back to polling). */
+    public fun forgetFinished(runId: String) {
+        finished.remove(runId)
+    }
     public fun signalFor(runId: String): WakeUp = signals.computeIfAbsent(runId) { WakeUp() }
 
     override fun work(): Unit = workAvailable.fire()

@@ -50,8 +50,11 @@ public interface WorkflowStore : AutoCloseable {
     /** Gives the lease back (graceful shutdown): the run is PENDING and ready now. */
     public fun release(runId: String, token: Long): WriteOutcome
 
-    /** Renews every lease [workerId] holds, in one statement, and returns the ones it still holds. */
-    public fun heartbeat(workerId: String, leaseMs: Long): HeartbeatResult
+    /**
+     * Renews, in one statement, the leases [workerId] holds on [runIds] (the runs it still executes),
+     * and returns the ones it still holds. Leases of runs it no longer executes are left to expire.
+     */
+    public fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult
 
     /**
      * Stores a signal for [runId]; a WAITING run that waits for [name] becomes PENDING in the same

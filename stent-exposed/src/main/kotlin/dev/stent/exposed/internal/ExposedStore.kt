@@ -207,11 +207,12 @@ internal class ExposedStore(
         if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
-    override fun heartbeat(workerId: String, leaseMs: Long): HeartbeatResult = tx {
-        val leases = query(
+    override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = tx {
+        val leases = if (runIds.isEmpty()) emptyList() else query(
             """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING'
+                   AND id IN (${marks(runIds.size)})
                RETURNING id, lease_token, cancel_requested""",
-            listOf(leaseMs, workerId),
+            listOf<Any?>(leaseMs, workerId) + runIds,
         ) { HeldLease(it.getString("id"), it.getLong("lease_token"), it.getBoolean("cancel_requested")) }
         HeartbeatResult(leases, nowMs())
     }

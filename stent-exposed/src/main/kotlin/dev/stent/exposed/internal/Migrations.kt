@@ -17,16 +17,21 @@ internal class Migration(val version: Int, val description: String, val apply: J
  */
 internal object Migrations {
     val all: List<Migration> = listOf(
-        Migration(1, "runs, steps and signals") { SchemaUtils.create(RunsTable, StepsTable, SignalsTable) },
+        Migration(1, "runs, steps and signals") { create(RunsTable, StepsTable, SignalsTable) },
     )
 
     val latest: Int get() = all.last().version
+
+    /** Creates tables and their indexes inside the current transaction (SchemaUtils.create would commit, dropping the lock). */
+    private fun JdbcTransaction.create(vararg tables: org.jetbrains.exposed.v1.core.Table) {
+        SchemaUtils.createStatements(*tables).forEach { exec(it) }
+    }
 
     /** Applies the missing migrations; returns how many ran. */
     fun migrate(db: Database, dialect: SqlDialect, schema: String?): Int = transaction(db) {
         dialect.lockForMigration(this)
         if (schema != null) dialect.createSchema(this, schema)
-        SchemaUtils.create(SchemaVersionTable)
+        create(SchemaVersionTable)
         val current = SchemaVersionTable.select(SchemaVersionTable.version.max()).single()[SchemaVersionTable.version.max()] ?: 0
         check(current <= latest) {
             "the database schema is version $current, newer than this Stent's $latest: upgrade Stent before using this database"

@@ -71,7 +71,8 @@ internal class RunState(records: List<StepRecord>) {
 
     fun addWaiter(w: Waiter): Boolean = synchronized(lock) { waiters.add(w); busy == 0 }
 
-    fun removeWaiter(w: Waiter) = synchronized(lock) { waiters.remove(w) }
+    /** Returns true when other branches still wait (the run may become quiescent once this one moves on). */
+    fun removeWaiter(w: Waiter): Boolean = synchronized(lock) { waiters.remove(w); waiters.isNotEmpty() }
 
     /** Decides, when no branch is busy, whether to unload; see [Quiescence]. */
     fun quiescence(nowMs: Long, thresholdMs: Long): Quiescence = synchronized(lock) {

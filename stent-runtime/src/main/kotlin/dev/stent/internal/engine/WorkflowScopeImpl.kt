@@ -177,10 +177,10 @@ internal class WorkflowScopeImpl(
 
     // ---- signals -------------------------------------------------------------------------
 
-    override suspend fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration?): T {
+    override suspend fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration?, id: String?): T {
         WorkflowDefinition.validateName("signal name", name)
         require(timeout == null || timeout.isPositive()) { "awaitSignal('$name'): timeout must be positive, was $timeout" }
-        val waitId = state.nextId("signal:$name")
+        val waitId = id?.also { checkUserId(it, "signal wait") } ?: state.nextId("signal:$name")
         val record = visit(waitId, StepKind.SIGNAL)
         val site = PayloadSite("payload of signal '$name'", runId, workflowName, waitId)
         when (record?.status) {
@@ -216,17 +216,17 @@ internal class WorkflowScopeImpl(
 
     // ---- recorded values -----------------------------------------------------------------
 
-    override suspend fun now(): Instant =
-        Instant.ofEpochMilli(recorded("now", StepKind.NOW, Long.serializer().let(Codecs::kotlinx)) { worker.nowMs() })
+    override suspend fun now(id: String?): Instant =
+        Instant.ofEpochMilli(recorded(id, "now", StepKind.NOW, longCodec) { worker.nowMs() })
 
-    override suspend fun randomUuid(): UUID =
-        UUID.fromString(recorded("uuid", StepKind.UUID, String.serializer().let(Codecs::kotlinx)) { UUID.randomUUID().toString() })
+    override suspend fun randomUuid(id: String?): UUID =
+        UUID.fromString(recorded(id, "uuid", StepKind.UUID, stringCodec) { UUID.randomUUID().toString() })
 
-    override suspend fun random(): Double =
-        recorded("random", StepKind.RANDOM, Double.serializer().let(Codecs::kotlinx)) { Random.nextDouble() }
+    override suspend fun random(id: String?): Double =
+        recorded(id, "random", StepKind.RANDOM, doubleCodec) { Random.nextDouble() }
 
-    private suspend fun <T> recorded(prefix: String, kind: StepKind, codec: Codec<T>, make: () -> T): T {
-        val id = state.nextId(prefix)
+    private suspend fun <T> recorded(explicitId: String?, prefix: String, kind: StepKind, codec: Codec<T>, make: () -> T): T {
+        val id = explicitId?.also { checkUserId(it, prefix) } ?: state.nextId(prefix)
         val record = visit(id, kind)
         if (record?.result != null) return decodePayload(codec, record.result, PayloadSite("recorded $prefix", runId, workflowName, id))
         val value = make()
@@ -279,7 +279,8 @@ internal class WorkflowScopeImpl(
         try {
             return block()
         } finally {
-            state.removeWaiter(waiter)
+            // if this branch ends or waits again without another call, the others may be left all waiting
+            if (state.removeWaiter(waiter)) scheduleQuiescenceCheck()
         }
     }
 
@@ -296,6 +297,9 @@ internal class WorkflowScopeImpl(
     }
 
     private companion object {
+        val longCodec = Codecs.kotlinx(Long.serializer())
+        val stringCodec = Codecs.kotlinx(String.serializer())
+        val doubleCodec = Codecs.kotlinx(Double.serializer())
         const val QUIESCENCE_YIELDS = 3
         const val SIGNAL_POLL_MS = 1_000L
     }

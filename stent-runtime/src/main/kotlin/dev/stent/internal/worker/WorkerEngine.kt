@@ -93,10 +93,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                     log.warn("stent worker {}: claim failed, retrying: {}", id, e.message)
                 }
             }
-            if (claimed > 0) {
-                idle = MIN_POLL
-                if (claimed < free) continue
-            }
+            if (claimed > 0) idle = MIN_POLL
             // Sleep until woken, until the next known timer is due, or for the back-off: the safety net
             // for work written by other processes without a wake-up channel.
             val untilTimer = nextReadyAt?.let { (it - nowMs()).coerceAtLeast(1).milliseconds }
@@ -139,7 +136,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             }
             try {
                 val before = System.currentTimeMillis()
-                val result = access.call("renewing leases") { heartbeat(id, config.leaseDuration.inWholeMilliseconds) }
+                val result = access.call("renewing leases") { heartbeat(id, snapshot.map { it.runId }, config.leaseDuration.inWholeMilliseconds) }
                 observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
                 lastOk = before
                 val held = result.leases.associateBy { it.runId }

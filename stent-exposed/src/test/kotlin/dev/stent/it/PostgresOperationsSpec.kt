@@ -1,0 +1,179 @@
+package dev.stent.it
+
+import dev.stent.RunStatus
+import dev.stent.Stent
+import dev.stent.codecOf
+import dev.stent.postgres
+import dev.stent.startByName
+import dev.stent.step
+import dev.stent.stentWorker
+import dev.stent.workflow
+import io.kotest.core.spec.style.FunSpec
+import io.kotest.matchers.collections.shouldBeIn
+import io.kotest.matchers.collections.shouldHaveSize
+import io.kotest.matchers.ints.shouldBeLessThanOrEqual
+import io.kotest.matchers.shouldBe
+import io.kotest.matchers.string.shouldEndWith
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.withContext
+import java.io.File
+import java.nio.file.Files
+import java.sql.DriverManager
+import java.util.concurrent.CyclicBarrier
+import kotlin.concurrent.thread
+import kotlin.time.Duration.Companion.milliseconds
+import kotlin.time.Duration.Companion.minutes
+import kotlin.time.Duration.Companion.seconds
+
+/** What only PostgreSQL has to prove: many JVMs at scale, zombies, restarts, concurrent migration, LISTEN/NOTIFY. */
+class PostgresOperationsSpec : FunSpec({
+
+    test("4 worker JVMs, 1,000 workflows x 5 steps, one killed with kill -9 midway and restarted: every step once") {
+        val dir = Files.createTempDirectory("stent-pg4").toFile()
+        val db = TestStore.Postgres.newDb()
+        db.open().use { stent ->
+            val workers = MutableList(4) { startWorkerProcess(db, dir, concurrency = 8) }
+            try {
+                val ids = (1..1000).map { "r$it" }
+                ids.forEach { stent.client.startByName<String, String>("crash-five", "", id = it) }
+                eventually("a third of the steps ran", 120.seconds) { ExecutionLog(dir).counts.size > 1700 }
+                val victim = workers[0]
+                val victimPid = victim.pid().toString()
+                victim.kill9()
+                workers[0] = startWorkerProcess(db, dir, concurrency = 8)
+                coroutineScope { ids.map { async { stent.client.await(it, codecOf<String>(), 5.minutes) } }.awaitAll() }
+                    .toSet() shouldBe setOf("ok")
+                val log = ExecutionLog(dir)
+                log.counts.size shouldBe 5000
+                val rerun = log.counts.filterValues { it > 1 }
+                rerun.values.toSet().forEach { it shouldBe 2 }
+                // only steps in flight at the kill ran again: at most one per run the victim held
+                rerun.size shouldBeLessThanOrEqual 8
+                rerun.keys.forEach { key -> log.pidsOf(key).first() shouldBe victimPid }
+                for (i in listOf(1, 500, 1000)) {
+                    val info = stent.client.describe("r$i")
+                    info.status shouldBe RunStatus.COMPLETED
+                    info.steps.map { it.id } shouldBe (1..5).map { "s$it" }
+                }
+                DriverManager.getConnection(TestPg.url, TestPg.user, TestPg.password).use { c ->
+                    c.createStatement().executeQuery(
+                        "SELECT count(*), count(DISTINCT (run_id, step_id)) FROM ${db.processArgs[4]}.stent_steps",
+                    ).use { rs ->
+                        rs.next()
+                        rs.getInt(1) shouldBe 5000
+                        rs.getInt(2) shouldBe 5000
+                    }
+                }
+            } finally {
+                workers.forEach { it.kill9() }
+            }
+        }
+    }
+
+    test("a zombie worker frozen past its lease cannot write a checkpoint or a completion after it resumes") {
+        val dir = Files.createTempDirectory("stent-zombie").toFile()
+        val db = TestStore.Postgres.newDb()
+        db.open().use { stent ->
+            File(dir, "block").writeText("")
+            val zombie = startWorkerProcess(db, dir, concurrency = 1, leaseMs = 1500)
+            var successor: Process? = null
+            try {
+                stent.client.startByName<String, String>("crash-five", "", id = "z")
+                eventually("the zombie is inside s3") { ExecutionLog(dir).count("z", "s3") == 1 }
+                zombie.signal("STOP")
+                File(dir, "block").delete()
+                successor = startWorkerProcess(db, dir, concurrency = 1, leaseMs = 1500)
+                stent.client.await("z", codecOf<String>(), 60.seconds) shouldBe "ok"
+                File(dir, "release").writeText("") // the zombie's s3 body now returns and tries to checkpoint
+                zombie.signal("CONT")
+                delay(3.seconds) // let the zombie run its step, heartbeat and outcome
+                val info = stent.client.describe("z")
+                info.status shouldBe RunStatus.COMPLETED
+                val s3 = info.steps.single { it.id == "s3" }
+                s3.result!! shouldEndWith "-${successor.pid()}\""
+                info.steps.forEach { it.result!! shouldEndWith "-${if (it.id < "s3") zombie.pid() else successor.pid()}\"" }
+                ExecutionLog(dir).count("z", "s4") shouldBe 1
+            } finally {
+                zombie.signal("CONT")
+                zombie.kill9()
+                successor?.kill9()
+            }
+        }
+    }
+
+    test("PostgreSQL stopped and restarted under load: every run still finishes") {
+        val pg = RestartablePg().also { it.start() }
+        try {
+            val schema = "restart"
+            val open = { Stent.postgres(pg.url, "postgres", "", schema = schema, poolSize = 4) }
+            open().use { stent ->
+                val wf = workflow<Int, Int>("steady") { n ->
+                    var sum = 0
+                    for (i in 1..5) sum += step("s$i") { delay(30.milliseconds); i }
+                    sum + n
+                }
+                val workers = List(2) { stentWorker(stent) { register(wf); concurrency = 16; leaseDuration = 3.seconds } }
+                try {
+                    val runs = (1..100).map { stent.client.start(wf, it, id = "p$it") }
+                    eventually("some runs finished") { stent.client.describe("p1").status == RunStatus.COMPLETED }
+                    withContext(Dispatchers.IO) { pg.stop() }
+                    delay(2.seconds)
+                    withContext(Dispatchers.IO) { pg.start() }
+                    runs.mapIndexed { i, run -> run.await(2.minutes) shouldBe 15 + i + 1 }
+                } finally {
+                    workers.forEach { it.close() }
+                }
+                for (i in 1..100) stent.client.describe("p$i").status shouldBe RunStatus.COMPLETED
+            }
+        } finally {
+            pg.stop()
+        }
+    }
+
+    test("8 workers starting at once on an empty database migrate the schema exactly once") {
+        val schema = "migrate_${System.nanoTime()}"
+        val barrier = CyclicBarrier(8)
+        val errors = java.util.concurrent.ConcurrentLinkedQueue<Throwable>()
+        val stents = java.util.concurrent.ConcurrentLinkedQueue<Stent>()
+        (1..8).map {
+            thread {
+                barrier.await()
+                try {
+                    stents += Stent.postgres(TestPg.url, TestPg.user, TestPg.password, schema = schema, poolSize = 2)
+                } catch (e: Throwable) {
+                    errors += e
+                }
+            }
+        }.forEach { it.join() }
+        try {
+            errors.toList() shouldBe emptyList()
+            stents shouldHaveSize 8
+            DriverManager.getConnection(TestPg.url, TestPg.user, TestPg.password).use { c ->
+                c.createStatement().executeQuery("SELECT version FROM $schema.stent_schema_version").use { rs ->
+                    val versions = generateSequence { if (rs.next()) rs.getInt(1) else null }.toList()
+                    versions shouldBe listOf(1)
+                }
+            }
+        } finally {
+            stents.forEach { it.close() }
+        }
+    }
+
+    test("LISTEN/NOTIFY wakes an idle worker in another process without polling") {
+        val db = TestStore.Postgres.newDb()
+        db.open().use { workerSide ->
+            val wf = workflow<String, String>("notified") { s -> step("echo") { s } }
+            stentWorker(workerSide) { register(wf); pollInterval = 10.minutes }.use {
+                delay(8.seconds) // the idle back-off grows past the await below
+                db.open().use { clientSide -> // another Stent: shares no in-process wake-ups with the worker
+                    val run = clientSide.client.start(wf, "hi", id = "n")
+                    run.await(4.seconds) shouldBe "hi"
+                }
+            }
+        }
+    }
+})

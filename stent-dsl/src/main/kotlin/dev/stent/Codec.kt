@@ -33,11 +33,13 @@ public object Codecs {
 
     /** A codec for a kotlinx-serialization type. */
     @JvmStatic
+    @JvmOverloads
     public fun <T> kotlinx(serializer: KSerializer<T>, json: Json = Codecs.json): Codec<T> =
         KotlinxCodec(serializer, json)
 }
 
 /** The kotlinx-serialization JSON codec for [T]. */
+@JvmSynthetic
 public inline fun <reified T> codecOf(): Codec<T> = Codecs.kotlinx(serializer<T>())
 
 private class KotlinxCodec<T>(private val serializer: KSerializer<T>, private val json: Json) : Codec<T> {

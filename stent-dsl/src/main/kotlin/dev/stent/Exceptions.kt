@@ -59,7 +59,7 @@ public class SignalTimeoutException(
     /** The signal's name. */
     public val signalName: String,
     /** The timeout that passed. */
-    public val timeout: Duration,
+    @get:JvmSynthetic public val timeout: Duration,
 ) : StentException("no signal '$signalName' arrived within $timeout in workflow '$workflowName' (run '$runId', wait '$stepId')")
 
 /**
@@ -152,7 +152,7 @@ public class UnknownRunException(
 public class AwaitTimeoutException(
     override val runId: String,
     /** How long the caller waited. */
-    public val timeout: Duration,
+    @get:JvmSynthetic public val timeout: Duration,
 ) : StentException("run '$runId' did not finish within $timeout; it is still going, await it again or describe it to see where it is")
 
 /** The database failed or went away; the message names the operation. Committed runs and checkpoints are never lost by it. */

@@ -28,11 +28,11 @@ public class RetryPolicy private constructor(
     /** Attempts in all, the first included; 1 means no retry. */
     public val maxAttempts: Int,
     /** The wait before the first retry. */
-    public val initialDelay: Duration,
+    @get:JvmSynthetic public val initialDelay: Duration,
     /** The factor each further wait grows by. */
     public val backoffFactor: Double,
     /** The longest wait between two attempts. */
-    public val maxDelay: Duration,
+    @get:JvmSynthetic public val maxDelay: Duration,
     /** The random spread added to each wait, as a fraction of it (0.1 = ±10 %). */
     public val jitter: Double,
     private val nonRetryable: List<KClass<out Throwable>>,
@@ -47,6 +47,7 @@ public class RetryPolicy private constructor(
     }
 
     /** The wait before attempt number [nextAttempt] (2 for the first retry). */
+    @JvmSynthetic
     public fun delayBefore(nextAttempt: Int, random: Random = Random.Default): Duration {
         val n = (nextAttempt - 1).coerceAtLeast(1)
         val base = initialDelay.inWholeMilliseconds * backoffFactor.pow(n - 1)
@@ -111,6 +112,7 @@ public class RetryPolicy private constructor(
 }
 
 /** Builds a [RetryPolicy]: `retryPolicy { maxAttempts = 5; initialDelay = 2.seconds }`. */
+@JvmSynthetic
 public fun retryPolicy(block: RetryPolicy.Builder.() -> Unit): RetryPolicy = RetryPolicy.Builder().apply(block).build()
 
 /**

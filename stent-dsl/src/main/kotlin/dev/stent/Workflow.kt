@@ -7,7 +7,7 @@ package dev.stent
  * with a worker, and start runs of them with a client. The [name] is what the database stores; a
  * worker executes only runs whose name it registered.
  */
-public class WorkflowDefinition<I, O> internal constructor(
+public class WorkflowDefinition<I, O> private constructor(
     /** The stored name; unique among the workflows a worker registers. */
     public val name: String,
     /** Codec of the input. */
@@ -24,6 +24,7 @@ public class WorkflowDefinition<I, O> internal constructor(
 ) {
     /** The workflow code. */
     @InternalStentApi
+    @get:JvmSynthetic
     public val body: suspend WorkflowScope.(I) -> O = body
 
     override fun toString(): String = "workflow '$name'"
@@ -45,8 +46,8 @@ public class WorkflowDefinition<I, O> internal constructor(
         /** The queue runs go to unless told otherwise. */
         public const val DEFAULT_QUEUE: String = "default"
 
-        /** Builds a definition from explicit codecs; Kotlin code usually calls [workflow]. */
-        @JvmStatic
+        /** Builds a definition from explicit codecs; Kotlin code usually calls [workflow] (Java: `Workflows.define`). */
+        @JvmSynthetic
         public fun <I, O> of(
             name: String,
             inputCodec: Codec<I>,
@@ -62,6 +63,7 @@ public class WorkflowDefinition<I, O> internal constructor(
 
         /** Checks a workflow, queue, step or signal name: 1 to 200 characters, not blank. */
         @InternalStentApi
+        @JvmSynthetic
         public fun validateName(what: String, name: String) {
             require(name.isNotBlank() && name.length <= 200 && name == name.trim()) {
                 "invalid $what '$name': it must be 1 to 200 characters, not blank, without leading or trailing spaces"
@@ -81,6 +83,7 @@ public class WorkflowDefinition<I, O> internal constructor(
  * }
  * ```
  */
+@JvmSynthetic
 public inline fun <reified I, reified O> workflow(
     name: String,
     noinline options: WorkflowDefinition.Options.() -> Unit = {},

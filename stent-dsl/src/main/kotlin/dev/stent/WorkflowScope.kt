@@ -86,6 +86,7 @@ public interface StepScope {
 }
 
 /** Runs [block] as a step whose result type [T] uses the kotlinx JSON codec; see [WorkflowScope.step]. */
+@JvmSynthetic
 public suspend inline fun <reified T> WorkflowScope.step(
     id: String,
     retry: RetryPolicy? = null,
@@ -93,5 +94,6 @@ public suspend inline fun <reified T> WorkflowScope.step(
 ): T = step(id, codecOf<T>(), retry, block)
 
 /** Waits for the next signal [name] with a kotlinx-serializable payload; see [WorkflowScope.awaitSignal]. */
+@JvmSynthetic
 public suspend inline fun <reified T> WorkflowScope.awaitSignal(name: String, timeout: Duration? = null, id: String? = null): T =
     awaitSignal(name, codecOf<T>(), timeout, id)

@@ -15,44 +15,12 @@ import java.sql.Connection
 import java.sql.DriverManager
 import javax.sql.DataSource
 
-/**
- * Opens (creating if needed) a Stent store in the SQLite file at [path]: WAL journal, a busy
- * timeout so several processes can share the file, `synchronous=FULL` so a committed checkpoint
- * survives power loss, and every transaction `BEGIN IMMEDIATE`. Applies missing migrations.
- *
- * One connection per process: SQLite has one writer at a time anyway, and queueing in-process
- * beats spinning on the file lock.
- */
-@JvmOverloads
-public fun Stent.Companion.sqlite(path: String, options: StentOptions = StentOptions()): Stent {
-    File(path).absoluteFile.parentFile?.mkdirs()
-    val sqlite = SQLiteConfig().apply {
-        setJournalMode(SQLiteConfig.JournalMode.WAL)
-        setSynchronous(SQLiteConfig.SynchronousMode.FULL)
-        setBusyTimeout(30_000)
-        setTransactionMode(SQLiteConfig.TransactionMode.IMMEDIATE)
-    }
-    val hikari = HikariConfig().apply {
-        jdbcUrl = "jdbc:sqlite:$path"
-        dataSourceProperties = sqlite.toProperties()
-        maximumPoolSize = 1
-        minimumIdle = 1
-        poolName = "stent-sqlite"
-        // sqlite-jdbc begins a transaction as soon as autocommit is off: idle connections must not hold the lock
-        isAutoCommit = true
-    }
-    val ds = HikariDataSource(hikari)
-    return open(ds, SqlDialect.Sqlite, null, 1, null, ds::close, options)
-}
+/** See [Stents.sqlite]. */
+@JvmSynthetic
+public fun Stent.Companion.sqlite(path: String, options: StentOptions = StentOptions()): Stent = Stents.sqlite(path, options)
 
-/**
- * Opens a Stent store in the PostgreSQL database at [jdbcUrl] (`jdbc:postgresql://host:5432/db`),
- * through a HikariCP pool of [poolSize] connections, in [schema] (created if missing; default:
- * the connection's search path), and applies missing migrations under an advisory lock, so many
- * workers starting together migrate once. Wake-ups between processes use `LISTEN/NOTIFY` on one
- * extra connection.
- */
-@JvmOverloads
+/** See [Stents.postgres]. */
+@JvmSynthetic
 public fun Stent.Companion.postgres(
     jdbcUrl: String,
     user: String,
@@ -60,41 +28,121 @@ public fun Stent.Companion.postgres(
     schema: String? = null,
     poolSize: Int = 10,
     options: StentOptions = StentOptions(),
-): Stent {
-    require(poolSize >= 1) { "postgres: poolSize must be at least 1, was $poolSize" }
-    schema?.let { WorkflowDefinition.validateName("schema", it) }
-    val hikari = HikariConfig().apply {
-        this.jdbcUrl = jdbcUrl
-        username = user
-        this.password = password
-        maximumPoolSize = poolSize
-        minimumIdle = minOf(2, poolSize)
-        poolName = "stent-postgres"
-        connectionTimeout = 10_000
-        if (schema != null) this.schema = schema
-    }
-    val ds = HikariDataSource(hikari)
-    val listen = {
-        DriverManager.getConnection(jdbcUrl, user, password).also { c -> schema?.let { c.schema = it } }
-    }
-    return open(ds, SqlDialect.Postgres, schema, poolSize, listen, ds::close, options)
-}
+): Stent = Stents.postgres(jdbcUrl, user, password, schema, poolSize, options)
 
-/**
- * Opens a Stent store on a PostgreSQL [dataSource] you own (Stent does not close it). [maxConnections]
- * bounds Stent's concurrent use of it; one more connection is held for `LISTEN/NOTIFY`.
- */
-@JvmOverloads
+/** See [Stents.postgres]. */
+@JvmSynthetic
 public fun Stent.Companion.postgres(
     dataSource: DataSource,
     schema: String? = null,
     maxConnections: Int = 10,
     options: StentOptions = StentOptions(),
-): Stent {
-    schema?.let { WorkflowDefinition.validateName("schema", it) }
-    val connect = { dataSource.connection.also { c -> schema?.let { c.schema = it } } }
-    val scoped = if (schema == null) dataSource else SchemaDataSource(dataSource, schema)
-    return open(scoped, SqlDialect.Postgres, schema, maxConnections, connect, {}, options)
+): Stent = Stents.postgres(dataSource, schema, maxConnections, options)
+
+/**
+ * Opens Stent stores; Kotlin can also write `Stent.sqlite(path)` / `Stent.postgres(url, user, password)`.
+ */
+public object Stents {
+    /**
+     * Opens (creating if needed) a Stent store in the SQLite file at [path]: WAL journal, a busy
+     * timeout so several processes can share the file, `synchronous=FULL` so a committed checkpoint
+     * survives power loss, and every transaction `BEGIN IMMEDIATE`. Applies missing migrations.
+     *
+     * One connection per process: SQLite has one writer at a time anyway, and queueing in-process
+     * beats spinning on the file lock.
+     */
+    @JvmStatic
+    @JvmOverloads
+    public fun sqlite(path: String, options: StentOptions = StentOptions()): Stent {
+        File(path).absoluteFile.parentFile?.mkdirs()
+        val sqlite = SQLiteConfig().apply {
+            setJournalMode(SQLiteConfig.JournalMode.WAL)
+            setSynchronous(SQLiteConfig.SynchronousMode.FULL)
+            setBusyTimeout(30_000)
+            setTransactionMode(SQLiteConfig.TransactionMode.IMMEDIATE)
+        }
+        val hikari = HikariConfig().apply {
+            jdbcUrl = "jdbc:sqlite:$path"
+            dataSourceProperties = sqlite.toProperties()
+            maximumPoolSize = 1
+            minimumIdle = 1
+            poolName = "stent-sqlite"
+            // sqlite-jdbc begins a transaction as soon as autocommit is off: idle connections must not hold the lock
+            isAutoCommit = true
+        }
+        val ds = try {
+            HikariDataSource(hikari)
+        } catch (e: Exception) {
+            throw StentStoreException("cannot open the SQLite file '$path': ${e.message}", e)
+        }
+        return open(ds, SqlDialect.Sqlite, null, 1, null, ds::close, options)
+    }
+
+    /**
+     * Opens a Stent store in the PostgreSQL database at [jdbcUrl] (`jdbc:postgresql://host:5432/db`),
+     * through a HikariCP pool of [poolSize] connections, in [schema] (created if missing; default:
+     * the connection's search path), and applies missing migrations under an advisory lock, so many
+     * workers starting together migrate once. Wake-ups between processes use `LISTEN/NOTIFY` on one
+     * extra connection.
+     */
+    @JvmStatic
+    @JvmOverloads
+    public fun postgres(
+        jdbcUrl: String,
+        user: String,
+        password: String,
+        schema: String? = null,
+        poolSize: Int = 10,
+        options: StentOptions = StentOptions(),
+    ): Stent {
+        require(poolSize >= 1) { "postgres: poolSize must be at least 1, was $poolSize" }
+        schema?.let(::checkSchema)
+        val hikari = HikariConfig().apply {
+            this.jdbcUrl = jdbcUrl
+            username = user
+            this.password = password
+            maximumPoolSize = poolSize
+            minimumIdle = minOf(2, poolSize)
+            poolName = "stent-postgres"
+            connectionTimeout = 10_000
+            if (schema != null) this.schema = schema
+        }
+        val ds = try {
+            HikariDataSource(hikari)
+        } catch (e: Exception) {
+            throw StentStoreException("cannot connect to PostgreSQL at $jdbcUrl as '$user': ${e.message}", e)
+        }
+        val listen = {
+            DriverManager.getConnection(jdbcUrl, user, password).also { c -> schema?.let { c.schema = it } }
+        }
+        return open(ds, SqlDialect.Postgres, schema, poolSize, listen, ds::close, options)
+    }
+
+    /**
+     * Opens a Stent store on a PostgreSQL [dataSource] you own (Stent does not close it). [maxConnections]
+     * bounds Stent's concurrent use of it; one more connection is held for `LISTEN/NOTIFY`.
+     */
+    @JvmStatic
+    @JvmOverloads
+    public fun postgres(
+        dataSource: DataSource,
+        schema: String? = null,
+        maxConnections: Int = 10,
+        options: StentOptions = StentOptions(),
+    ): Stent {
+        require(maxConnections >= 1) { "postgres: maxConnections must be at least 1, was $maxConnections" }
+        schema?.let(::checkSchema)
+        val connect = { dataSource.connection.also { c -> schema?.let { c.schema = it } } }
+        val scoped = if (schema == null) dataSource else SchemaDataSource(dataSource, schema)
+        return open(scoped, SqlDialect.Postgres, schema, maxConnections, connect, {}, options)
+    }
+}
+
+/** Lower-case identifiers only: they need no quoting, and the wake-up channel `stent_<schema>` stays within PostgreSQL's 63 bytes. */
+private fun checkSchema(schema: String) {
+    require(Regex("[a-z_][a-z0-9_]{0,49}").matches(schema)) {
+        "invalid schema '$schema': use 1 to 50 lower-case letters, digits and underscores, starting with a letter or underscore"
+    }
 }
 
 private fun open(

@@ -4,6 +4,11 @@ import dev.stent.internal.ClientImpl
 import dev.stent.internal.LocalNotifier
 import dev.stent.internal.StoreAccess
 import dev.stent.store.WorkflowStore
+import kotlinx.coroutines.CoroutineName
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.SupervisorJob
+import kotlinx.coroutines.cancel
 
 /**
  * One Stent installation: a store (SQLite file or PostgreSQL database), its [client], and the
@@ -14,23 +19,32 @@ import dev.stent.store.WorkflowStore
  */
 public class Stent(
     /** The store runs and records live in. */
-    @property:InternalStentApi public val store: WorkflowStore,
+    @property:InternalStentApi @get:JvmSynthetic public val store: WorkflowStore,
     /** Installation-wide options. */
     public val options: StentOptions = StentOptions(),
 ) : AutoCloseable {
     @InternalStentApi
+    @get:JvmSynthetic
     public val access: StoreAccess = StoreAccess(store)
 
     @InternalStentApi
+    @get:JvmSynthetic
     public val notifier: LocalNotifier = LocalNotifier()
 
-    /** Starts, signals, awaits, describes and cancels runs. */
+    /** Owns the coroutines of futures handed to Java callers; cancelled by [close]. */
+    @InternalStentApi
+    @get:JvmSynthetic
+    public val scope: CoroutineScope = CoroutineScope(SupervisorJob() + Dispatchers.Default + CoroutineName("stent"))
+
+    /** Starts, signals, awaits, describes and cancels runs (Kotlin; Java uses `FutureClient.of(stent)`). */
+    @get:JvmSynthetic
     public val client: StentClient = ClientImpl(this)
 
     private val wakeUps: AutoCloseable = store.startWakeUps(notifier)
 
     /** Stops listening for wake-ups and closes the store. Close workers first. */
     override fun close() {
+        scope.cancel()
         wakeUps.close()
         store.close()
     }

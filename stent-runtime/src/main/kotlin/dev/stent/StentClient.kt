@@ -58,6 +58,12 @@ public interface StentClient {
     public suspend fun describe(runId: String): RunInfo
 
     /**
+     * Runs newest first, filtered by [status] and [workflowName] when given, [limit] at a time from
+     * [offset]. The returned [RunInfo]s carry no step records (describe a run for those).
+     */
+    public suspend fun list(status: RunStatus? = null, workflowName: String? = null, limit: Int = 100, offset: Int = 0): List<RunInfo>
+
+    /**
      * Cancels run [runId]: a PENDING or WAITING run is CANCELLED at once. A RUNNING one is flagged;
      * its worker cancels the run's coroutine as soon as it learns of it (at once in this JVM or
      * through PostgreSQL wake-ups, else at its next heartbeat): a step body in progress is
@@ -68,10 +74,12 @@ public interface StentClient {
 }
 
 /** Sends a kotlinx-serializable signal payload; see [StentClient.signal]. */
+@JvmSynthetic
 public suspend inline fun <reified T> StentClient.signal(runId: String, name: String, payload: T): Unit =
     signal(runId, name, payload, codecOf<T>())
 
 /** Starts a run by workflow name with kotlinx-serializable input and output; see [StentClient.start]. */
+@JvmSynthetic
 public suspend inline fun <reified I, reified O> StentClient.startByName(
     workflowName: String,
     input: I,
@@ -119,7 +127,7 @@ public class RunInfo(
     public val input: String,
     /** The encoded output of a COMPLETED run. */
     public val output: String?,
-    /** Every record, oldest first. */
+    /** Every record, oldest first (empty in [StentClient.list] results). */
     public val steps: List<StepInfo>,
 ) {
     override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, steps=${steps.size})"

@@ -7,6 +7,7 @@ import java.util.UUID
 import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
+import kotlin.time.toKotlinDuration
 
 /**
  * A worker: claims runs of the workflows it registered from the store and executes them, up to
@@ -25,8 +26,14 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
     public val activeRuns: Int get() = engine.activeCount
 
     /** Stops claiming, waits up to [grace] for in-flight runs, then releases the rest. Idempotent. */
+    @JvmSynthetic
     public suspend fun shutdown(grace: Duration = engine.config.shutdownGrace) {
         engine.shutdown(grace)
+    }
+
+    /** Blocking [shutdown] with a `java.time` grace period, for Java callers. */
+    public fun close(grace: java.time.Duration) {
+        runBlocking { engine.shutdown(grace.toKotlinDuration()) }
     }
 
     /** Blocking [shutdown] with the configured grace period. */
@@ -134,6 +141,7 @@ internal class WorkerConfig(
  * stentWorker(stent) { register(order); concurrency = 32 }.use { … }
  * ```
  */
+@JvmSynthetic
 public fun stentWorker(stent: Stent, configure: StentWorker.Builder.() -> Unit): StentWorker {
     val config = StentWorker.Builder().apply(configure).build()
     return StentWorker(WorkerEngine(stent, config).also { it.start() })

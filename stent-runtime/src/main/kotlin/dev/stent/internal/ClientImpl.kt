@@ -15,6 +15,7 @@ import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowFailedException
 import dev.stent.store.NewRun
+import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
 import java.time.Instant
 import java.util.UUID
@@ -105,10 +106,20 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         else -> error("run '${run.id}' is not finished")
     }
 
+    override suspend fun list(status: RunStatus?, workflowName: String?, limit: Int, offset: Int): List<RunInfo> {
+        require(limit in 1..10_000) { "list: limit must be within 1..10000, was $limit" }
+        require(offset >= 0) { "list: offset must not be negative, was $offset" }
+        return access.call("listing runs") { listRuns(RunQuery(status, workflowName, limit, offset)) }.map { info(it, emptyList()) }
+    }
+
     override suspend fun describe(runId: String): RunInfo {
         val run = getRun(runId, "describing")
         val steps = access.call("listing the steps of run '$runId'") { listSteps(runId) }
-        return RunInfo(
+        return info(run, steps)
+    }
+
+    private fun info(run: RunRecord, steps: List<dev.stent.store.StepRecord>): RunInfo =
+        RunInfo(
             run.id, run.workflow, run.status, run.queue, run.priority,
             instant(run.createdAt), run.startedAt?.let(::instant), instant(run.updatedAt), run.completedAt?.let(::instant),
             run.readyAt?.let(::instant), run.claimCount, run.leaseOwner, decodeFailure(run.failure), run.input, run.output,
@@ -119,7 +130,6 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
                 )
             },
         )
-    }
 
     override suspend fun cancel(runId: String): RunStatus {
         val status = access.call("cancelling run '$runId'") { requestCancel(runId) }

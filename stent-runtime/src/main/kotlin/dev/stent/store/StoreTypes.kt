@@ -141,6 +141,14 @@ public enum class UnloadOutcome {
     LEASE_LOST,
 }
 
+/** A filter for [WorkflowStore.listRuns]; null fields match everything. */
+public class RunQuery(
+    public val status: RunStatus? = null,
+    public val workflow: String? = null,
+    public val limit: Int = 100,
+    public val offset: Int = 0,
+)
+
 /** A run as stored. Times are epoch milliseconds, database clock. */
 public class RunRecord(
     public val id: String,

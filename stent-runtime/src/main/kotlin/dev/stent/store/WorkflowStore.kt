@@ -74,6 +74,9 @@ public interface WorkflowStore : AutoCloseable {
     /** Every record of the run, oldest first. */
     public fun listSteps(runId: String): List<StepRecord>
 
+    /** Runs matching [query], newest first. */
+    public fun listRuns(query: RunQuery): List<RunRecord>
+
     /**
      * Starts delivering wake-ups written by other processes (PostgreSQL `LISTEN/NOTIFY`) to
      * [sink] until the returned handle is closed. Stores without such a channel return a no-op;

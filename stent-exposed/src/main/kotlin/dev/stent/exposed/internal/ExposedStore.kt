@@ -10,6 +10,7 @@ import dev.stent.store.HeartbeatResult
 import dev.stent.store.HeldLease
 import dev.stent.store.LeaseLostException
 import dev.stent.store.NewRun
+import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
 import dev.stent.store.StepKind
 import dev.stent.store.StepRecord
@@ -25,6 +26,7 @@ import org.jetbrains.exposed.v1.core.ResultRow
 import org.jetbrains.exposed.v1.core.SortOrder
 import org.jetbrains.exposed.v1.core.eq
 import org.jetbrains.exposed.v1.jdbc.Database
+import org.jetbrains.exposed.v1.jdbc.andWhere
 import org.jetbrains.exposed.v1.jdbc.selectAll
 import org.jetbrains.exposed.v1.jdbc.transactions.transaction
 import java.sql.Connection
@@ -70,40 +72,45 @@ internal class ExposedStore(
     }
 
     override fun claim(request: ClaimRequest): ClaimResult = tx {
-        val args = ArrayList<Any?>()
-        args += request.workerId
-        args += request.leaseMs
         val names = request.workflows.toList()
-        args.addAll(names)
-        val queueFilter = if (request.queues.isEmpty()) "" else {
-            args.addAll(request.queues)
-            "AND queue IN (${marks(request.queues.size)})"
-        }
-        args += request.limit
-        val claimed = query(
-            """UPDATE stent_runs SET status = 'RUNNING', lease_owner = ?, lease_token = lease_token + 1,
-                   lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
-                   updated_at = $now, ready_at = NULL, wait_signals = NULL
-               WHERE id IN (
-                   SELECT id FROM stent_runs
-                   WHERE workflow IN (${marks(names.size)}) $queueFilter
+        val queues = request.queues.toList()
+        // names and queues filter in SQL, so runs this worker cannot execute never block the ones it can
+        val filter = "workflow IN (${marks(names.size)})" + if (queues.isEmpty()) "" else " AND queue IN (${marks(queues.size)})"
+        val filterArgs = names + queues
+        val candidates = """SELECT id FROM stent_runs
+                   WHERE $filter
                      AND ((status IN ('PENDING', 'WAITING') AND ready_at <= $now)
                           OR (status = 'RUNNING' AND lease_expires_at < $now))
-                   ORDER BY priority DESC, ready_at
-                   LIMIT ? ${dialect.claimLock})
-               RETURNING id, workflow, input, lease_token, claim_count""",
-            args,
-        ) { rs -> ClaimRow(rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count")) }
+                   ORDER BY priority DESC, COALESCE(ready_at, lease_expires_at)
+                   LIMIT ? ${dialect.claimLock}"""
+        val set = """SET status = 'RUNNING', lease_owner = ?, lease_token = lease_token + 1,
+                   lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
+                   updated_at = $now, ready_at = NULL, wait_signals = NULL"""
+        val sql = when (dialect) {
+            // a MATERIALIZED CTE locks and picks the candidates once: `id IN (subquery)` may be re-run under
+            // concurrency and update more rows than the LIMIT
+            SqlDialect.Postgres -> """WITH c AS MATERIALIZED ($candidates)
+               UPDATE stent_runs $set FROM c WHERE stent_runs.id = c.id
+               RETURNING stent_runs.id, workflow, input, lease_token, claim_count"""
+            SqlDialect.Sqlite -> """UPDATE stent_runs $set WHERE id IN ($candidates)
+               RETURNING id, workflow, input, lease_token, claim_count"""
+        }
+        val args = when (dialect) {
+            SqlDialect.Postgres -> filterArgs + request.limit + request.workerId + request.leaseMs
+            SqlDialect.Sqlite -> listOf<Any?>(request.workerId, request.leaseMs) + filterArgs + request.limit
+        }
+        val claimed = query(sql, args) { rs -> ClaimRow(rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count")) }
         val records = if (claimed.isEmpty()) emptyMap() else {
             query(
                 "SELECT * FROM stent_steps WHERE run_id IN (${marks(claimed.size)}) ORDER BY created_at",
                 claimed.map { it.id },
             ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
         }
+        // when the next run this worker could claim becomes ready: a timer, a delayed start or a lease expiring
         val nextReadyAt = if (claimed.size == request.limit) null else query(
             """SELECT MIN(CASE WHEN status = 'RUNNING' THEN lease_expires_at ELSE ready_at END) AS next FROM stent_runs
-               WHERE workflow IN (${marks(names.size)}) AND status IN ('PENDING', 'WAITING', 'RUNNING')""",
-            names,
+               WHERE $filter AND status IN ('PENDING', 'WAITING', 'RUNNING')""",
+            filterArgs,
         ) { it.longOrNull("next") }.firstOrNull()
         ClaimResult(
             claimed.map { ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, records[it.id].orEmpty()) },
@@ -273,6 +280,17 @@ internal class ExposedStore(
         StepsTable.selectAll().where { StepsTable.runId eq runId }
             .orderBy(StepsTable.createdAt to SortOrder.ASC, StepsTable.stepId to SortOrder.ASC)
             .map(::stepRecord)
+    }
+
+    override fun listRuns(query: RunQuery): List<RunRecord> = transaction(db) {
+        RunsTable.selectAll()
+            .apply {
+                query.status?.let { s -> andWhere { RunsTable.status eq s.name } }
+                query.workflow?.let { w -> andWhere { RunsTable.workflow eq w } }
+            }
+            .orderBy(RunsTable.createdAt to SortOrder.DESC, RunsTable.id to SortOrder.DESC)
+            .limit(query.limit).offset(query.offset.toLong())
+            .map(::runRecord)
     }
 
     override fun close() = onClose()

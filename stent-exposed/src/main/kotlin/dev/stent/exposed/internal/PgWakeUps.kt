@@ -40,8 +40,14 @@ internal class PgWakeUps(
                     backoff = 100L
                     sink.work()
                     val pg = conn.unwrap(PGConnection::class.java)
+                    var lastPing = System.nanoTime()
                     while (!closed) {
                         for (n in pg.getNotifications(POLL_MS) ?: emptyArray()) dispatch(n.parameter)
+                        if (System.nanoTime() - lastPing > PING_NANOS) {
+                            // a half-open connection reports no error while reading notifications: probe it
+                            conn.createStatement().use { it.execute("SELECT 1") }
+                            lastPing = System.nanoTime()
+                        }
                     }
                 }
             } catch (e: Exception) {
@@ -79,5 +85,6 @@ internal class PgWakeUps(
 
     private companion object {
         const val POLL_MS = 500
+        const val PING_NANOS = 10_000_000_000L
     }
 }

@@ -134,6 +134,10 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                 lastOk = System.currentTimeMillis()
                 continue
             }
+            if (System.currentTimeMillis() - lastOk > config.leaseDuration.inWholeMilliseconds) {
+                // no renewal for a whole lease: others may own these runs now; stop writing for them
+                snapshot.forEach { it.stop(StopReason.LeaseLost) }
+            }
             try {
                 val before = System.currentTimeMillis()
                 val result = access.call("renewing leases") { heartbeat(id, snapshot.map { it.runId }, config.leaseDuration.inWholeMilliseconds) }
@@ -149,10 +153,6 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                 }
             } catch (e: StentStoreException) {
                 log.warn("stent worker {}: heartbeat failed: {}", id, e.message)
-                if (System.currentTimeMillis() - lastOk > config.leaseDuration.inWholeMilliseconds) {
-                    // Our leases may have expired and passed to others: stop writing for them.
-                    snapshot.forEach { it.stop(StopReason.LeaseLost) }
-                }
             }
         }
     }

@@ -1,0 +1,216 @@
+package dev.stent.javatest;
+
+import dev.stent.RunInfo;
+import dev.stent.RunStatus;
+import dev.stent.Stent;
+import dev.stent.StentWorker;
+import dev.stent.Stents;
+import dev.stent.StepFailedException;
+import dev.stent.UnknownRunException;
+import dev.stent.WorkflowFailedException;
+import dev.stent.java.FutureClient;
+import dev.stent.java.RunRef;
+import dev.stent.java.StartOptions;
+import dev.stent.java.Workers;
+import dev.stent.javatest.OrderWorkflows.Approval;
+import dev.stent.javatest.OrderWorkflows.OrderRequest;
+import dev.stent.javatest.OrderWorkflows.Receipt;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The Java facade, used the way a Java team would: records, lambdas, builders and futures. */
+class JavaApiTest {
+    @TempDir Path dir;
+    Stent stent;
+    FutureClient client;
+
+    @BeforeEach
+    void open() {
+        stent = Stents.sqlite(dir.resolve("stent.db").toString());
+        client = FutureClient.of(stent);
+    }
+
+    @AfterEach
+    void close() {
+        stent.close();
+    }
+
+    private StentWorker worker(dev.stent.WorkflowDefinition<?, ?>... workflows) {
+        Workers.Builder b = Workers.builder(stent).unloadThreshold(Duration.ofMillis(200)).pollInterval(Duration.ofMillis(50));
+        for (var wf : workflows) b.register(wf);
+        return b.start();
+    }
+
+    private static <T> T get(CompletableFuture<T> f) throws Exception {
+        return f.get(30, TimeUnit.SECONDS);
+    }
+
+    @Test
+    void aJavaWorkflowRunsStepsRetriesSleepsAndSignalsWithRecords() throws Exception {
+        OrderWorkflows.AUTHORIZE_CALLS.set(0);
+        try (StentWorker ignored = worker(OrderWorkflows.ORDER)) {
+            RunRef<Receipt> run = get(client.start(OrderWorkflows.ORDER, new OrderRequest("o-42", 1999), StartOptions.withId("o-42")));
+            assertEquals("o-42", run.id());
+            get(client.signal("o-42", "approval", new Approval("ana")));
+            Receipt receipt = get(run.result());
+            assertEquals(new Receipt("o-42", "auth-o-42", "ana", receipt.at(), receipt.token(), 2), receipt);
+            assertNotNull(receipt.at());
+
+            RunInfo info = get(run.describe());
+            assertEquals(RunStatus.COMPLETED, info.getStatus());
+            Map<String, String> steps = info.getSteps().stream().collect(Collectors.toMap(s -> s.getId(), s -> s.getStatus()));
+            assertEquals(Map.of("authorize", "COMPLETED", "sleep#1", "WAITING", "signal:approval#1", "COMPLETED",
+                "now#1", "COMPLETED", "uuid#1", "COMPLETED", "count", "COMPLETED", "ship", "COMPLETED"), steps);
+            assertEquals(2, info.getSteps().stream().filter(s -> s.getId().equals("authorize")).findFirst().orElseThrow().getAttempts());
+            assertEquals(2, OrderWorkflows.AUTHORIZE_CALLS.get(), "a replay after the unload did not run authorize again");
+        }
+    }
+
+    @Test
+    void aFailedJavaStepFailsTheFutureWithTheRecordedCause() throws Exception {
+        try (StentWorker ignored = worker(OrderWorkflows.DECLINE)) {
+            RunRef<String> run = get(client.start(OrderWorkflows.DECLINE, "4242"));
+            ExecutionException e = assertThrows(ExecutionException.class, () -> run.result().get(30, TimeUnit.SECONDS));
+            WorkflowFailedException failed = assertInstanceOf(WorkflowFailedException.class, e.getCause());
+            assertEquals(StepFailedException.class.getName(), failed.getFailure().getType());
+            assertEquals("card 4242 declined", failed.getFailure().getCause().getMessage());
+            assertEquals("java.io.IOException", failed.getFailure().getCause().getCause().getType());
+        }
+    }
+
+    @Test
+    void blockingJavaStepsRunOnTheirOwnThreadsAndDoNotStarveTheEngine() throws Exception {
+        OrderWorkflows.MAX_RUNNING.set(0);
+        try (StentWorker ignored = Workers.builder(stent).register(OrderWorkflows.BLOCKING).concurrency(40).start()) {
+            List<RunRef<Integer>> runs = IntStream.range(0, 40)
+                .mapToObj(i -> client.start(OrderWorkflows.BLOCKING, i).join()).toList();
+            for (int i = 0; i < runs.size(); i++) assertEquals(i * 2, get(runs.get(i).result()));
+        }
+        int cores = Runtime.getRuntime().availableProcessors();
+        assertTrue(OrderWorkflows.MAX_RUNNING.get() > Math.max(4, cores),
+            "blocking steps ran " + OrderWorkflows.MAX_RUNNING.get() + " at a time; they must not be bound to the " + cores + " engine threads");
+    }
+
+    @Test
+    void cancellingTheReturnedFutureStopsTheWaitingNeverTheRun() throws Exception {
+        try (StentWorker ignored = worker(OrderWorkflows.WAITER)) {
+            RunRef<String> run = get(client.start(OrderWorkflows.WAITER, "w", StartOptions.withId("w1")));
+            CompletableFuture<String> waiting = run.result();
+            assertTrue(waiting.cancel(true));
+            assertThrows(CancellationException.class, waiting::join);
+            get(client.signal("w1", "go", "now"));
+            assertEquals("w:now", get(run.result()));
+        }
+    }
+
+    @Test
+    void startOptionsQueuesDelayPriorityListAndCancel() throws Exception {
+        RunRef<String> delayed = get(client.start(OrderWorkflows.WAITER, "d",
+            StartOptions.builder().id("d1").queue("java-q").priority(7).delay(Duration.ofHours(1)).build()));
+        RunInfo info = get(delayed.describe());
+        assertEquals(RunStatus.PENDING, info.getStatus());
+        assertEquals("java-q", info.getQueue());
+        assertEquals(7, info.getPriority());
+        assertTrue(info.getReadyAt().isAfter(Instant.now().plus(Duration.ofMinutes(59))));
+
+        get(client.start(OrderWorkflows.WAITER, "other", StartOptions.builder().id("o1").queue("elsewhere").build()));
+        try (StentWorker ignored = Workers.builder(stent).register(OrderWorkflows.WAITER).queues("elsewhere")
+                 .unloadThreshold(Duration.ofMillis(100)).pollInterval(Duration.ofMillis(50)).start()) {
+            waitFor(() -> get(client.describe("o1")).getStatus() == RunStatus.WAITING);
+            assertEquals(RunStatus.PENDING, get(client.describe("d1")).getStatus(), "the worker serves only its queue");
+        }
+        List<RunInfo> waiting = get(client.list(RunStatus.WAITING, "java-waiter", 10, 0));
+        assertEquals(List.of("o1"), waiting.stream().map(RunInfo::getId).toList());
+        assertEquals(2, get(client.list()).size());
+
+        assertEquals(RunStatus.CANCELLED, get(client.cancel("d1")));
+        ExecutionException e = assertThrows(ExecutionException.class, () -> delayed.result().get(10, TimeUnit.SECONDS));
+        assertInstanceOf(dev.stent.WorkflowCancelledException.class, e.getCause());
+        ExecutionException unknown = assertThrows(ExecutionException.class, () -> client.describe("nope").get(10, TimeUnit.SECONDS));
+        assertInstanceOf(UnknownRunException.class, unknown.getCause());
+    }
+
+    @Test
+    void aJavaClientStartsAKotlinWorkflowByNameWithJsonBothWays() throws Exception {
+        try (StentWorker ignored = worker(dev.stent.it.KotlinInterop.INSTANCE.getGreet())) {
+            RunRef<GreetingOut> run = get(client.start("kotlin-greet", new GreetingIn("Ana", 3), GreetingOut.class));
+            assertEquals(new GreetingOut("hello Ana", 3), get(run.result()));
+        }
+    }
+
+    /** Same JSON shape as the Kotlin @Serializable classes in KotlinInterop. */
+    public record GreetingIn(String name, int times) {}
+    public record GreetingOut(String text, int times) {}
+
+    interface Check { boolean ok() throws Exception; }
+
+    static void waitFor(Check check) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!check.ok()) {
+            if (System.nanoTime() > deadline) throw new AssertionError("condition not reached in 20 s");
+            Thread.sleep(20);
+        }
+    }
+
+    @Test
+    void aKilledJavaWorkerProcessLosesNoFinishedStep() throws Exception {
+        Path db = dir.resolve("crash.db");
+        try (Stent crashStent = Stents.sqlite(db.toString())) {
+            FutureClient c = FutureClient.of(crashStent);
+            java.nio.file.Files.writeString(dir.resolve("block"), "");
+            Process first = startJavaWorker(db);
+            try {
+                get(c.start("java-crash", "x", String.class, StartOptions.withId("jc")));
+                waitFor(() -> OrderWorkflows.log(dir).stream().anyMatch(l -> l.startsWith("jc:s3:")));
+            } finally {
+                first.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
+            }
+            java.nio.file.Files.delete(dir.resolve("block"));
+            Process second = startJavaWorker(db);
+            try {
+                assertEquals("java-ok", get(c.result("jc", String.class)));
+            } finally {
+                second.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
+            }
+            Map<String, Long> counts = OrderWorkflows.log(dir).stream()
+                .collect(Collectors.groupingBy(l -> l.split(":")[1], Collectors.counting()));
+            assertEquals(Map.of("s1", 1L, "s2", 1L, "s3", 2L, "s4", 1L, "s5", 1L), counts);
+        }
+    }
+
+    private Process startJavaWorker(Path db) throws Exception {
+        String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
+        Path out = dir.resolve("worker-" + System.nanoTime() + ".out");
+        Process p = new ProcessBuilder(javaBin, "-Xmx256m", "-cp", cp, JavaWorkerMain.class.getName(), db.toString(), dir.toString())
+            .redirectErrorStream(true).redirectOutput(out.toFile()).start();
+        waitFor(() -> {
+            String text = java.nio.file.Files.exists(out) ? java.nio.file.Files.readString(out) : "";
+            if (!p.isAlive() && !text.contains("READY")) throw new AssertionError("worker died:\n" + text);
+            return text.contains("READY");
+        });
+        assertFalse(!p.isAlive());
+        return p;
+    }
+}

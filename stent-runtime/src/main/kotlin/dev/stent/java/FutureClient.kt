@@ -1,0 +1,149 @@
+package dev.stent.java
+
+import dev.stent.Codec
+import dev.stent.InternalStentApi
+import dev.stent.RunInfo
+import dev.stent.RunStatus
+import dev.stent.Stent
+import dev.stent.StentClient
+import dev.stent.WorkflowDefinition
+import kotlinx.coroutines.future.future
+import java.time.Duration
+import java.util.concurrent.CompletableFuture
+import kotlin.time.toKotlinDuration
+
+/**
+ * The client for Java: every call returns a [CompletableFuture]. Cancelling a returned future
+ * stops the waiting, never the run (use [cancel] for that). Payloads use [JavaCodecs.forClass],
+ * so records, POJOs and Kotlin `@Serializable` classes all work.
+ *
+ * ```java
+ * FutureClient client = FutureClient.of(stent);
+ * RunRef<Receipt> run = client.start(order, new OrderRequest("o-42", 1999), StartOptions.withId("o-42")).join();
+ * client.signal("o-42", "approval", new Approval("ana")).join();
+ * Receipt receipt = run.result().join();
+ * ```
+ */
+@OptIn(InternalStentApi::class)
+public class FutureClient private constructor(private val stent: Stent) {
+    private val client: StentClient get() = stent.client
+
+    private fun <T> async(block: suspend () -> T): CompletableFuture<T> = stent.scope.future { block() }
+
+    /** Starts a run of [workflow]; see the Kotlin `StentClient.start`. */
+    @JvmOverloads
+    public fun <I, O> start(workflow: WorkflowDefinition<I, O>, input: I, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
+        async {
+            val h = client.start(workflow, input, options.id, options.queue, options.priority, options.delay?.toKotlinDuration())
+            ref(h.id, workflow.outputCodec)
+        }
+
+    /**
+     * Starts a run of the workflow named [workflowName] (defined in Java or Kotlin, here or in
+     * another process) with [input] encoded as JSON; its output decodes as [outputType].
+     */
+    @JvmOverloads
+    public fun <O : Any> start(workflowName: String, input: Any, outputType: Class<O>, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
+        async {
+            @Suppress("UNCHECKED_CAST")
+            val inputCodec = JavaCodecs.forClass(input.javaClass) as Codec<Any>
+            val outputCodec = JavaCodecs.forClass(outputType)
+            val h = client.start(workflowName, input, inputCodec, outputCodec, options.id, options.queue, options.priority, options.delay?.toKotlinDuration())
+            ref(h.id, outputCodec)
+        }
+
+    /** A reference to an existing run whose output decodes as [outputType]. */
+    public fun <O : Any> run(runId: String, outputType: Class<O>): RunRef<O> = ref(runId, JavaCodecs.forClass(outputType))
+
+    /** Waits for run [runId]'s output; fails with `WorkflowFailedException` / `WorkflowCancelledException`. */
+    public fun <O : Any> result(runId: String, outputType: Class<O>): CompletableFuture<O> = run(runId, outputType).result()
+
+    /** Sends signal [name] with [payload] to run [runId]. */
+    public fun signal(runId: String, name: String, payload: Any): CompletableFuture<Void?> = async {
+        @Suppress("UNCHECKED_CAST")
+        client.signal(runId, name, payload, JavaCodecs.forClass(payload.javaClass) as Codec<Any>)
+        null
+    }
+
+    /** The run's status, timestamps, attempts, failure and step records. */
+    public fun describe(runId: String): CompletableFuture<RunInfo> = async { client.describe(runId) }
+
+    /** Cancels the run; see the Kotlin `StentClient.cancel`. Completes with the status after the call. */
+    public fun cancel(runId: String): CompletableFuture<RunStatus> = async { client.cancel(runId) }
+
+    /** Runs newest first, filtered by [status] and [workflowName] when not null. */
+    @JvmOverloads
+    public fun list(status: RunStatus? = null, workflowName: String? = null, limit: Int = 100, offset: Int = 0): CompletableFuture<List<RunInfo>> =
+        async { client.list(status, workflowName, limit, offset) }
+
+    private fun <O> ref(id: String, codec: Codec<O>): RunRef<O> = Ref(id, codec)
+
+    private inner class Ref<O>(private val id: String, private val codec: Codec<O>) : RunRef<O> {
+        override fun id(): String = id
+        override fun result(): CompletableFuture<O> = async { client.await(id, codec) }
+        override fun result(timeout: Duration): CompletableFuture<O> = async { client.await(id, codec, timeout.toKotlinDuration()) }
+        override fun describe(): CompletableFuture<RunInfo> = this@FutureClient.describe(id)
+        override fun cancel(): CompletableFuture<RunStatus> = this@FutureClient.cancel(id)
+        override fun toString(): String = "RunRef($id)"
+    }
+
+    public companion object {
+        /** The Java client of [stent]. Cheap; keep one or make one per use. */
+        @JvmStatic
+        public fun of(stent: Stent): FutureClient = FutureClient(stent)
+    }
+}
+
+/** A started run, from Java. */
+public interface RunRef<O> {
+    /** The run's id. */
+    public fun id(): String
+
+    /** Completes with the output when the run finishes (or exceptionally with its failure). */
+    public fun result(): CompletableFuture<O>
+
+    /** Like [result], failing with `AwaitTimeoutException` after [timeout] (the run goes on). */
+    public fun result(timeout: Duration): CompletableFuture<O>
+
+    public fun describe(): CompletableFuture<RunInfo>
+
+    public fun cancel(): CompletableFuture<RunStatus>
+}
+
+/** How to start a run: id, queue, priority, delay; unset fields take the workflow's defaults. */
+public class StartOptions private constructor(
+    public val id: String?,
+    public val queue: String?,
+    public val priority: Int?,
+    public val delay: Duration?,
+) {
+    /** Builds [StartOptions]. */
+    public class Builder internal constructor() {
+        private var id: String? = null
+        private var queue: String? = null
+        private var priority: Int? = null
+        private var delay: Duration? = null
+
+        /** The run id; starting an id that exists returns the existing run. */
+        public fun id(id: String): Builder = apply { this.id = id }
+        public fun queue(queue: String): Builder = apply { this.queue = queue }
+        public fun priority(priority: Int): Builder = apply { this.priority = priority }
+
+        /** Postpones the first claim. */
+        public fun delay(delay: Duration): Builder = apply { this.delay = delay }
+        public fun build(): StartOptions = StartOptions(id, queue, priority, delay)
+    }
+
+    public companion object {
+        /** No options: a random id and the workflow's defaults. */
+        @JvmField
+        public val NONE: StartOptions = StartOptions(null, null, null, null)
+
+        @JvmStatic
+        public fun builder(): Builder = Builder()
+
+        /** Just an id. */
+        @JvmStatic
+        public fun withId(id: String): StartOptions = StartOptions(id, null, null, null)
+    }
+}

@@ -1,0 +1,59 @@
+package dev.stent.java
+
+import dev.stent.RetryPolicy
+import java.time.Duration
+import java.time.Instant
+import java.util.UUID
+
+/**
+ * What a Java workflow can do durably: the Java face of the same engine Kotlin workflows use, with
+ * the same records, replay and guarantees (see the Kotlin `WorkflowScope`). Every call blocks the
+ * workflow's thread (a virtual thread on JDK 21+, a bounded pool on 17) until it is done.
+ *
+ * Code outside steps must be deterministic; do side effects in [step]. When a run is unloaded or
+ * cancelled these calls throw `CancellationException`: let it propagate (do not catch
+ * `RuntimeException` around them without rethrowing it).
+ */
+public interface WorkflowContext {
+    /** The run's id. */
+    public fun runId(): String
+
+    /** The workflow's name. */
+    public fun workflowName(): String
+
+    /** Runs [body] once for this run and records its result under [id]; replay returns the record. */
+    public fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T
+
+    /** [step] with its own retry policy (see [RetryPolicies]). */
+    public fun <T : Any> step(id: String, resultType: Class<T>, retry: RetryPolicy, body: StepSupplier<T>): T
+
+    /** A step without a result. */
+    public fun step(id: String, body: StepAction)
+
+    /** `runId/stepId`: pass it to external services as an idempotency key. */
+    public fun idempotencyKey(stepId: String): String = "${runId()}/$stepId"
+
+    /** Waits [duration] durably; a long wait unloads the run. Sleeps are numbered in call order. */
+    public fun sleep(duration: Duration)
+
+    /** [sleep] with an explicit timer id. */
+    public fun sleep(duration: Duration, id: String)
+
+    /** Waits until [instant] durably. */
+    public fun sleepUntil(instant: Instant)
+
+    /** Waits for the next signal [name] and decodes it as [type]. */
+    public fun <T : Any> awaitSignal(name: String, type: Class<T>): T
+
+    /** Like [awaitSignal], throwing `SignalTimeoutException` when none arrives within [timeout]. */
+    public fun <T : Any> awaitSignal(name: String, type: Class<T>, timeout: Duration): T
+
+    /** The time, recorded on first call. */
+    public fun now(): Instant
+
+    /** A random UUID, recorded on first call. */
+    public fun randomUuid(): UUID
+
+    /** A random number in [0, 1), recorded on first call. */
+    public fun random(): Double
+}

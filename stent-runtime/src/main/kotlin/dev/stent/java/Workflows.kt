@@ -1,0 +1,83 @@
+package dev.stent.java
+
+import dev.stent.InternalStentApi
+import dev.stent.RetryPolicy
+import dev.stent.WorkflowDefinition
+import dev.stent.java.internal.BlockingDispatchers
+import dev.stent.java.internal.JavaWorkflowContext
+import kotlinx.coroutines.currentCoroutineContext
+import kotlinx.coroutines.runInterruptible
+
+/**
+ * Defines workflows in Java:
+ * ```java
+ * WorkflowDefinition<OrderRequest, Receipt> order = Workflows.define("order", OrderRequest.class, Receipt.class, (ctx, req) -> {
+ *     Auth auth = ctx.step("authorize", Auth.class, () -> payments.authorize(req));
+ *     ctx.sleep(Duration.ofMinutes(10));
+ *     return ctx.step("ship", Receipt.class, () -> shipping.ship(req, auth));
+ * });
+ * ```
+ * The result is the same [WorkflowDefinition] Kotlin's `workflow { }` makes: one engine runs both.
+ * Inputs and outputs use [JavaCodecs.forClass].
+ */
+public object Workflows {
+    /** Defines a workflow with default options. */
+    @JvmStatic
+    public fun <I : Any, O : Any> define(name: String, inputType: Class<I>, outputType: Class<O>, body: JavaWorkflow<I, O>): WorkflowDefinition<I, O> =
+        define(name, inputType, outputType, WorkflowOptions.DEFAULT, body)
+
+    /** Defines a workflow with [options] (queue, priority, default retry policy). */
+    @OptIn(InternalStentApi::class)
+    @JvmStatic
+    public fun <I : Any, O : Any> define(
+        name: String,
+        inputType: Class<I>,
+        outputType: Class<O>,
+        options: WorkflowOptions,
+        body: JavaWorkflow<I, O>,
+    ): WorkflowDefinition<I, O> = WorkflowDefinition.of(
+        name, JavaCodecs.forClass(inputType), JavaCodecs.forClass(outputType),
+        {
+            retryPolicy = options.retryPolicy
+            queue = options.queue
+            priority = options.priority
+        },
+    ) { input ->
+        val ctx = JavaWorkflowContext(this, currentCoroutineContext())
+        runInterruptible(BlockingDispatchers.bodies) { body.run(ctx, input) }
+    }
+}
+
+/** Options of a Java-defined workflow; build with [builder]. */
+public class WorkflowOptions private constructor(
+    public val queue: String,
+    public val priority: Int,
+    public val retryPolicy: RetryPolicy,
+) {
+    /** Builds [WorkflowOptions]. */
+    public class Builder internal constructor() {
+        private var queue = WorkflowDefinition.DEFAULT_QUEUE
+        private var priority = 0
+        private var retryPolicy = RetryPolicy.DEFAULT
+
+        /** Default queue of new runs. */
+        public fun queue(queue: String): Builder = apply { this.queue = queue }
+
+        /** Default priority of new runs (higher first). */
+        public fun priority(priority: Int): Builder = apply { this.priority = priority }
+
+        /** Default retry policy of the steps. */
+        public fun retryPolicy(retryPolicy: RetryPolicy): Builder = apply { this.retryPolicy = retryPolicy }
+
+        public fun build(): WorkflowOptions = WorkflowOptions(queue, priority, retryPolicy)
+    }
+
+    public companion object {
+        /** Queue "default", priority 0, [RetryPolicy.DEFAULT]. */
+        @JvmField
+        public val DEFAULT: WorkflowOptions = Builder().build()
+
+        @JvmStatic
+        public fun builder(): Builder = Builder()
+    }
+}

@@ -1,0 +1,77 @@
+package dev.stent.java.internal
+
+import dev.stent.RetryPolicy
+import dev.stent.WorkflowMisuseException
+import dev.stent.WorkflowScope
+import dev.stent.java.JavaCodecs
+import dev.stent.java.StepAction
+import dev.stent.java.StepSupplier
+import dev.stent.java.WorkflowContext
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.runInterruptible
+import java.time.Duration
+import java.time.Instant
+import java.util.UUID
+import kotlin.coroutines.CoroutineContext
+import kotlin.time.toKotlinDuration
+
+/**
+ * The [WorkflowContext] of one Java run: each call blocks the Java thread while the suspend
+ * [scope] call runs in the run's own coroutine context (its serial dispatcher and its job, so an
+ * unload or a cancel reaches it). Step bodies run on [BlockingDispatchers.steps].
+ */
+internal class JavaWorkflowContext(private val scope: WorkflowScope, private val runContext: CoroutineContext) : WorkflowContext {
+    /** The step whose body runs on this thread, to catch nested steps (Java bodies cannot carry coroutine context). */
+    private val inStep = ThreadLocal<String?>()
+
+    private fun <T> call(block: suspend WorkflowScope.() -> T): T = runBlocking(runContext) { scope.block() }
+
+    override fun runId(): String = scope.runId
+    override fun workflowName(): String = scope.workflowName
+
+    override fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T = runStep(id, resultType, null, body)
+
+    override fun <T : Any> step(id: String, resultType: Class<T>, retry: RetryPolicy, body: StepSupplier<T>): T =
+        runStep(id, resultType, retry, body)
+
+    private fun <T : Any> runStep(id: String, resultType: Class<T>, retry: RetryPolicy?, body: StepSupplier<T>): T {
+        inStep.get()?.let { outer ->
+            throw WorkflowMisuseException(
+                scope.runId, scope.workflowName, id,
+                "step '$id' was called inside step '$outer' in workflow '${scope.workflowName}' (run '${scope.runId}'): " +
+                    "steps cannot nest; call it from the workflow body, or make it plain code inside the outer step",
+            )
+        }
+        val codec = JavaCodecs.forClass(resultType)
+        return call {
+            step(id, codec, retry) {
+                runInterruptible(BlockingDispatchers.steps) {
+                    inStep.set(id)
+                    try {
+                        body.get()
+                    } finally {
+                        inStep.remove()
+                    }
+                }
+            }
+        }
+    }
+
+    override fun step(id: String, body: StepAction) {
+        runStep(id, String::class.java, null) { body.run(); "done" }
+    }
+
+    override fun sleep(duration: Duration) = call { sleep(duration.toKotlinDuration()) }
+    override fun sleep(duration: Duration, id: String) = call { sleep(duration.toKotlinDuration(), id) }
+    override fun sleepUntil(instant: Instant) = call { sleepUntil(instant) }
+
+    override fun <T : Any> awaitSignal(name: String, type: Class<T>): T =
+        JavaCodecs.forClass(type).let { codec -> call { awaitSignal(name, codec) } }
+
+    override fun <T : Any> awaitSignal(name: String, type: Class<T>, timeout: Duration): T =
+        JavaCodecs.forClass(type).let { codec -> call { awaitSignal(name, codec, timeout.toKotlinDuration()) } }
+
+    override fun now(): Instant = call { now() }
+    override fun randomUuid(): UUID = call { randomUuid() }
+    override fun random(): Double = call { random() }
+}

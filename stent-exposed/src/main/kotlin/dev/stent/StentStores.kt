@@ -67,6 +67,7 @@ public object Stents {
             maximumPoolSize = 1
             minimumIdle = 1
             poolName = "stent-sqlite"
+            transactionIsolation = "TRANSACTION_SERIALIZABLE"
             // sqlite-jdbc begins a transaction as soon as autocommit is off: idle connections must not hold the lock
             isAutoCommit = true
         }
@@ -105,6 +106,8 @@ public object Stents {
             minimumIdle = minOf(2, poolSize)
             poolName = "stent-postgres"
             connectionTimeout = 10_000
+            // the statements are written for READ COMMITTED (SKIP LOCKED, re-checked fences); set it once per connection
+            transactionIsolation = "TRANSACTION_READ_COMMITTED"
             if (schema != null) this.schema = schema
         }
         val ds = try {
@@ -160,11 +163,12 @@ private fun open(
             databaseConfig = DatabaseConfig {
                 // no blind retries: a commit that failed ambiguously must not insert a signal twice
                 defaultMaxAttempts = 1
+                defaultIsolationLevel = dialect.isolation
             },
         )
         Migrations.migrate(db, dialect, schema)
         val channel = "stent" + (schema?.let { "_$it" } ?: "")
-        return Stent(ExposedStore(db, dialect, maxConnections, channel, listen, onClose), options)
+        return Stent(ExposedStore(dataSource, db, dialect, maxConnections, channel, listen, onClose), options)
     } catch (e: Exception) {
         onClose()
         throw StentStoreException("cannot open the Stent store: ${e.message}", e)

@@ -37,6 +37,8 @@ import java.sql.ResultSet
  * transaction; hot-path statements are SQL written out per dialect so each is one round trip.
  */
 internal class ExposedStore(
+    /** For single-statement writes on the hot path: one autocommit statement, one round trip. */
+    private val dataSource: javax.sql.DataSource,
     private val db: Database,
     private val dialect: SqlDialect,
     override val maxConnections: Int,
@@ -54,6 +56,12 @@ internal class ExposedStore(
         listenConnection?.let { PgWakeUps(it, channel, sink) } ?: AutoCloseable {}
 
     private fun <T> tx(block: Connection.() -> T): T = transaction(db) { (connection.connection as Connection).block() }
+
+    /** Runs [block] on a pooled connection in autocommit mode: each statement is its own transaction. */
+    private fun <T> autocommit(block: Connection.() -> T): T = dataSource.connection.use { c ->
+        check(c.autoCommit) { "Stent's pool must hand out connections in autocommit mode" }
+        c.block()
+    }
 
     override fun dbNowMs(): Long = tx { nowMs() }
 
@@ -121,7 +129,8 @@ internal class ExposedStore(
 
     private class ClaimRow(val id: String, val workflow: String, val input: String, val token: Long, val claimCount: Int)
 
-    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome = tx {
+    // One statement, fenced inside itself: no transaction round trips around it.
+    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome = autocommit {
         if (upsertStep(runId, token, record) == 1) WriteOutcome.OK
         else if (holdsLease(runId, token)) WriteOutcome.OK // a final record was there already; it stays
         else WriteOutcome.LEASE_LOST

@@ -22,6 +22,9 @@ internal sealed class SqlDialect {
     /** Creates [schema] if it is missing (under the migration lock). */
     abstract fun createSchema(tx: JdbcTransaction, schema: String)
 
+    /** The JDBC isolation level every transaction uses. */
+    abstract val isolation: Int
+
     /** Serializes migrations across processes for the rest of the transaction. */
     abstract fun lockForMigration(tx: JdbcTransaction)
 
@@ -31,6 +34,7 @@ internal sealed class SqlDialect {
         override val claimLock = ""
         override val rowLock = ""
         override val shareLock = ""
+        override val isolation = java.sql.Connection.TRANSACTION_SERIALIZABLE
         override fun lockForMigration(tx: JdbcTransaction) = Unit
         override fun notify(conn: java.sql.Connection, channel: String, payload: String) = Unit
         override fun createSchema(tx: JdbcTransaction, schema: String) = error("SQLite has no schemas")
@@ -42,6 +46,7 @@ internal sealed class SqlDialect {
         override val claimLock = "FOR UPDATE SKIP LOCKED"
         override val rowLock = "FOR UPDATE"
         override val shareLock = "FOR SHARE"
+        override val isolation = java.sql.Connection.TRANSACTION_READ_COMMITTED
 
         override fun notify(conn: java.sql.Connection, channel: String, payload: String) {
             conn.query("SELECT pg_notify(?, ?)", listOf(channel, payload)) { }

@@ -26,6 +26,13 @@ import kotlinx.coroutines.isActive
 import kotlinx.coroutines.withContext
 import java.util.concurrent.atomic.AtomicReference
 
+/** Marks coroutines running on a run's own serial IO view, where blocking store calls may run inline. */
+internal class RunThread private constructor() : kotlin.coroutines.AbstractCoroutineContextElement(Key) {
+    companion object Key : kotlin.coroutines.CoroutineContext.Key<RunThread> {
+        val element = RunThread()
+    }
+}
+
 /** Why a run stopped before its body finished. */
 internal sealed class StopReason {
     /** Every branch waits durably and the earliest wake-up is far: write the run back as WAITING. */
@@ -179,7 +186,8 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
 
     /** Runs a store call for this run; a database failure stops the run (it is released or its lease expires). */
     suspend fun <T> storeCall(what: String, block: dev.stent.store.WorkflowStore.() -> T): T = try {
-        worker.access.call(what, block)
+        // the run's own thread is an IO thread: block on it rather than hop to the store dispatcher and back
+        if (currentCoroutineContext()[RunThread] != null) worker.access.inline(what, block) else worker.access.call(what, block)
     } catch (e: StentStoreException) {
         stop(StopReason.StoreFailure)
         throw e

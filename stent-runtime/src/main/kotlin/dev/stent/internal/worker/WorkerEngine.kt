@@ -5,6 +5,7 @@ import dev.stent.StentStoreException
 import dev.stent.WorkerConfig
 import dev.stent.internal.WakeUp
 import dev.stent.internal.engine.RunExecution
+import dev.stent.internal.engine.RunThread
 import dev.stent.internal.engine.StopReason
 import dev.stent.store.ClaimRequest
 import kotlinx.coroutines.CoroutineExceptionHandler
@@ -110,7 +111,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     private fun launchRun(claimed: dev.stent.store.ClaimedRun) {
         val execution = RunExecution(this, claimed)
         active[claimed.id] = execution
-        val job = scope.launch(runDispatcher() + CoroutineName("stent-run-${claimed.id}"), start = CoroutineStart.LAZY) {
+        val job = scope.launch(runDispatcher() + RunThread.element + CoroutineName("stent-run-${claimed.id}"), start = CoroutineStart.LAZY) {
             try {
                 execution.execute()
             } finally {
@@ -122,8 +123,11 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         job.start()
     }
 
-    /** One serial view of the default pool per run: a run's coroutines never run on two threads at once. */
-    private fun runDispatcher() = Dispatchers.Default.limitedParallelism(1)
+    /**
+     * One serial view of the IO pool per run: a run's coroutines never run on two threads at once,
+     * and its checkpoints block its own thread instead of hopping to the store dispatcher.
+     */
+    private fun runDispatcher() = Dispatchers.IO.limitedParallelism(1)
 
     private suspend fun heartbeatLoop() {
         var lastOk = System.currentTimeMillis()

@@ -1,0 +1,318 @@
+package dev.stent.bench
+
+import dev.stent.RunStatus
+import dev.stent.Stent
+import dev.stent.StentWorker
+import dev.stent.codecOf
+import dev.stent.signal
+import dev.stent.startByName
+import dev.stent.stentWorker
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.runBlocking
+import kotlinx.serialization.json.JsonObject
+import kotlinx.serialization.json.JsonPrimitive
+import kotlinx.serialization.json.buildJsonObject
+import kotlinx.serialization.json.put
+import java.io.File
+import java.util.concurrent.TimeUnit
+import kotlin.time.Duration.Companion.milliseconds
+import kotlin.time.Duration.Companion.minutes
+import kotlin.time.Duration.Companion.seconds
+
+/** Sizes of one bench run; `--quick` keeps the whole run under two minutes. */
+class Sizes(quick: Boolean) {
+    val raw = if (quick) 500 else 3000
+    val steps = 500
+    val throughput = if (quick) 1000 else 5000
+    val latencyStarts = if (quick) 100 else 500
+    val replaySteps = if (quick) 2000 else 10_000
+    val waitingRuns = if (quick) 2000 else 100_000
+}
+
+/** Prints and keeps one JSON line per result. */
+class Results {
+    val all = mutableListOf<JsonObject>()
+    fun emit(o: JsonObject) {
+        all += o
+        println(o)
+        System.out.flush()
+    }
+}
+
+fun main(args: Array<String>) {
+    if (args.firstOrNull() == "worker") return workerMain(args.drop(1))
+    val quick = "--quick" in args
+    val only = args.firstOrNull { it.startsWith("--only=") }?.substringAfter("=")?.split(",")?.toSet()
+    val stores = args.firstOrNull { it.startsWith("--stores=") }?.substringAfter("=")?.split(",") ?: listOf("sqlite", "postgres")
+    val withDbos = "--no-dbos" !in args
+    val sizes = Sizes(quick)
+    val results = Results()
+    BenchStores(System.getenv("STENT_BENCH_PG_URL")).use { benchStores ->
+        val scenarios = Scenarios(benchStores, sizes, results)
+        for (store in stores) {
+            val db = { if (store == "sqlite") benchStores.sqlite() else benchStores.postgres() }
+            fun run(name: String, block: () -> Unit) {
+                if (only == null || name in only) block()
+            }
+            run("raw_commit") { scenarios.rawCommit(db()) }
+            run("step_overhead") { scenarios.stepOverhead(db()) }
+            run("checkpoint_direct") { scenarios.checkpointDirect(db()) }
+            run("throughput_1step") { scenarios.throughput(db, workers = 1); scenarios.throughput(db, workers = 2) }
+            run("fanout") { scenarios.fanout(db()) }
+            run("start_latency") { scenarios.startLatency(db()) }
+            run("replay") { scenarios.replay(db()) }
+            run("waiting_runs") { scenarios.waitingRuns(db()) }
+        }
+        if (withDbos && "postgres" in stores) {
+            for (name in listOf("step_overhead", "throughput_1step", "fanout", "start_latency")) {
+                if (only == null || name in only) scenarios.dbos(name)
+            }
+        }
+        Report(results.all, quick).writeAll()
+    }
+}
+
+/** A worker JVM for the throughput scenario: `worker <concurrency> <store args…>`; prints READY, runs until killed. */
+private fun workerMain(args: List<String>) {
+    val stent = BenchStores.openFromArgs(args.drop(1))
+    val worker = stentWorker(stent) {
+        allBenchWorkflows.forEach { register(it) }
+        concurrency = args[0].toInt()
+    }
+    Runtime.getRuntime().addShutdownHook(Thread { worker.close(); stent.close() })
+    println("READY")
+    System.out.flush()
+    Thread.sleep(Long.MAX_VALUE)
+}
+
+/** Starts a bench worker JVM on the bench classpath and waits for READY. */
+fun startWorkerJvm(db: BenchDb, concurrency: Int, vararg javaArgs: String): Process {
+    val java = File(System.getProperty("java.home"), "bin/java").path
+    val cp = System.getProperty("java.class.path")
+    val out = File.createTempFile("bench-worker", ".out")
+    val p = ProcessBuilder(listOf(java) + javaArgs + listOf("-cp", cp, "dev.stent.bench.BenchMainKt", "worker", "$concurrency") + db.processArgs)
+        .redirectErrorStream(true).redirectOutput(out).start()
+    val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60)
+    while (!out.readText().contains("READY")) {
+        check(p.isAlive && System.nanoTime() < deadline) { "bench worker did not start:\n${out.readText()}" }
+        Thread.sleep(20)
+    }
+    return p
+}
+
+/** The scenarios; each opens a fresh database and emits one or more results. */
+class Scenarios(private val stores: BenchStores, private val sizes: Sizes, private val results: Results) {
+    /** µs per raw commit, per store, for the step_overhead ratio. */
+    private val rawUs = HashMap<String, Double>()
+
+    fun rawCommit(db: BenchDb) {
+        db.raw().use { c ->
+            c.createStatement().use { it.execute("CREATE TABLE IF NOT EXISTS raw_bench (id BIGINT PRIMARY KEY, v TEXT)") }
+            c.autoCommit = false
+            c.prepareStatement("INSERT INTO raw_bench (id, v) VALUES (?, ?)").use { ps ->
+                fun insert(i: Int) { ps.setLong(1, i.toLong()); ps.setString(2, "x"); ps.executeUpdate(); c.commit() }
+                repeat(100) { insert(-1 - it) } // warm-up
+                val t0 = System.nanoTime()
+                repeat(sizes.raw) { insert(it) }
+                val wall = (System.nanoTime() - t0) / 1e9
+                rawUs[db.store] = wall * 1e6 / sizes.raw
+                results.emit(result("raw_commit", db.store, sizes.raw, wall) { put("us_per_commit", wall * 1e6 / sizes.raw) })
+            }
+        }
+    }
+
+    fun stepOverhead(db: BenchDb) = db.open().use { stent ->
+        inProcessWorker(stent, 4).use {
+            runBlocking {
+                stent.client.start(noopSteps, 50).await(1.minutes) // warm-up
+                Probes.reset()
+                val run = stent.client.start(noopSteps, sizes.steps)
+                run.await(5.minutes)
+                val us = (Probes.lastStep.get() - Probes.firstStep.get()) / 1e3 / (sizes.steps - 1)
+                results.emit(result("step_overhead", db.store, sizes.steps, us * sizes.steps / 1e6) {
+                    put("us_per_step", us)
+                    rawUs[db.store]?.let { put("ratio_to_raw", us / it) }
+                })
+            }
+        }
+    }
+
+    /** The store's checkpoint called in a loop on one thread: the step cost without the engine around it. */
+    @OptIn(dev.stent.InternalStentApi::class)
+    fun checkpointDirect(db: BenchDb) = db.open().use { stent ->
+        val store = stent.store
+        store.createRun(dev.stent.store.NewRun("direct", "bench-steps", "1", "default", 0, 0))
+        val run = store.claim(dev.stent.store.ClaimRequest("bench", listOf("bench-steps"), emptyList(), 1, 600_000)).runs.single()
+        fun write(i: Int) = store.checkpoint("direct", run.token, dev.stent.store.StepRecord("s$i", dev.stent.store.StepKind.STEP, dev.stent.store.StepStatus.COMPLETED, result = "1", attempts = 1))
+        repeat(100) { write(-1 - it) }
+        val t0 = System.nanoTime()
+        repeat(sizes.steps) { write(it) }
+        val wall = (System.nanoTime() - t0) / 1e9
+        val us = wall * 1e6 / sizes.steps
+        results.emit(result("checkpoint_direct", db.store, sizes.steps, wall) {
+            put("us_per_checkpoint", us)
+            rawUs[db.store]?.let { put("ratio_to_raw", us / it) }
+        })
+    }
+
+    fun throughput(newDb: () -> BenchDb, workers: Int) {
+        val db = newDb()
+        db.open().use { stent ->
+            val jvms = List(workers) { startWorkerJvm(db, 64) }
+            try {
+                runBlocking {
+                    stent.client.startByName<Int, Int>("bench-one", 0, id = "warm").await(1.minutes)
+                    val t0 = System.nanoTime()
+                    val ids = (1..sizes.throughput).map { stent.client.startByName<Int, Int>("bench-one", it).id }
+                    val codec = codecOf<Int>()
+                    coroutineScope { ids.map { async { stent.client.await(it, codec, 10.minutes) } }.awaitAll() }
+                    val wall = (System.nanoTime() - t0) / 1e9
+                    results.emit(result("throughput_1step", db.store, sizes.throughput, wall) { put("workers", workers) })
+                }
+            } finally {
+                jvms.forEach { it.destroyForcibly().waitFor() }
+            }
+        }
+    }
+
+    fun fanout(db: BenchDb) = db.open().use { stent ->
+        inProcessWorker(stent, 32).use {
+            runBlocking {
+                val t0 = System.nanoTime()
+                val runs = (1..20).map { stent.client.start(noopSteps, 50) }
+                runs.forEach { it.await(5.minutes) }
+                val wall = (System.nanoTime() - t0) / 1e9
+                results.emit(result("fanout", db.store, 1000, wall) { put("workflows", 20); put("steps_each", 50) })
+            }
+        }
+    }
+
+    fun startLatency(db: BenchDb) = db.open().use { stent ->
+        inProcessWorker(stent, 8).use {
+            runBlocking {
+                suspend fun once(): Double {
+                    delay(5.milliseconds) // the worker is idle between starts
+                    val t0 = System.nanoTime()
+                    val run = stent.client.start(latency, "x")
+                    run.await(1.minutes)
+                    return (Probes.firstStepAt.getValue(run.id) - t0) / 1e6
+                }
+                repeat(20) { once() }
+                val t0 = System.nanoTime()
+                val ms = List(sizes.latencyStarts) { once() }.sorted()
+                val wall = (System.nanoTime() - t0) / 1e9
+                results.emit(result("start_latency", db.store, sizes.latencyStarts, wall) {
+                    put("p50_ms", percentile(ms, 0.50))
+                    put("p99_ms", percentile(ms, 0.99))
+                })
+            }
+        }
+    }
+
+    fun replay(db: BenchDb) = db.open().use { stent ->
+        runBlocking {
+            val n = sizes.replaySteps
+            inProcessWorker(stent, 4, unloadThreshold = 10.milliseconds).use {
+                val run = stent.client.start(replay, n, id = "replay")
+                while (stent.client.describe("replay").status != RunStatus.WAITING) delay(50.milliseconds)
+                Probes.reset()
+                val t0 = System.nanoTime()
+                stent.client.signal("replay", "go", "now")
+                run.await(5.minutes)
+                val wall = (Probes.afterReplay.get() - t0) / 1e9
+                results.emit(result("replay", db.store, n, wall) { put("ms_to_next_step", wall * 1e3) })
+            }
+        }
+    }
+
+    fun waitingRuns(db: BenchDb) = db.open().use { stent ->
+        runBlocking {
+            val n = sizes.waitingRuns
+            val setupStart = System.currentTimeMillis()
+            // every run sleeps until one instant, far enough ahead for all of them to be started and unloaded
+            val dueMs = setupStart + (n / 50).coerceAtLeast(20_000)
+            val tenth = n / 10
+            Probes.reset()
+            inProcessWorker(stent, 64, unloadThreshold = 1.seconds).use { worker ->
+                var heapAtTenth = 0L
+                for (i in 1..n) {
+                    stent.client.start(sleeper, dueMs)
+                    if (i == tenth) heapAtTenth = waitAllUnloaded(stent, worker, i)
+                }
+                val heapAtAll = waitAllUnloaded(stent, worker, n)
+                val settled = System.currentTimeMillis()
+                while (Probes.timerLagMs.size < n && System.currentTimeMillis() < dueMs + 10.minutes.inWholeMilliseconds) delay(100.milliseconds)
+                val lags = Probes.timerLagMs.map { it.toDouble() }.sorted()
+                results.emit(result("waiting_runs", db.store, n, (System.currentTimeMillis() - setupStart) / 1e3) {
+                    put("heap_mb_at_10pct", heapAtTenth / 1e6)
+                    put("heap_mb_at_100pct", heapAtAll / 1e6)
+                    put("db_mb", db.sizeBytes() / 1e6)
+                    put("all_waiting_before_due", settled < dueMs)
+                    put("fired", lags.size)
+                    put("lag_p50_ms", percentile(lags, 0.5))
+                    put("lag_p99_ms", percentile(lags, 0.99))
+                    put("lag_max_ms", lags.lastOrNull() ?: -1.0)
+                })
+            }
+        }
+    }
+
+    /** Waits until [count] runs exist and none is in memory, then returns the heap in use after a GC. */
+    private suspend fun waitAllUnloaded(stent: Stent, worker: StentWorker, count: Int): Long {
+        while (true) {
+            val waiting = stent.client.list(RunStatus.WAITING, "bench-sleeper", limit = 1, offset = count - 1)
+            if (waiting.isNotEmpty() && worker.activeRuns == 0) break
+            delay(200.milliseconds)
+        }
+        repeat(3) { System.gc(); delay(100.milliseconds) }
+        val rt = Runtime.getRuntime()
+        return rt.totalMemory() - rt.freeMemory()
+    }
+
+    fun dbos(name: String) {
+        val n = when (name) {
+            "step_overhead" -> sizes.steps
+            "throughput_1step" -> sizes.throughput
+            "start_latency" -> sizes.latencyStarts
+            else -> 1000
+        }
+        val url = stores.dbosDatabase("dbos_$name")
+        val java = File(System.getProperty("java.home"), "bin/java").path
+        val p = ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), "dev.stent.bench.dbos.DbosBench", url, stores.pgUser, stores.pgPassword, name, "$n")
+            .redirectError(ProcessBuilder.Redirect.INHERIT).start()
+        val line = p.inputStream.bufferedReader().readLines().lastOrNull { it.startsWith("{") }
+        p.waitFor(10, TimeUnit.MINUTES)
+        if (line == null) {
+            System.err.println("dbos $name produced no result (exit ${p.exitValue()})")
+            return
+        }
+        results.emit(kotlinx.serialization.json.Json.parseToJsonElement(line) as JsonObject)
+    }
+
+    private fun inProcessWorker(stent: Stent, concurrency: Int, unloadThreshold: kotlin.time.Duration = 5.seconds): StentWorker =
+        stentWorker(stent) {
+            allBenchWorkflows.forEach { register(it) }
+            this.concurrency = concurrency
+            this.unloadThreshold = unloadThreshold
+        }
+}
+
+fun percentile(sorted: List<Double>, q: Double): Double =
+    if (sorted.isEmpty()) -1.0 else sorted[((sorted.size - 1) * q).toInt()]
+
+fun result(name: String, store: String, n: Int, wallS: Double, extra: kotlinx.serialization.json.JsonObjectBuilder.() -> Unit = {}): JsonObject =
+    buildJsonObject {
+        put("name", name)
+        put("engine", "stent")
+        put("store", store)
+        put("n", n)
+        put("wall_s", wallS)
+        put("per_sec", n / wallS)
+        extra()
+    }
+
+fun JsonObject.str(key: String): String? = (this[key] as? JsonPrimitive)?.content
+fun JsonObject.num(key: String): Double? = (this[key] as? JsonPrimitive)?.content?.toDoubleOrNull()

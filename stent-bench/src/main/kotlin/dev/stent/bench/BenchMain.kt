@@ -80,7 +80,11 @@ private fun workerMain(args: List<String>) {
     val stent = BenchStores.openFromArgs(args.drop(1))
     val worker = stentWorker(stent) {
         allBenchWorkflows.forEach { register(it) }
+        register(chaosWorkflow)
         concurrency = args[0].toInt()
+        leaseDuration = (System.getProperty("stent.bench.leaseMs")?.toLong() ?: 30_000L).milliseconds
+        unloadThreshold = 200.milliseconds
+        pollInterval = 100.milliseconds
     }
     Runtime.getRuntime().addShutdownHook(Thread { worker.close(); stent.close() })
     println("READY")

@@ -59,7 +59,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         val encoded = encodePayload(inputCodec, input, maxBytes, PayloadSite("input", runId, workflowName))
         val newRun = NewRun(runId, workflowName, encoded, q, priority ?: 0, delay?.inWholeMilliseconds ?: 0)
         val result = access.call("starting run '$runId'") { createRun(newRun) }
-        if (result.run.workflow != workflowName) throw RunConflictException(runId, result.run.workflow, workflowName)
+        if (result.workflow != workflowName) throw RunConflictException(runId, result.workflow, workflowName)
         if (result.created) notifier.workAvailable.fire()
         return handle(runId, outputCodec)
     }
@@ -81,7 +81,9 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
 
     private suspend fun <O> awaitLoop(runId: String, outputCodec: Codec<O>, timeout: Duration?): O {
         val started = TimeSource.Monotonic.markNow()
-        var poll = 10.milliseconds
+        // with wake-ups from other processes, polling is only the safety net
+        val maxPoll = if (access.store.deliversWakeUps) MAX_AWAIT_POLL_WITH_WAKE_UPS else MAX_AWAIT_POLL
+        var poll = 20.milliseconds
         while (true) {
             val wake = notifier.finishedFor(runId)
             val armed = wake.arm()
@@ -95,7 +97,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
             val left = timeout?.let { it - started.elapsedNow() }
             if (left != null && left <= Duration.ZERO) throw AwaitTimeoutException(runId, timeout)
             wake.awaitArmed(armed, if (left != null && left < poll) left else poll)
-            poll = (poll * 2).coerceAtMost(MAX_AWAIT_POLL)
+            poll = (poll * 2).coerceAtMost(maxPoll)
         }
     }
 
@@ -151,6 +153,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
 
     private companion object {
         val MAX_AWAIT_POLL = 500.milliseconds
+        val MAX_AWAIT_POLL_WITH_WAKE_UPS = 5_000.milliseconds
         val unknownFailure = dev.stent.Failure("unknown", "no failure was recorded")
         fun instant(ms: Long): Instant = Instant.ofEpochMilli(ms)
     }

@@ -34,6 +34,11 @@ public class LocalNotifier : dev.stent.store.WakeUpSink {
     override fun finished(runId: String): Unit = runFinished(runId)
     override fun signal(runId: String): Unit = signalSent(runId)
     override fun cancel(runId: String): Unit = cancelRequested(runId)
+    override fun reconnected() {
+        workAvailable.fire()
+        finished.values.forEach { it.fire() }
+        signals.values.forEach { it.fire() }
+    }
 
     public fun runFinished(runId: String) {
         finished.remove(runId)?.fire()

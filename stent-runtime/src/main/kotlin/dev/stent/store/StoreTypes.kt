@@ -76,9 +76,10 @@ public class NewRun(
 
 /** The outcome of [WorkflowStore.createRun]. */
 public class CreateRunResult(
-    /** False when a run with this id existed already; it is returned unchanged. */
+    /** False when a run with this id existed already; it is left unchanged. */
     public val created: Boolean,
-    public val run: RunRecord,
+    /** The workflow of the run with this id (the existing one's when not [created]). */
+    public val workflow: String,
 )
 
 /** What a worker asks [WorkflowStore.claim] for. */

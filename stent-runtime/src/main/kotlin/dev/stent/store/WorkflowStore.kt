@@ -83,6 +83,9 @@ public interface WorkflowStore : AutoCloseable {
      * the engine then relies on in-process wake-ups and polling.
      */
     public fun startWakeUps(sink: WakeUpSink): AutoCloseable = AutoCloseable {}
+
+    /** True when [startWakeUps] delivers other processes' wake-ups, so waiters can poll rarely. */
+    public val deliversWakeUps: Boolean get() = false
 }
 
 /** Receives wake-ups; every one is a hint to re-read the database, never a fact to act on. */
@@ -98,6 +101,9 @@ public interface WakeUpSink {
 
     /** A client asked to cancel run [runId]. */
     public fun cancel(runId: String)
+
+    /** The channel was down and is back: wake-ups may have been lost, so every waiter should look again. */
+    public fun reconnected()
 }
 
 /** Thrown by a store when a fenced write finds that the lease has passed to another worker. */

@@ -52,6 +52,20 @@ internal class ExposedStore(
 
     private fun Connection.wake(kind: Char, runId: String = "") = dialect.notify(this, channel, "$kind:$runId")
 
+    /**
+     * Runs an UPDATE and, on PostgreSQL, notifies `kind:runId` in the same statement when it changed a
+     * row (one round trip). Returns the rows changed.
+     */
+    private fun Connection.updateWaking(sql: String, args: List<Any?>, kind: Char, runId: String = ""): Int = when (dialect) {
+        SqlDialect.Sqlite -> update(sql, args)
+        SqlDialect.Postgres -> query(
+            "WITH u AS ($sql RETURNING 1) SELECT (SELECT pg_notify(?, ?) FROM u LIMIT 1) AS woke FROM u",
+            args + channel + "$kind:$runId",
+        ) { }.size
+    }
+
+    override val deliversWakeUps: Boolean get() = listenConnection != null
+
     override fun startWakeUps(sink: WakeUpSink): AutoCloseable =
         listenConnection?.let { PgWakeUps(it, channel, sink) } ?: AutoCloseable {}
 
@@ -67,19 +81,26 @@ internal class ExposedStore(
 
     private fun Connection.nowMs(): Long = query("SELECT $now AS now", emptyList()) { it.getLong("now") }.single()
 
-    override fun createRun(run: NewRun): CreateRunResult = tx {
-        val inserted = update(
-            """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
+    // One autocommit statement when the id is new (the common case): insert, and on PostgreSQL notify in the same statement.
+    override fun createRun(run: NewRun): CreateRunResult = autocommit {
+        val insert = """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
                   cancel_requested, created_at, updated_at)
                VALUES (?, ?, 'PENDING', ?, ?, ?, $now + ?, 0, 0, FALSE, $now, $now)
-               ON CONFLICT (id) DO NOTHING""",
-            listOf(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs),
-        )
-        if (inserted == 1) wake(WORK)
-        CreateRunResult(inserted == 1, requireNotNull(getRunIn(run.id)))
+               ON CONFLICT (id) DO NOTHING RETURNING id"""
+        val args = listOf<Any?>(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs)
+        val inserted = when (dialect) {
+            SqlDialect.Sqlite -> query(insert, args) { true }
+            SqlDialect.Postgres -> query(
+                "WITH ins AS ($insert) SELECT (SELECT pg_notify(?, ?) FROM ins) AS woke FROM ins",
+                args + channel + "$WORK:",
+            ) { true }
+        }.isNotEmpty()
+        if (inserted) CreateRunResult(true, run.workflow)
+        else CreateRunResult(false, query("SELECT workflow FROM stent_runs WHERE id = ?", listOf(run.id)) { it.getString(1) }.single())
     }
 
-    override fun claim(request: ClaimRequest): ClaimResult = tx {
+    // The claim is one statement (atomic by itself); the records are read after it, under the new lease.
+    override fun claim(request: ClaimRequest): ClaimResult = autocommit {
         val names = request.workflows.toList()
         val queues = request.queues.toList()
         // names and queues filter in SQL, so runs this worker cannot execute never block the ones it can
@@ -99,15 +120,19 @@ internal class ExposedStore(
             // concurrency and update more rows than the LIMIT
             SqlDialect.Postgres -> """WITH c AS MATERIALIZED ($candidates)
                UPDATE stent_runs $set FROM c WHERE stent_runs.id = c.id
-               RETURNING stent_runs.id, workflow, input, lease_token, claim_count"""
+               RETURNING stent_runs.id, workflow, input, lease_token, claim_count, $now AS now"""
             SqlDialect.Sqlite -> """UPDATE stent_runs $set WHERE id IN ($candidates)
-               RETURNING id, workflow, input, lease_token, claim_count"""
+               RETURNING id, workflow, input, lease_token, claim_count, $now AS now"""
         }
         val args = when (dialect) {
             SqlDialect.Postgres -> filterArgs + request.limit + request.workerId + request.leaseMs
             SqlDialect.Sqlite -> listOf<Any?>(request.workerId, request.leaseMs) + filterArgs + request.limit
         }
-        val claimed = query(sql, args) { rs -> ClaimRow(rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count")) }
+        var dbNow: Long? = null
+        val claimed = query(sql, args) { rs ->
+            dbNow = rs.getLong("now")
+            ClaimRow(rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count"))
+        }
         val records = if (claimed.isEmpty()) emptyMap() else {
             query(
                 "SELECT * FROM stent_steps WHERE run_id IN (${marks(claimed.size)}) ORDER BY created_at",
@@ -115,14 +140,14 @@ internal class ExposedStore(
             ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
         }
         // when the next run this worker could claim becomes ready: a timer, a delayed start or a lease expiring
-        val nextReadyAt = if (claimed.size == request.limit) null else query(
+        val nextReadyAt = if (claimed.isNotEmpty()) null else query(
             """SELECT MIN(CASE WHEN status = 'RUNNING' THEN lease_expires_at ELSE ready_at END) AS next FROM stent_runs
                WHERE $filter AND status IN ('PENDING', 'WAITING', 'RUNNING')""",
             filterArgs,
         ) { it.longOrNull("next") }.firstOrNull()
         ClaimResult(
             claimed.map { ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, records[it.id].orEmpty()) },
-            nowMs(),
+            dbNow ?: nowMs(),
             nextReadyAt,
         )
     }
@@ -172,7 +197,6 @@ internal class ExposedStore(
         ) { it.getBoolean("cancel_requested") }.firstOrNull() ?: return@tx UnloadOutcome.LEASE_LOST
         if (cancel) {
             finishIn(runId, token, RunStatus.CANCELLED, null, null)
-            wake(FINISHED, runId)
             return@tx UnloadOutcome.CANCELLED
         }
         val signalled = signalNames.isNotEmpty() && query(
@@ -198,28 +222,29 @@ internal class ExposedStore(
         }
     }
 
-    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome = tx {
-        finishIn(runId, token, status, output, failure).also { if (it == WriteOutcome.OK) wake(FINISHED, runId) }
-    }
+    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+        autocommit { finishIn(runId, token, status, output, failure) }
+
 
     private fun Connection.finishIn(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
         require(status.isTerminal) { "finish needs a final status, not $status" }
-        val n = update(
+        val n = updateWaking(
             """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), completed_at = $now,
                    updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
                WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
             listOf(status.name, output, failure, runId, token),
+            FINISHED, runId,
         )
         return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
-    override fun release(runId: String, token: Long): WriteOutcome = tx {
-        val n = update(
+    override fun release(runId: String, token: Long): WriteOutcome = autocommit {
+        val n = updateWaking(
             """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
                    claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
             listOf(runId, token),
+            WORK,
         )
-        if (n == 1) wake(WORK)
         if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 

@@ -38,7 +38,7 @@ internal class PgWakeUps(
                     conn.autoCommit = true
                     conn.createStatement().use { it.execute("LISTEN \"$channel\"") }
                     backoff = 100L
-                    sink.work()
+                    sink.reconnected()
                     val pg = conn.unwrap(PGConnection::class.java)
                     var lastPing = System.nanoTime()
                     while (!closed) {

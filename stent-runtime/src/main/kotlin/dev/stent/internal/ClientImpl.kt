@@ -82,8 +82,9 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
     private suspend fun <O> awaitLoop(runId: String, outputCodec: Codec<O>, timeout: Duration?): O {
         val started = TimeSource.Monotonic.markNow()
         // with wake-ups from other processes, polling is only the safety net
-        val maxPoll = if (access.store.deliversWakeUps) MAX_AWAIT_POLL_WITH_WAKE_UPS else MAX_AWAIT_POLL
-        var poll = 20.milliseconds
+        val wakeUps = access.store.deliversWakeUps
+        val maxPoll = if (wakeUps) MAX_AWAIT_POLL_WITH_WAKE_UPS else MAX_AWAIT_POLL
+        var poll = if (wakeUps) 1_000.milliseconds else 20.milliseconds
         while (true) {
             val wake = notifier.finishedFor(runId)
             val armed = wake.arm()

@@ -305,10 +305,10 @@ internal class ExposedStore(
         }
     }
 
-    override fun getRun(runId: String): RunRecord? = transaction(db) { getRunIn(runId) }
-
-    private fun getRunIn(runId: String): RunRecord? =
-        RunsTable.selectAll().where { RunsTable.id eq runId }.singleOrNull()?.let(::runRecord)
+    // One autocommit SELECT: await() calls this for every run it waits for.
+    override fun getRun(runId: String): RunRecord? = autocommit {
+        query("SELECT * FROM stent_runs WHERE id = ?", listOf(runId), ::runRecord).singleOrNull()
+    }
 
     override fun listSteps(runId: String): List<StepRecord> = transaction(db) {
         StepsTable.selectAll().where { StepsTable.runId eq runId }
@@ -328,6 +328,13 @@ internal class ExposedStore(
     }
 
     override fun close() = onClose()
+
+    private fun runRecord(rs: ResultSet) = RunRecord(
+        rs.getString("id"), rs.getString("workflow"), RunStatus.valueOf(rs.getString("status")), rs.getString("input"),
+        rs.getString("output"), rs.getString("failure"), rs.getString("queue"), rs.getInt("priority"), rs.getLong("created_at"),
+        rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("completed_at"), rs.longOrNull("ready_at"),
+        rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
+    )
 
     private fun runRecord(r: ResultRow) = RunRecord(
         r[RunsTable.id], r[RunsTable.workflow], RunStatus.valueOf(r[RunsTable.status]), r[RunsTable.input],

@@ -118,4 +118,5 @@ public fun retryPolicy(block: RetryPolicy.Builder.() -> Unit): RetryPolicy = Ret
 /**
  * Throw this (or a subclass) from a step to fail it at once, without further attempts.
  */
-public open class NonRetryableException(message: String? = null, cause: Throwable? = null) : RuntimeException(message, cause)
+public open class NonRetryableException @JvmOverloads constructor(message: String? = null, cause: Throwable? = null) :
+    RuntimeException(message, cause)

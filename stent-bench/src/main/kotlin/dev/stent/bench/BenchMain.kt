@@ -242,24 +242,26 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
     fun waitingRuns(db: BenchDb) = db.open().use { stent ->
         runBlocking {
             val n = sizes.waitingRuns
-            val setupStart = System.currentTimeMillis()
-            // every run sleeps until one instant, far enough ahead for all of them to be started and unloaded
-            val dueMs = setupStart + (n / 50).coerceAtLeast(20_000)
             val tenth = n / 10
             Probes.reset()
             inProcessWorker(stent, 64, unloadThreshold = 1.seconds).use { worker ->
-                var heapAtTenth = 0L
-                for (i in 1..n) {
-                    stent.client.start(sleeper, dueMs)
-                    if (i == tenth) heapAtTenth = waitAllUnloaded(stent, worker, i)
-                }
-                val heapAtAll = waitAllUnloaded(stent, worker, n)
+                // calibrate: how fast can runs be started and unloaded here? Every run then sleeps until one
+                // instant far enough ahead for all of them to be started and unloaded first
+                val calStart = System.currentTimeMillis()
+                startSleepers(stent, tenth, System.currentTimeMillis() + 3_650L * 86_400_000L) // these never wake during the bench
+                val heapAtTenth = waitAllUnloaded(stent, worker, tenth)
+                val perRunMs = (System.currentTimeMillis() - calStart).toDouble() / tenth
+                val setupStart = System.currentTimeMillis()
+                val dueMs = setupStart + (perRunMs * n * 1.5).toLong() + 5_000
+                startSleepers(stent, n, dueMs)
+                val heapAtAll = waitAllUnloaded(stent, worker, n + tenth)
                 val settled = System.currentTimeMillis()
-                while (Probes.timerLagMs.size < n && System.currentTimeMillis() < dueMs + 10.minutes.inWholeMilliseconds) delay(100.milliseconds)
+                while (Probes.timerLagMs.size < n && System.currentTimeMillis() < dueMs + 15.minutes.inWholeMilliseconds) delay(100.milliseconds)
                 val lags = Probes.timerLagMs.map { it.toDouble() }.sorted()
                 results.emit(result("waiting_runs", db.store, n, (System.currentTimeMillis() - setupStart) / 1e3) {
                     put("heap_mb_at_10pct", heapAtTenth / 1e6)
-                    put("heap_mb_at_100pct", heapAtAll / 1e6)
+                    put("heap_mb_at_all", heapAtAll / 1e6)
+                    put("sleeping_at_all", n + tenth)
                     put("db_mb", db.sizeBytes() / 1e6)
                     put("all_waiting_before_due", settled < dueMs)
                     put("fired", lags.size)
@@ -271,11 +273,18 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
         }
     }
 
-    /** Waits until [count] runs exist and none is in memory, then returns the heap in use after a GC. */
+    /** Starts [count] sleepers due at [dueMs], from 16 coroutines. */
+    private suspend fun startSleepers(stent: Stent, count: Int, dueMs: Long) = coroutineScope {
+        (1..count).chunked(count / 16 + 1).map { chunk -> async { chunk.forEach { _ -> stent.client.start(sleeper, dueMs) } } }.awaitAll()
+    }
+
+    /** Waits until [count] runs have left PENDING/RUNNING and none is in memory, then returns the heap in use after a GC. */
     private suspend fun waitAllUnloaded(stent: Stent, worker: StentWorker, count: Int): Long {
         while (true) {
+            val busy = stent.client.list(RunStatus.PENDING, "bench-sleeper", limit = 1).size +
+                stent.client.list(RunStatus.RUNNING, "bench-sleeper", limit = 1).size
             val waiting = stent.client.list(RunStatus.WAITING, "bench-sleeper", limit = 1, offset = count - 1)
-            if (waiting.isNotEmpty() && worker.activeRuns == 0) break
+            if (busy == 0 && waiting.isNotEmpty() && worker.activeRuns == 0) break
             delay(200.milliseconds)
         }
         repeat(3) { System.gc(); delay(100.milliseconds) }

@@ -110,7 +110,11 @@ public interface RunRef<O> {
     public fun cancel(): CompletableFuture<RunStatus>
 }
 
-/** How to start a run: id, queue, priority, delay; unset fields take the workflow's defaults. */
+/**
+ * How to start a run: id, queue, priority, delay. Unset fields take the workflow's defaults when
+ * starting a definition; when starting by name (the definition may live elsewhere) they are
+ * queue `"default"` and priority 0.
+ */
 public class StartOptions private constructor(
     public val id: String?,
     public val queue: String?,

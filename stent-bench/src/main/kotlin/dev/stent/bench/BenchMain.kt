@@ -56,7 +56,7 @@ fun main(args: Array<String>) {
     val withDbos = "--no-dbos" !in args
     val sizes = Sizes(quick)
     val results = Results()
-    BenchStores(System.getenv("STENT_BENCH_PG_URL")).use { benchStores ->
+    BenchStores(System.getenv("STENT_BENCH_PG_URL"), pgStatements = "--pg-statements" in args).use { benchStores ->
         val scenarios = Scenarios(benchStores, sizes, results)
         for (store in stores) {
             val db = { if (store == "sqlite") benchStores.sqlite() else benchStores.postgres() }
@@ -103,7 +103,9 @@ fun startWorkerJvm(db: BenchDb, concurrency: Int, vararg javaArgs: String): Proc
     val java = File(System.getProperty("java.home"), "bin/java").path
     val cp = System.getProperty("java.class.path")
     val out = File.createTempFile("bench-worker", ".out")
-    val p = ProcessBuilder(listOf(java) + javaArgs + listOf("-cp", cp, "dev.stent.bench.BenchMainKt", "worker", "$concurrency") + db.processArgs)
+    // STENT_BENCH_WORKER_JAVA_OPTS adds JVM options to every worker, e.g. to record a JFR profile
+    val extra = System.getenv("STENT_BENCH_WORKER_JAVA_OPTS")?.split(' ')?.filter { it.isNotBlank() }.orEmpty()
+    val p = ProcessBuilder(listOf(java) + extra + javaArgs + listOf("-cp", cp, "dev.stent.bench.BenchMainKt", "worker", "$concurrency") + db.processArgs)
         .redirectErrorStream(true).redirectOutput(out).start()
     val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60)
     while (!out.readText().contains("READY")) {
@@ -176,23 +178,39 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
             val jvms = List(workers) { startWorkerJvm(db, 64) }
             try {
                 runBlocking {
-                    stent.client.startByName<Int, Int>("bench-one", 0, id = "warm").await(1.minutes)
+                    // 16 coroutines start runs at once, as a service receiving requests would, then all are awaited
+                    suspend fun startAndAwait(args: IntRange): Double {
+                        val t0 = System.nanoTime()
+                        val ids = args.chunked(args.count() / 16 + 1).map { chunk ->
+                            async { chunk.map { stent.client.startByName<Int, Int>("bench-one", it).id } }
+                        }.awaitAll().flatten()
+                        val started = (System.nanoTime() - t0) / 1e9
+                        val codec = codecOf<Int>()
+                        coroutineScope { ids.map { async { stent.client.await(it, codec, 10.minutes) } }.awaitAll() }
+                        return started
+                    }
+                    // a warm-up batch through the same path (JIT in every JVM), as the DBOS harness does
+                    val warm = (System.getenv("WARM")?.toInt()) ?: maxOf(200, sizes.throughput / 10)
+                    startAndAwait(-warm..-1)
+                    stores.resetPgStatements()
+                    val cpu = CpuMeter(jvms.map { it.pid() })
                     val t0 = System.nanoTime()
-                    // started from 16 coroutines at once, as a service receiving requests would
-                    val ids = (1..sizes.throughput).chunked(sizes.throughput / 16 + 1).map { chunk ->
-                        async { chunk.map { stent.client.startByName<Int, Int>("bench-one", it).id } }
-                    }.awaitAll().flatten()
-                    val started = (System.nanoTime() - t0) / 1e9
-                    val codec = codecOf<Int>()
-                    coroutineScope { ids.map { async { stent.client.await(it, codec, 10.minutes) } }.awaitAll() }
+                    val started = startAndAwait(1..sizes.throughput)
                     val wall = (System.nanoTime() - t0) / 1e9
+                    val cpuS = cpu.elapsed()
+                    stores.pgStatementsReport("throughput_1step, $workers worker JVM(s), ${sizes.throughput} runs")?.let(System.err::print)
                     results.emit(result("throughput_1step", db.store, sizes.throughput, wall) {
                         put("workers", workers)
                         put("start_phase_s", started)
+                        put("warm_up", warm)
+                        // where the CPU went: µs of CPU per workflow in each process group
+                        for ((group, s) in cpuS) put("cpu_us_per_run_$group", s * 1e6 / sizes.throughput)
                     })
                 }
             } finally {
-                jvms.forEach { it.destroyForcibly().waitFor() }
+                // SIGTERM first, so a worker can write its JFR recording on exit
+                jvms.forEach { it.destroy() }
+                jvms.forEach { if (!it.waitFor(10, TimeUnit.SECONDS)) it.destroyForcibly().waitFor() }
             }
         }
     }

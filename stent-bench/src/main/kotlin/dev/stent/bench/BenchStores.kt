@@ -16,15 +16,53 @@ class BenchDb(val store: String, val processArgs: List<String>, private val open
 }
 
 /** Opens [BenchDb]s: SQLite files in a temp directory, and schemas of one PostgreSQL server. */
-class BenchStores(private val pgUrlOverride: String?) : AutoCloseable {
+class BenchStores(private val pgUrlOverride: String?, private val pgStatements: Boolean = false) : AutoCloseable {
     private val dir: File = Files.createTempDirectory("stent-bench").toFile()
     private val n = AtomicInteger()
     private var embedded: EmbeddedPostgres? = null
 
-    /** The PostgreSQL server: `STENT_BENCH_PG_URL`, or an embedded PostgreSQL 17 with its default (durable) settings. */
+    /** The PostgreSQL server: `STENT_BENCH_PG_URL`, or an embedded PostgreSQL 17 with durable commits. */
     val pgUrl: String by lazy {
-        pgUrlOverride ?: EmbeddedPostgres.builder().setServerConfig("max_connections", "300").start().also { embedded = it }
+        pgUrlOverride ?: EmbeddedPostgres.builder().setServerConfig("max_connections", "300")
+            // zonky turns synchronous_commit off by default; the bench measures durable commits, as production runs them
+            .setServerConfig("synchronous_commit", "on")
+            .apply { if (pgStatements) setServerConfig("shared_preload_libraries", "pg_stat_statements") }
+            .apply {
+                // STENT_BENCH_PG_CONFIG="name=value,…" adds server settings, e.g. auto_explain's to log slow plans
+                System.getenv("STENT_BENCH_PG_CONFIG")?.split(',')?.filter { '=' in it }
+                    ?.forEach { setServerConfig(it.substringBefore('=').trim(), it.substringAfter('=').trim()) }
+            }
+            .start().also { embedded = it }
             .getJdbcUrl("postgres", "postgres")
+            .also { url -> if (pgStatements) admin(url) { it.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements") } }
+    }
+
+    private fun <T> admin(url: String = pgUrl, block: (java.sql.Statement) -> T): T =
+        DriverManager.getConnection(url, pgUser, pgPassword).use { c -> c.createStatement().use(block) }
+
+    /** With `--pg-statements`: forgets the server's statement statistics, before a measured phase. */
+    fun resetPgStatements() {
+        if (pgStatements) admin { it.execute("SELECT pg_stat_statements_reset()") }
+    }
+
+    /** With `--pg-statements`: the statements the server ran since [resetPgStatements], by total time, as text. */
+    fun pgStatementsReport(label: String): String? = if (!pgStatements) null else admin { st ->
+        st.executeQuery(
+            """SELECT calls, total_exec_time, mean_exec_time, rows, wal_bytes, regexp_replace(query, '\s+', ' ', 'g') AS q
+               FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 12""",
+        ).use { rs ->
+            buildString {
+                appendLine("pg statements during $label (calls, total ms, mean µs, rows, WAL bytes, statement):")
+                while (rs.next()) {
+                    appendLine(
+                        String.format(
+                            java.util.Locale.ROOT, "%8d %9.1f %8.1f %8d %10d  %s", rs.getLong(1), rs.getDouble(2),
+                            rs.getDouble(3) * 1000, rs.getLong(4), rs.getLong(5), rs.getString(6).take(150),
+                        ),
+                    )
+                }
+            }
+        }
     }
     val pgUser: String get() = System.getenv("STENT_BENCH_PG_USER") ?: "postgres"
     val pgPassword: String get() = System.getenv("STENT_BENCH_PG_PASSWORD") ?: ""

@@ -1,7 +1,9 @@
 package dev.stent.it
 
 import dev.stent.RunStatus
+import dev.stent.store.CheckpointWrite
 import dev.stent.store.ClaimRequest
+import dev.stent.store.FinishWrite
 import dev.stent.store.NewRun
 import dev.stent.store.StepKind
 import dev.stent.store.StepRecord
@@ -45,6 +47,49 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             store.checkpoint("f", run.token, StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "1"))
             store.checkpoint("f", run.token, StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "2"))
             store.listSteps("f").single().result shouldBe "1"
+        }
+    }
+
+    test("group writes fence each run by its own token, keep final records, and skip ids that exist") {
+        withStore(store) { stent ->
+            val store = stent.store
+            store.createRun(NewRun("old", "wf", "\"\"", "default", 0, 0))
+            val starts = store.createRuns(
+                listOf(
+                    NewRun("g1", "wf", "\"\"", "default", 0, 0),
+                    NewRun("old", "other", "\"\"", "default", 0, 0), // exists: unchanged, its workflow reported
+                    NewRun("g2", "wf", "\"\"", "default", 0, 0),
+                    NewRun("g1", "other", "\"\"", "default", 0, 0), // a duplicate within the group
+                ),
+            )
+            starts.map { it.created to it.workflow } shouldBe listOf(true to "wf", false to "wf", true to "wf", false to "wf")
+
+            val claimed = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.associateBy { it.id }
+            claimed.keys shouldBe setOf("old", "g1", "g2")
+            fun token(id: String) = claimed.getValue(id).token
+            store.checkpoint("g2", token("g2"), StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "first"))
+
+            store.checkpoints(
+                listOf(
+                    CheckpointWrite("g1", token("g1"), StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "1")),
+                    CheckpointWrite("g2", token("g2"), StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "again")),
+                    CheckpointWrite("old", token("old") - 1, StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "stale")),
+                ),
+            ) shouldBe listOf(WriteOutcome.OK, WriteOutcome.OK, WriteOutcome.LEASE_LOST)
+            store.listSteps("g1").single().result shouldBe "1"
+            store.listSteps("g2").single().result shouldBe "first" // a final record stays
+            store.listSteps("old").shouldBeEmpty()
+
+            store.finishes(
+                listOf(
+                    FinishWrite("g1", token("g1"), RunStatus.COMPLETED, "\"one\"", null),
+                    FinishWrite("old", token("old") + 1, RunStatus.COMPLETED, "\"zombie\"", null),
+                    FinishWrite("g2", token("g2"), RunStatus.FAILED, null, "{}"),
+                ),
+            ) shouldBe listOf(WriteOutcome.OK, WriteOutcome.LEASE_LOST, WriteOutcome.OK)
+            store.getRun("g1")!!.let { it.status to it.output } shouldBe (RunStatus.COMPLETED to "\"one\"")
+            store.getRun("g2")!!.let { it.status to it.failure } shouldBe (RunStatus.FAILED to "{}")
+            store.getRun("old")!!.let { it.status to it.output } shouldBe (RunStatus.RUNNING to null)
         }
     }
 })

@@ -27,6 +27,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
     private val access = stent.access
     private val notifier = stent.notifier
     private val maxBytes get() = stent.options.maxPayloadBytes
+    private val reader = RunReader(access, stent.scope)
 
     override suspend fun <I, O> start(
         workflow: WorkflowDefinition<I, O>,
@@ -58,7 +59,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         require(delay == null || !delay.isNegative()) { "start: delay must not be negative, was $delay" }
         val encoded = encodePayload(inputCodec, input, maxBytes, PayloadSite("input", runId, workflowName))
         val newRun = NewRun(runId, workflowName, encoded, q, priority ?: 0, delay?.inWholeMilliseconds ?: 0)
-        val result = access.call("starting run '$runId'") { createRun(newRun) }
+        val result = access.call("starting run '$runId'") { access.createRun(newRun) }
         if (result.workflow != workflowName) throw RunConflictException(runId, result.workflow, workflowName)
         if (result.created) notifier.workAvailable.fire()
         return handle(runId, outputCodec)
@@ -141,9 +142,14 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         return status
     }
 
-    private suspend fun getRun(runId: String, doing: String): RunRecord =
-        access.call("$doing run '$runId'") { getRun(runId) }
-            ?: throw UnknownRunException(runId, "it was never started in this database; check the id and the database")
+    private suspend fun getRun(runId: String, doing: String): RunRecord {
+        val run = try {
+            reader.read(runId)
+        } catch (e: StentStoreException) {
+            throw StentStoreException("database error while $doing run '$runId': ${e.cause?.message ?: e.message}", e.cause ?: e)
+        }
+        return run ?: throw UnknownRunException(runId, "it was never started in this database; check the id and the database")
+    }
 
     private inner class Handle<O>(override val id: String, private val codec: Codec<O>) : RunHandle<O> {
         override suspend fun await(timeout: Duration?): O = this@ClientImpl.await(id, codec, timeout)

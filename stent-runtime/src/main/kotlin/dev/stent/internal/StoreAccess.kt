@@ -3,7 +3,14 @@ package dev.stent.internal
 import dev.stent.InternalStentApi
 import dev.stent.StentException
 import dev.stent.StentStoreException
+import dev.stent.RunStatus
+import dev.stent.store.CheckpointWrite
+import dev.stent.store.CreateRunResult
+import dev.stent.store.FinishWrite
 import dev.stent.store.LeaseLostException
+import dev.stent.store.NewRun
+import dev.stent.store.StepRecord
+import dev.stent.store.WriteOutcome
 import dev.stent.store.WorkflowStore
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
@@ -18,6 +25,21 @@ import kotlinx.coroutines.withContext
 public class StoreAccess(public val store: WorkflowStore) {
     /** Bounded to the pool size, so coroutines queue here instead of blocking on the pool. */
     public val dispatcher: CoroutineDispatcher = Dispatchers.IO.limitedParallelism(store.maxConnections.coerceAtLeast(1))
+
+    private val starts = GroupCommit<NewRun, CreateRunResult>(MAX_GROUP) { store.createRuns(it) }
+    private val checkpoints = GroupCommit<CheckpointWrite, WriteOutcome>(MAX_GROUP) { store.checkpoints(it) }
+    private val finishes = GroupCommit<FinishWrite, WriteOutcome>(MAX_GROUP) { store.finishes(it) }
+
+    /** [WorkflowStore.createRun], group-committed with concurrent starts of this JVM. Blocking: call it in [call] or [inline]. */
+    public fun createRun(run: NewRun): CreateRunResult = starts.submit(run)
+
+    /** [WorkflowStore.checkpoint], group-committed with concurrent checkpoints of this JVM. Blocking. */
+    public fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome =
+        checkpoints.submit(CheckpointWrite(runId, token, record))
+
+    /** [WorkflowStore.finish], group-committed with concurrent finishes of this JVM. Blocking. */
+    public fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+        finishes.submit(FinishWrite(runId, token, status, output, failure))
 
     /** Runs [block] against the store on the bounded dispatcher; [what] names the operation in errors. */
     public suspend fun <T> call(what: String, block: WorkflowStore.() -> T): T = withContext(dispatcher) { inline(what, block) }
@@ -35,5 +57,10 @@ public class StoreAccess(public val store: WorkflowStore) {
         throw e
     } catch (e: Exception) {
         throw StentStoreException("database error while $what: ${e.message ?: e.javaClass.name}", e)
+    }
+
+    private companion object {
+        /** Rows per group statement: well within PostgreSQL's and SQLite's limits on bound parameters. */
+        const val MAX_GROUP = 128
     }
 }

@@ -74,6 +74,18 @@ public class NewRun(
     public val delayMs: Long,
 )
 
+/** One write of [WorkflowStore.checkpoints]: [record] for [runId] if [token] still holds its lease. */
+public class CheckpointWrite(public val runId: String, public val token: Long, public val record: StepRecord)
+
+/** One write of [WorkflowStore.finishes]: [runId] finishes as [status] if [token] still holds its lease. */
+public class FinishWrite(
+    public val runId: String,
+    public val token: Long,
+    public val status: dev.stent.RunStatus,
+    public val output: String?,
+    public val failure: String?,
+)
+
 /** The outcome of [WorkflowStore.createRun]. */
 public class CreateRunResult(
     /** False when a run with this id existed already; it is left unchanged. */

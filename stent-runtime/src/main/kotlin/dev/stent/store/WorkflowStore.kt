@@ -21,6 +21,13 @@ public interface WorkflowStore : AutoCloseable {
     public fun createRun(run: NewRun): CreateRunResult
 
     /**
+     * [createRun] for several runs in one transaction (group commit), one result per run in order;
+     * a later run with the id of an earlier one in the list is not created. Applies nothing when it
+     * throws. The default creates them one by one.
+     */
+    public fun createRuns(runs: List<NewRun>): List<CreateRunResult> = runs.map(::createRun)
+
+    /**
      * Claims up to `limit` runnable runs (PENDING or WAITING and ready, or RUNNING with an
      * expired lease) of the requested workflows and queues, highest priority then earliest ready
      * first, and loads all of their records. One transaction.
@@ -29,6 +36,13 @@ public interface WorkflowStore : AutoCloseable {
 
     /** Writes [record] for [runId] if [token] still holds the lease. A final record is never overwritten. */
     public fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome
+
+    /**
+     * [checkpoint] for several runs in one transaction (group commit), one outcome per write in
+     * order; at most one write per run. Applies nothing when it throws. The default writes them one by one.
+     */
+    public fun checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> =
+        writes.map { checkpoint(it.runId, it.token, it.record) }
 
     /**
      * Takes the oldest unconsumed signal [name] of [runId] and records it as [stepId], in one
@@ -46,6 +60,13 @@ public interface WorkflowStore : AutoCloseable {
 
     /** Finishes the run as [status] (COMPLETED, FAILED or CANCELLED) with its output or failure. */
     public fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome
+
+    /**
+     * [finish] for several runs in one transaction (group commit), one outcome per run in order; at
+     * most one write per run. Applies nothing when it throws. The default finishes them one by one.
+     */
+    public fun finishes(writes: List<FinishWrite>): List<WriteOutcome> =
+        writes.map { finish(it.runId, it.token, it.status, it.output, it.failure) }
 
     /** Gives the lease back (graceful shutdown): the run is PENDING and ready now. */
     public fun release(runId: String, token: Long): WriteOutcome
@@ -70,6 +91,12 @@ public interface WorkflowStore : AutoCloseable {
 
     /** The run, or null. */
     public fun getRun(runId: String): RunRecord?
+
+    /**
+     * The runs among [runIds] that exist, in any order: one round trip for many awaiters. The default
+     * reads them one by one.
+     */
+    public fun getRuns(runIds: Collection<String>): List<RunRecord> = runIds.mapNotNull(::getRun)
 
     /** Every record of the run, oldest first. */
     public fun listSteps(runId: String): List<StepRecord>

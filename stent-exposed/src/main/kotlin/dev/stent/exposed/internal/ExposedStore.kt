@@ -2,10 +2,12 @@ package dev.stent.exposed.internal
 
 import dev.stent.RunStatus
 import dev.stent.UnknownRunException
+import dev.stent.store.CheckpointWrite
 import dev.stent.store.ClaimRequest
 import dev.stent.store.ClaimResult
 import dev.stent.store.ClaimedRun
 import dev.stent.store.CreateRunResult
+import dev.stent.store.FinishWrite
 import dev.stent.store.HeartbeatResult
 import dev.stent.store.HeldLease
 import dev.stent.store.LeaseLostException
@@ -50,18 +52,12 @@ internal class ExposedStore(
 ) : WorkflowStore {
     private val now = dialect.now
 
-    private fun Connection.wake(kind: Char, runId: String = "") = dialect.notify(this, channel, "$kind:$runId")
+    /** Sends wake-ups to other processes, coalesced, after the commit that they announce (PostgreSQL). */
+    private val sender: PgNotifySender? = if (listenConnection != null) PgNotifySender(dataSource, channel) else null
 
-    /**
-     * Runs an UPDATE and, on PostgreSQL, notifies `kind:runId` in the same statement when it changed a
-     * row (one round trip). Returns the rows changed.
-     */
-    private fun Connection.updateWaking(sql: String, args: List<Any?>, kind: Char, runId: String = ""): Int = when (dialect) {
-        SqlDialect.Sqlite -> update(sql, args)
-        SqlDialect.Postgres -> query(
-            "WITH u AS ($sql RETURNING 1) SELECT (SELECT pg_notify(?, ?) FROM u LIMIT 1) AS woke FROM u",
-            args + channel + "$kind:$runId",
-        ) { }.size
+    /** Announces a committed change to the other processes on this database; call it after the commit. */
+    private fun wake(kind: Char, runId: String = "") {
+        sender?.send("$kind:$runId")
     }
 
     override val deliversWakeUps: Boolean get() = listenConnection != null
@@ -81,22 +77,46 @@ internal class ExposedStore(
 
     private fun Connection.nowMs(): Long = query("SELECT $now AS now", emptyList()) { it.getLong("now") }.single()
 
-    // One autocommit statement when the id is new (the common case): insert, and on PostgreSQL notify in the same statement.
+    // One autocommit statement when the id is new (the common case).
     override fun createRun(run: NewRun): CreateRunResult = autocommit {
-        val insert = """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
+        val inserted = query(
+            """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
                   cancel_requested, created_at, updated_at)
                VALUES (?, ?, 'PENDING', ?, ?, ?, $now + ?, 0, 0, FALSE, $now, $now)
-               ON CONFLICT (id) DO NOTHING RETURNING id"""
-        val args = listOf<Any?>(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs)
-        val inserted = when (dialect) {
-            SqlDialect.Sqlite -> query(insert, args) { true }
-            SqlDialect.Postgres -> query(
-                "WITH ins AS ($insert) SELECT (SELECT pg_notify(?, ?) FROM ins) AS woke FROM ins",
-                args + channel + "$WORK:",
-            ) { true }
-        }.isNotEmpty()
+               ON CONFLICT (id) DO NOTHING RETURNING id""",
+            listOf<Any?>(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs),
+        ) { true }.isNotEmpty()
         if (inserted) CreateRunResult(true, run.workflow)
         else CreateRunResult(false, query("SELECT workflow FROM stent_runs WHERE id = ?", listOf(run.id)) { it.getString(1) }.single())
+    }.also { if (it.created) wake(WORK) }
+
+    // One statement for a group of starts: a multi-row insert that skips ids that exist.
+    override fun createRuns(runs: List<NewRun>): List<CreateRunResult> {
+        if (runs.size == 1) return listOf(createRun(runs.single()))
+        val first = runs.distinctBy { it.id }
+        val inserted = autocommit {
+            query(
+                """WITH v (id, workflow, input, queue, priority, delay_ms) AS (VALUES ${rows(first.size, "TEXT", "TEXT", "TEXT", "TEXT", "INTEGER", "BIGINT")})
+                   INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
+                          cancel_requested, created_at, updated_at)
+                   SELECT id, workflow, 'PENDING', input, queue, priority, $now + delay_ms, 0, 0, FALSE, $now, $now FROM v WHERE TRUE
+                   ON CONFLICT (id) DO NOTHING RETURNING id""",
+                first.flatMap { listOf(it.id, it.workflow, it.input, it.queue, it.priority, it.delayMs) },
+            ) { it.getString(1) }.toHashSet()
+        }
+        val existing = runs.map { it.id }.filter { it !in inserted }.toSet()
+        val workflows = if (existing.isEmpty()) emptyMap() else autocommit {
+            query("SELECT id, workflow FROM stent_runs WHERE id IN (${marks(existing.size)})", existing.toList()) {
+                it.getString(1) to it.getString(2)
+            }.toMap()
+        }
+        if (inserted.isNotEmpty()) wake(WORK)
+        val seen = HashSet<String>()
+        return runs.map { run ->
+            val created = run.id in inserted && seen.add(run.id)
+            // a later duplicate in the group sees the run its first occurrence created
+            CreateRunResult(created, if (run.id in inserted) first.first { it.id == run.id }.workflow else workflows.getValue(run.id))
+        }
     }
 
     // The claim is one statement (atomic by itself); the records are read after it, under the new lease.
@@ -106,45 +126,49 @@ internal class ExposedStore(
         // names and queues filter in SQL, so runs this worker cannot execute never block the ones it can
         val filter = "workflow IN (${marks(names.size)})" + if (queues.isEmpty()) "" else " AND queue IN (${marks(queues.size)})"
         val filterArgs = names + queues
-        val candidates = """SELECT id FROM stent_runs
-                   WHERE $filter
-                     AND ((status IN ('PENDING', 'WAITING') AND ready_at <= $now)
-                          OR (status = 'RUNNING' AND lease_expires_at < $now))
-                   ORDER BY priority DESC, COALESCE(ready_at, lease_expires_at)
-                   LIMIT ? ${dialect.claimLock}"""
+        // Two candidate sets, each walking its partial index: runs whose lease expired (recovery, taken first),
+        // then ready runs, highest priority first and then longest ready.
+        val expired = "SELECT id, 0 AS pass, priority, lease_expires_at AS since FROM stent_runs WHERE status = 'RUNNING' AND lease_expires_at < $now AND $filter"
+        val ready = "SELECT id, 1 AS pass, priority, ready_at AS since FROM stent_runs WHERE status IN ('PENDING', 'WAITING') AND ready_at <= $now AND $filter"
         val set = """SET status = 'RUNNING', lease_owner = ?, lease_token = lease_token + 1,
                    lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
                    updated_at = $now, ready_at = NULL, wait_signals = NULL"""
-        val sql = when (dialect) {
-            // a MATERIALIZED CTE locks and picks the candidates once: `id IN (subquery)` may be re-run under
-            // concurrency and update more rows than the LIMIT
-            SqlDialect.Postgres -> """WITH c AS MATERIALIZED ($candidates)
-               UPDATE stent_runs $set FROM c WHERE stent_runs.id = c.id
-               RETURNING stent_runs.id, workflow, input, lease_token, claim_count, $now AS now"""
-            SqlDialect.Sqlite -> """UPDATE stent_runs $set WHERE id IN ($candidates)
-               RETURNING id, workflow, input, lease_token, claim_count, $now AS now"""
-        }
-        val args = when (dialect) {
-            SqlDialect.Postgres -> filterArgs + request.limit + request.workerId + request.leaseMs
-            SqlDialect.Sqlite -> listOf<Any?>(request.workerId, request.leaseMs) + filterArgs + request.limit
+        val returning = "RETURNING stent_runs.id, workflow, input, lease_token, claim_count, $now AS now"
+        val (sql, args) = when (dialect) {
+            // MATERIALIZED CTEs lock and pick the candidates once (`id IN (subquery)` may be re-run under
+            // concurrency and update more rows than the limit); the ready set fills what the expired set left.
+            SqlDialect.Postgres -> """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
+                     r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
+               UPDATE stent_runs $set FROM (SELECT id FROM e UNION ALL SELECT id FROM r) c WHERE stent_runs.id = c.id
+               $returning""" to
+                filterArgs + request.limit + filterArgs + request.limit + request.workerId + request.leaseMs
+            // BEGIN IMMEDIATE already serializes writers: one ordered pick over both sets
+            SqlDialect.Sqlite -> """UPDATE stent_runs $set WHERE id IN (
+                   SELECT id FROM (SELECT * FROM ($expired ORDER BY priority DESC, since LIMIT ?)
+                                   UNION ALL SELECT * FROM ($ready ORDER BY priority DESC, since LIMIT ?))
+                   ORDER BY pass LIMIT ?)
+               $returning""" to
+                listOf<Any?>(request.workerId, request.leaseMs) + filterArgs + request.limit + filterArgs + request.limit + request.limit
         }
         var dbNow: Long? = null
         val claimed = query(sql, args) { rs ->
             dbNow = rs.getLong("now")
             ClaimRow(rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count"))
         }
-        val records = if (claimed.isEmpty()) emptyMap() else {
+        // a run's first claim takes token 1 (tokens start at 0 and only grow); before it, nothing could write a record
+        val resumed = claimed.filter { it.token > 1 }.map { it.id }
+        val records = if (resumed.isEmpty()) emptyMap() else {
             query(
-                "SELECT * FROM stent_steps WHERE run_id IN (${marks(claimed.size)}) ORDER BY created_at",
-                claimed.map { it.id },
+                "SELECT * FROM stent_steps WHERE run_id IN (${marks(resumed.size)}) ORDER BY created_at",
+                resumed,
             ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
         }
         // when the next run this worker could claim becomes ready: a timer, a delayed start or a lease expiring
         val nextReadyAt = if (claimed.isNotEmpty()) null else query(
-            """SELECT MIN(CASE WHEN status = 'RUNNING' THEN lease_expires_at ELSE ready_at END) AS next FROM stent_runs
-               WHERE $filter AND status IN ('PENDING', 'WAITING', 'RUNNING')""",
-            filterArgs,
-        ) { it.longOrNull("next") }.firstOrNull()
+            """SELECT (SELECT MIN(ready_at) FROM stent_runs WHERE status IN ('PENDING', 'WAITING') AND $filter) AS ready,
+                      (SELECT MIN(lease_expires_at) FROM stent_runs WHERE status = 'RUNNING' AND $filter) AS expires""",
+            filterArgs + filterArgs,
+        ) { listOfNotNull(it.longOrNull("ready"), it.longOrNull("expires")).minOrNull() }.single()
         ClaimResult(
             claimed.map { ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, records[it.id].orEmpty()) },
             dbNow ?: nowMs(),
@@ -161,14 +185,35 @@ internal class ExposedStore(
         else WriteOutcome.LEASE_LOST
     }
 
+    // One statement for a group of checkpoints of different runs, each fenced by its own token.
+    override fun checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> {
+        if (writes.size == 1) return writes.map { checkpoint(it.runId, it.token, it.record) }
+        require(writes.map { it.runId }.toSet().size == writes.size) { "a group of checkpoints has at most one per run" }
+        return autocommit {
+            val written = query(
+                """WITH v (run_id, token, step_id, kind, status, result, failure, attempts, wake_at) AS
+                       (VALUES ${rows(writes.size, "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "INTEGER", "BIGINT")})
+                   INSERT INTO stent_steps (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
+                   SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM v
+                   WHERE EXISTS (SELECT 1 FROM stent_runs r WHERE r.id = v.run_id AND r.lease_token = v.token AND r.status = 'RUNNING' ${dialect.shareLock})
+                   $UPSERT_STEP
+                   RETURNING run_id""",
+                writes.flatMap { w ->
+                    val r = w.record
+                    listOf(w.runId, w.token, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt)
+                },
+            ) { it.getString(1) }.toHashSet()
+            // not written: a final record was there already (it stays), or the lease is gone
+            writes.map { if (it.runId in written || holdsLease(it.runId, it.token)) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
+        }
+    }
+
     /** Inserts or updates a record if [token] holds the lease; a final record is never overwritten. */
     private fun Connection.upsertStep(runId: String, token: Long, r: StepRecord): Int = update(
         """INSERT INTO stent_steps (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
            SELECT ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, CAST(? AS BIGINT), $now, $now
            WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.shareLock})
-           ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
-               failure = excluded.failure, attempts = excluded.attempts, wake_at = excluded.wake_at, updated_at = excluded.updated_at
-           WHERE stent_steps.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')""",
+           $UPSERT_STEP""",
         listOf(runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt, runId, token),
     )
 
@@ -191,25 +236,34 @@ internal class ExposedStore(
     }
 
     override fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome = tx {
+        unloadIn(runId, token, wakeAtMs, signalNames)
+    }.also {
+        when (it) {
+            UnloadOutcome.READY -> wake(WORK)
+            UnloadOutcome.CANCELLED -> wake(FINISHED, runId)
+            else -> Unit
+        }
+    }
+
+    private fun Connection.unloadIn(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
         val cancel = query(
             "SELECT cancel_requested FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
             listOf(runId, token),
-        ) { it.getBoolean("cancel_requested") }.firstOrNull() ?: return@tx UnloadOutcome.LEASE_LOST
+        ) { it.getBoolean("cancel_requested") }.firstOrNull() ?: return UnloadOutcome.LEASE_LOST
         if (cancel) {
             finishIn(runId, token, RunStatus.CANCELLED, null, null)
-            return@tx UnloadOutcome.CANCELLED
+            return UnloadOutcome.CANCELLED
         }
         val signalled = signalNames.isNotEmpty() && query(
             "SELECT 1 FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND name IN (${marks(signalNames.size)}) LIMIT 1",
             listOf(runId) + signalNames,
         ) { true }.isNotEmpty()
-        if (signalled) {
+        return if (signalled) {
             update(
                 """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
                        claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ?""",
                 listOf(runId, token),
             )
-            wake(WORK)
             UnloadOutcome.READY
         } else {
             update(
@@ -223,30 +277,46 @@ internal class ExposedStore(
     }
 
     override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
-        autocommit { finishIn(runId, token, status, output, failure) }
+        autocommit { finishIn(runId, token, status, output, failure) }.also { if (it == WriteOutcome.OK) wake(FINISHED, runId) }
 
+    // One statement for a group of finishes, each fenced by its own token.
+    override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> {
+        if (writes.size == 1) return writes.map { finish(it.runId, it.token, it.status, it.output, it.failure) }
+        require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
+        writes.forEach { require(it.status.isTerminal) { "finish needs a final status, not ${it.status}" } }
+        val finished = autocommit {
+            query(
+                """WITH v (id, token, status, output, failure) AS (VALUES ${rows(writes.size, "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT")})
+                   UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, completed_at = $now,
+                       updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
+                   FROM v WHERE stent_runs.id = v.id AND stent_runs.lease_token = v.token AND stent_runs.status = 'RUNNING'
+                   RETURNING ${dialect.updatedId}""",
+                writes.flatMap { listOf(it.runId, it.token, it.status.name, it.output, it.failure) },
+            ) { it.getString(1) }.toHashSet()
+        }
+        finished.forEach { wake(FINISHED, it) }
+        return writes.map { if (it.runId in finished) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
+    }
 
     private fun Connection.finishIn(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
         require(status.isTerminal) { "finish needs a final status, not $status" }
-        val n = updateWaking(
+        val n = update(
             """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), completed_at = $now,
                    updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
                WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
             listOf(status.name, output, failure, runId, token),
-            FINISHED, runId,
         )
         return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
     override fun release(runId: String, token: Long): WriteOutcome = autocommit {
-        val n = updateWaking(
+        val n = update(
             """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
                    claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
             listOf(runId, token),
-            WORK,
         )
         if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
-    }
+    }.also { if (it == WriteOutcome.OK) wake(WORK) }
 
     override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = tx {
         val leases = if (runIds.isEmpty()) emptyList() else query(
@@ -271,43 +341,50 @@ internal class ExposedStore(
             "INSERT INTO stent_signals (run_id, name, payload, created_at) VALUES (?, ?, ?, $now)",
             listOf(runId, name, payload),
         )
-        wake(SIGNAL, runId)
         val waitsForIt = run.second?.let { namesJson.decodeFromString(namesSerializer, it) }?.contains(name) == true
         if (run.first == RunStatus.WAITING && waitsForIt) {
             update(
                 "UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'",
                 listOf(runId),
             )
-            wake(WORK)
         }
-    }
+    }.also { wake(SIGNAL, runId) } // a signal wake-up also tells workers there may be work
 
-    override fun requestCancel(runId: String): RunStatus? = tx {
-        val status = query("SELECT status FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(runId)) {
-            RunStatus.valueOf(it.getString("status"))
-        }.firstOrNull() ?: return@tx null
-        when (status) {
-            RunStatus.PENDING, RunStatus.WAITING -> {
-                update(
-                    """UPDATE stent_runs SET status = 'CANCELLED', completed_at = $now, updated_at = $now, ready_at = NULL,
-                           wait_signals = NULL WHERE id = ?""",
-                    listOf(runId),
-                )
-                wake(FINISHED, runId)
-                RunStatus.CANCELLED
+    override fun requestCancel(runId: String): RunStatus? {
+        var announce: Char? = null
+        val result = tx {
+            val status = query("SELECT status FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(runId)) {
+                RunStatus.valueOf(it.getString("status"))
+            }.firstOrNull() ?: return@tx null
+            when (status) {
+                RunStatus.PENDING, RunStatus.WAITING -> {
+                    update(
+                        """UPDATE stent_runs SET status = 'CANCELLED', completed_at = $now, updated_at = $now, ready_at = NULL,
+                               wait_signals = NULL WHERE id = ?""",
+                        listOf(runId),
+                    )
+                    announce = FINISHED
+                    RunStatus.CANCELLED
+                }
+                RunStatus.RUNNING -> {
+                    update("UPDATE stent_runs SET cancel_requested = TRUE, updated_at = $now WHERE id = ?", listOf(runId))
+                    announce = CANCEL
+                    RunStatus.RUNNING
+                }
+                else -> status
             }
-            RunStatus.RUNNING -> {
-                update("UPDATE stent_runs SET cancel_requested = TRUE, updated_at = $now WHERE id = ?", listOf(runId))
-                wake(CANCEL, runId)
-                RunStatus.RUNNING
-            }
-            else -> status
         }
+        announce?.let { wake(it, runId) }
+        return result
     }
 
     // One autocommit SELECT: await() calls this for every run it waits for.
     override fun getRun(runId: String): RunRecord? = autocommit {
         query("SELECT * FROM stent_runs WHERE id = ?", listOf(runId), ::runRecord).singleOrNull()
+    }
+
+    override fun getRuns(runIds: Collection<String>): List<RunRecord> = if (runIds.isEmpty()) emptyList() else autocommit {
+        query("SELECT * FROM stent_runs WHERE id IN (${marks(runIds.size)})", runIds.toList(), ::runRecord)
     }
 
     override fun listSteps(runId: String): List<StepRecord> = transaction(db) {
@@ -327,7 +404,10 @@ internal class ExposedStore(
             .map(::runRecord)
     }
 
-    override fun close() = onClose()
+    override fun close() {
+        sender?.close()
+        onClose()
+    }
 
     private fun runRecord(rs: ResultSet) = RunRecord(
         rs.getString("id"), rs.getString("workflow"), RunStatus.valueOf(rs.getString("status")), rs.getString("input"),
@@ -353,7 +433,18 @@ internal class ExposedStore(
         rs.getString("result"), rs.getString("failure"), rs.getInt("attempts"), rs.longOrNull("wake_at"), rs.getLong("updated_at"),
     )
 
+    /** `(CAST(? AS T1), …), …`: [n] rows of typed placeholders for a `VALUES` list. */
+    private fun rows(n: Int, vararg types: String): String {
+        val row = types.joinToString(", ", "(", ")") { "CAST(? AS $it)" }
+        return List(n) { row }.joinToString(", ")
+    }
+
     internal companion object {
+        /** A record is updated in place until it is final; a final record is never overwritten. */
+        private const val UPSERT_STEP = """ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
+               failure = excluded.failure, attempts = excluded.attempts, wake_at = excluded.wake_at, updated_at = excluded.updated_at
+           WHERE stent_steps.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')"""
+
         const val WORK = 'w'
         const val FINISHED = 'f'
         const val SIGNAL = 's'

@@ -32,6 +32,7 @@ internal object RunsTable : Table("stent_runs") {
 
     override val primaryKey = PrimaryKey(id)
 
+    // Migration 1 created these; migration 2 replaced the first three with partial indexes over unfinished runs.
     init {
         // the claim: claimable runs by readiness
         index("stent_runs_ready", false, status, readyAt)

@@ -16,11 +16,11 @@ internal sealed class SqlDialect {
     /** Appended to the fencing check of a checkpoint: holds the run row against a concurrent claim until commit. */
     abstract val shareLock: String
 
-    /** Sends [payload] on [channel] when the transaction commits; a no-op where the database has no such channel. */
-    abstract fun notify(conn: java.sql.Connection, channel: String, payload: String)
-
     /** Creates [schema] if it is missing (under the migration lock). */
     abstract fun createSchema(tx: JdbcTransaction, schema: String)
+
+    /** The id column in `UPDATE stent_runs … FROM v … RETURNING`: qualified on PostgreSQL, where v has an id too; SQLite allows only the target's. */
+    abstract val updatedId: String
 
     /** The JDBC isolation level every transaction uses. */
     abstract val isolation: Int
@@ -34,9 +34,9 @@ internal sealed class SqlDialect {
         override val claimLock = ""
         override val rowLock = ""
         override val shareLock = ""
+        override val updatedId = "id"
         override val isolation = java.sql.Connection.TRANSACTION_SERIALIZABLE
         override fun lockForMigration(tx: JdbcTransaction) = Unit
-        override fun notify(conn: java.sql.Connection, channel: String, payload: String) = Unit
         override fun createSchema(tx: JdbcTransaction, schema: String) = error("SQLite has no schemas")
     }
 
@@ -46,11 +46,8 @@ internal sealed class SqlDialect {
         override val claimLock = "FOR UPDATE SKIP LOCKED"
         override val rowLock = "FOR UPDATE"
         override val shareLock = "FOR SHARE"
+        override val updatedId = "stent_runs.id"
         override val isolation = java.sql.Connection.TRANSACTION_READ_COMMITTED
-
-        override fun notify(conn: java.sql.Connection, channel: String, payload: String) {
-            conn.query("SELECT pg_notify(?, ?)", listOf(channel, payload)) { }
-        }
 
         override fun createSchema(tx: JdbcTransaction, schema: String) {
             tx.exec("CREATE SCHEMA IF NOT EXISTS \"$schema\"")

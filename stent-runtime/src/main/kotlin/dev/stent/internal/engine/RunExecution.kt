@@ -172,28 +172,31 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
     }
 
     private suspend fun finish(status: RunStatus, output: String?, failure: String?) {
-        val result = worker.access.call("finishing run '$runId'") { finish(runId, token, status, output, failure) }
+        val result = blockingOnRunThread("finishing run '$runId'") { worker.access.finish(runId, token, status, output, failure) }
         if (result == WriteOutcome.OK) worker.notifier.runFinished(runId)
         else worker.log.warn("run {}: lease lost before it could finish as {}", runId, status)
     }
 
     /** Writes [record] with this run's fencing token; stops the run when the lease is gone or the database fails. */
     suspend fun checkpoint(record: StepRecord) {
-        val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { checkpoint(runId, token, record) }
+        val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { worker.access.checkpoint(runId, token, record) }
         if (result == WriteOutcome.LEASE_LOST) throw lost()
         state.record(record)
     }
 
     /** Runs a store call for this run; a database failure stops the run (it is released or its lease expires). */
     suspend fun <T> storeCall(what: String, block: dev.stent.store.WorkflowStore.() -> T): T = try {
-        // the run's own thread is an IO thread: block on it rather than hop to the store dispatcher and back
-        if (currentCoroutineContext()[RunThread] != null) worker.access.inline(what, block) else worker.access.call(what, block)
+        blockingOnRunThread(what, block)
     } catch (e: StentStoreException) {
         stop(StopReason.StoreFailure)
         throw e
     } catch (e: LeaseLostException) {
         throw lost()
     }
+
+    // the run's own thread is an IO thread: block on it rather than hop to the store dispatcher and back
+    private suspend fun <T> blockingOnRunThread(what: String, block: dev.stent.store.WorkflowStore.() -> T): T =
+        if (currentCoroutineContext()[RunThread] != null) worker.access.inline(what, block) else worker.access.call(what, block)
 
     private fun lost(): RunStopped {
         stop(StopReason.LeaseLost)

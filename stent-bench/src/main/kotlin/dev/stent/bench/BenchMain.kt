@@ -189,8 +189,8 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                         coroutineScope { ids.map { async { stent.client.await(it, codec, 10.minutes) } }.awaitAll() }
                         return started
                     }
-                    // a warm-up batch through the same path (JIT in every JVM), as the DBOS harness does
-                    val warm = (System.getenv("WARM")?.toInt()) ?: maxOf(200, sizes.throughput / 10)
+                    // a warm-up batch as large as the measured one through the same path (JIT in every JVM), as the DBOS harness does
+                    val warm = sizes.throughput
                     startAndAwait(-warm..-1)
                     stores.resetPgStatements()
                     val cpu = CpuMeter(jvms.map { it.pid() })

@@ -120,14 +120,14 @@ public final class DbosBench {
 
     /**
      * n one-step workflows started from several threads at once, then all awaited; after a warm-up
-     * batch of {@code warmUp(n)} workflows through the same path, as the Stent harness does.
+     * batch of n workflows through the same path, as the Stent harness does.
      */
     private static String throughput(
             DBOS dbos, BenchWorkflows wf, StartWorkflowOptions opts, int n, int starters, String mode)
             throws Exception {
         ExecutorService pool = Executors.newFixedThreadPool(starters);
         try {
-            int warm = Math.max(200, n / 10);
+            int warm = n;
             startAndAwait(dbos, wf, opts, -warm - 1, warm, starters, pool); // warm-up (JIT), not measured
             CpuMeter cpu = new CpuMeter(List.of());
             long t0 = System.nanoTime();

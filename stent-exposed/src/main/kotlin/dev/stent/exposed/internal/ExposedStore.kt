@@ -95,20 +95,23 @@ internal class ExposedStore(
         if (runs.size == 1) return listOf(createRun(runs.single()))
         val first = runs.distinctBy { it.id }
         val inserted = autocommit {
+            val (v, vArgs) = groupTable(
+                listOf("id" to "TEXT", "workflow" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER", "delay_ms" to "BIGINT"),
+                first.map { listOf(it.id, it.workflow, it.input, it.queue, it.priority, it.delayMs) },
+            )
             query(
-                """WITH v (id, workflow, input, queue, priority, delay_ms) AS (VALUES ${rows(first.size, "TEXT", "TEXT", "TEXT", "TEXT", "INTEGER", "BIGINT")})
+                """$v
                    INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
                           cancel_requested, created_at, updated_at)
                    SELECT id, workflow, 'PENDING', input, queue, priority, $now + delay_ms, 0, 0, FALSE, $now, $now FROM v WHERE TRUE
                    ON CONFLICT (id) DO NOTHING RETURNING id""",
-                first.flatMap { listOf(it.id, it.workflow, it.input, it.queue, it.priority, it.delayMs) },
+                vArgs,
             ) { it.getString(1) }.toHashSet()
         }
         val existing = runs.map { it.id }.filter { it !in inserted }.toSet()
         val workflows = if (existing.isEmpty()) emptyMap() else autocommit {
-            query("SELECT id, workflow FROM stent_runs WHERE id IN (${marks(existing.size)})", existing.toList()) {
-                it.getString(1) to it.getString(2)
-            }.toMap()
+            val (ids, idArgs) = inList("id", existing)
+            query("SELECT id, workflow FROM stent_runs WHERE $ids", idArgs) { it.getString(1) to it.getString(2) }.toMap()
         }
         if (inserted.isNotEmpty()) wake(WORK)
         val seen = HashSet<String>()
@@ -158,9 +161,10 @@ internal class ExposedStore(
         // a run's first claim takes token 1 (tokens start at 0 and only grow); before it, nothing could write a record
         val resumed = claimed.filter { it.token > 1 }.map { it.id }
         val records = if (resumed.isEmpty()) emptyMap() else {
+            val (ids, idArgs) = inList("run_id", resumed)
             query(
-                "SELECT * FROM stent_steps WHERE run_id IN (${marks(resumed.size)}) ORDER BY created_at",
-                resumed,
+                "SELECT * FROM stent_steps WHERE $ids ORDER BY created_at",
+                idArgs,
             ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
         }
         // when the next run this worker could claim becomes ready: a timer, a delayed start or a lease expiring
@@ -190,18 +194,24 @@ internal class ExposedStore(
         if (writes.size == 1) return writes.map { checkpoint(it.runId, it.token, it.record) }
         require(writes.map { it.runId }.toSet().size == writes.size) { "a group of checkpoints has at most one per run" }
         return autocommit {
+            val (v, vArgs) = groupTable(
+                listOf(
+                    "run_id" to "TEXT", "token" to "BIGINT", "step_id" to "TEXT", "kind" to "TEXT", "status" to "TEXT",
+                    "result" to "TEXT", "failure" to "TEXT", "attempts" to "INTEGER", "wake_at" to "BIGINT",
+                ),
+                writes.map { w ->
+                    val r = w.record
+                    listOf(w.runId, w.token, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt)
+                },
+            )
             val written = query(
-                """WITH v (run_id, token, step_id, kind, status, result, failure, attempts, wake_at) AS
-                       (VALUES ${rows(writes.size, "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "INTEGER", "BIGINT")})
+                """$v
                    INSERT INTO stent_steps (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
                    SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM v
                    WHERE EXISTS (SELECT 1 FROM stent_runs r WHERE r.id = v.run_id AND r.lease_token = v.token AND r.status = 'RUNNING' ${dialect.shareLock})
                    $UPSERT_STEP
                    RETURNING run_id""",
-                writes.flatMap { w ->
-                    val r = w.record
-                    listOf(w.runId, w.token, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt)
-                },
+                vArgs,
             ) { it.getString(1) }.toHashSet()
             // not written: a final record was there already (it stays), or the lease is gone
             writes.map { if (it.runId in written || holdsLease(it.runId, it.token)) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
@@ -285,13 +295,17 @@ internal class ExposedStore(
         require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
         writes.forEach { require(it.status.isTerminal) { "finish needs a final status, not ${it.status}" } }
         val finished = autocommit {
+            val (v, vArgs) = groupTable(
+                listOf("id" to "TEXT", "token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
+                writes.map { listOf(it.runId, it.token, it.status.name, it.output, it.failure) },
+            )
             query(
-                """WITH v (id, token, status, output, failure) AS (VALUES ${rows(writes.size, "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT")})
+                """$v
                    UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, completed_at = $now,
                        updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
                    FROM v WHERE stent_runs.id = v.id AND stent_runs.lease_token = v.token AND stent_runs.status = 'RUNNING'
                    RETURNING ${dialect.updatedId}""",
-                writes.flatMap { listOf(it.runId, it.token, it.status.name, it.output, it.failure) },
+                vArgs,
             ) { it.getString(1) }.toHashSet()
         }
         finished.forEach { wake(FINISHED, it) }
@@ -319,11 +333,11 @@ internal class ExposedStore(
     }.also { if (it == WriteOutcome.OK) wake(WORK) }
 
     override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = tx {
+        val (ids, idArgs) = inList("id", runIds)
         val leases = if (runIds.isEmpty()) emptyList() else query(
-            """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING'
-                   AND id IN (${marks(runIds.size)})
+            """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
                RETURNING id, lease_token, cancel_requested""",
-            listOf<Any?>(leaseMs, workerId) + runIds,
+            listOf<Any?>(leaseMs, workerId) + idArgs,
         ) { HeldLease(it.getString("id"), it.getLong("lease_token"), it.getBoolean("cancel_requested")) }
         HeartbeatResult(leases, nowMs())
     }
@@ -384,7 +398,8 @@ internal class ExposedStore(
     }
 
     override fun getRuns(runIds: Collection<String>): List<RunRecord> = if (runIds.isEmpty()) emptyList() else autocommit {
-        query("SELECT * FROM stent_runs WHERE id IN (${marks(runIds.size)})", runIds.toList(), ::runRecord)
+        val (ids, idArgs) = inList("id", runIds)
+        query("SELECT * FROM stent_runs WHERE $ids", idArgs, ::runRecord)
     }
 
     override fun listSteps(runId: String): List<StepRecord> = transaction(db) {
@@ -433,10 +448,31 @@ internal class ExposedStore(
         rs.getString("result"), rs.getString("failure"), rs.getInt("attempts"), rs.longOrNull("wake_at"), rs.getLong("updated_at"),
     )
 
-    /** `(CAST(? AS T1), …), …`: [n] rows of typed placeholders for a `VALUES` list. */
-    private fun rows(n: Int, vararg types: String): String {
-        val row = types.joinToString(", ", "(", ")") { "CAST(? AS $it)" }
-        return List(n) { row }.joinToString(", ")
+    /**
+     * `WITH v (columns) AS (…)` over [rows], and its arguments. PostgreSQL gets one array per column and
+     * `unnest`, so the statement's text, and the prepared statement the driver caches for it, is the same
+     * for any number of rows; SQLite gets a `VALUES` list of typed placeholders.
+     */
+    private fun Connection.groupTable(columns: List<Pair<String, String>>, rows: List<List<Any?>>): Pair<String, List<Any?>> {
+        val names = columns.joinToString(", ") { it.first }
+        return when (dialect) {
+            SqlDialect.Postgres -> {
+                val arrays = columns.mapIndexed { i, (_, type) ->
+                    createArrayOf(type.lowercase(), Array(rows.size) { r -> rows[r][i] })
+                }
+                "WITH v AS (SELECT * FROM unnest(${columns.joinToString(", ") { "CAST(? AS ${it.second}[])" }}) AS t ($names))" to arrays
+            }
+            SqlDialect.Sqlite -> {
+                val row = columns.joinToString(", ", "(", ")") { "CAST(? AS ${it.second})" }
+                "WITH v ($names) AS (VALUES ${List(rows.size) { row }.joinToString(", ")})" to rows.flatten()
+            }
+        }
+    }
+
+    /** `column IN (…)` for [values]: `= ANY(?)` with one array on PostgreSQL, so the statement's text does not vary. */
+    private fun Connection.inList(column: String, values: Collection<String>): Pair<String, List<Any?>> = when (dialect) {
+        SqlDialect.Postgres -> "$column = ANY(?)" to listOf(createArrayOf("text", values.toTypedArray()))
+        SqlDialect.Sqlite -> "$column IN (${marks(values.size)})" to values.toList()
     }
 
     internal companion object {

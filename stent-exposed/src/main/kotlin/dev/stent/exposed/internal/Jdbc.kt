@@ -15,6 +15,7 @@ internal fun PreparedStatement.bind(args: List<Any?>) {
             is Long -> setLong(idx, a)
             is Int -> setInt(idx, a)
             is Boolean -> setBoolean(idx, a)
+            is java.sql.Array -> setArray(idx, a)
             else -> error("unsupported SQL argument ${a.javaClass}")
         }
     }

@@ -1,5 +1,7 @@
 package dev.stent.javatest;
 
+import com.fasterxml.jackson.core.type.TypeReference;
+import dev.stent.Codec;
 import dev.stent.RunInfo;
 import dev.stent.RunStatus;
 import dev.stent.Stent;
@@ -9,9 +11,11 @@ import dev.stent.StepFailedException;
 import dev.stent.UnknownRunException;
 import dev.stent.WorkflowFailedException;
 import dev.stent.java.FutureClient;
+import dev.stent.java.JavaCodecs;
 import dev.stent.java.RunRef;
 import dev.stent.java.StartOptions;
 import dev.stent.java.Workers;
+import dev.stent.java.Workflows;
 import dev.stent.javatest.OrderWorkflows.Approval;
 import dev.stent.javatest.OrderWorkflows.OrderRequest;
 import dev.stent.javatest.OrderWorkflows.Receipt;
@@ -25,6 +29,9 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.UUID;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -212,5 +219,40 @@ class JavaApiTest {
         });
         assertFalse(!p.isAlive());
         return p;
+    }
+
+    record Line(String sku, int qty) {}
+
+    static final Codec<List<Line>> LINES = JavaCodecs.jackson(new TypeReference<List<Line>>() {});
+    static final Codec<Map<String, Integer>> COUNTS = JavaCodecs.jackson(new TypeReference<Map<String, Integer>>() {});
+    static final Codec<List<String>> TAGS = JavaCodecs.jackson(new TypeReference<List<String>>() {});
+
+    @Test
+    void genericPayloadsGoThroughExplicitCodecsAndRecordedValuesTakeIds() throws Exception {
+        var wf = Workflows.define("java-generic", LINES, COUNTS, (ctx, lines) -> {
+            Map<String, Integer> counts = ctx.step("count", COUNTS, () -> {
+                Map<String, Integer> m = new TreeMap<>();
+                for (Line l : lines) m.merge(l.sku(), l.qty(), Integer::sum);
+                return m;
+            });
+            Instant at = ctx.now("at");
+            double roll = ctx.random("roll");
+            UUID token = ctx.randomUuid("token");
+            List<String> tags = ctx.awaitSignal("tags", TAGS, Duration.ofSeconds(30), "tags-wait");
+            Map<String, Integer> out = new TreeMap<>(counts);
+            out.put("tags", tags.size());
+            out.put("recorded", roll >= 0 && roll < 1 && at != null && token != null ? 1 : 0);
+            return out;
+        });
+        try (StentWorker ignored = worker(wf)) {
+            RunRef<Map<String, Integer>> run =
+                get(client.start(wf, List.of(new Line("a", 2), new Line("b", 1), new Line("a", 3)), StartOptions.withId("gen-1")));
+            get(client.signal("gen-1", "tags", List.of("x", "y"), TAGS));
+            Map<String, Integer> expected = Map.of("a", 5, "b", 1, "tags", 2, "recorded", 1);
+            assertEquals(expected, get(run.result()));
+            assertEquals(expected, get(client.result("gen-1", COUNTS)));
+            Set<String> ids = get(run.describe()).getSteps().stream().map(s -> s.getId()).collect(Collectors.toSet());
+            assertEquals(Set.of("count", "at", "roll", "token", "tags-wait"), ids);
+        }
     }
 }

@@ -44,10 +44,14 @@ public class FutureClient private constructor(private val stent: Stent) {
      */
     @JvmOverloads
     public fun <O : Any> start(workflowName: String, input: Any, outputType: Class<O>, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
+        start(workflowName, input, JavaCodecs.forClass(outputType), options)
+
+    /** [start] by name with an explicit output codec (for generic outputs). */
+    @JvmOverloads
+    public fun <O> start(workflowName: String, input: Any, outputCodec: Codec<O>, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
         async {
             @Suppress("UNCHECKED_CAST")
             val inputCodec = JavaCodecs.forClass(input.javaClass) as Codec<Any>
-            val outputCodec = JavaCodecs.forClass(outputType)
             val h = client.start(workflowName, input, inputCodec, outputCodec, options.id, options.queue, options.priority, options.delay?.toKotlinDuration())
             ref(h.id, outputCodec)
         }
@@ -55,13 +59,24 @@ public class FutureClient private constructor(private val stent: Stent) {
     /** A reference to an existing run whose output decodes as [outputType]. */
     public fun <O : Any> run(runId: String, outputType: Class<O>): RunRef<O> = ref(runId, JavaCodecs.forClass(outputType))
 
+    /** A reference to an existing run whose output decodes with [outputCodec]. */
+    public fun <O> run(runId: String, outputCodec: Codec<O>): RunRef<O> = ref(runId, outputCodec)
+
     /** Waits for run [runId]'s output; fails with `WorkflowFailedException` / `WorkflowCancelledException`. */
     public fun <O : Any> result(runId: String, outputType: Class<O>): CompletableFuture<O> = run(runId, outputType).result()
 
+    /** [result] with an explicit output codec. */
+    public fun <O> result(runId: String, outputCodec: Codec<O>): CompletableFuture<O> = run(runId, outputCodec).result()
+
     /** Sends signal [name] with [payload] to run [runId]. */
-    public fun signal(runId: String, name: String, payload: Any): CompletableFuture<Void?> = async {
+    public fun signal(runId: String, name: String, payload: Any): CompletableFuture<Void?> {
         @Suppress("UNCHECKED_CAST")
-        client.signal(runId, name, payload, JavaCodecs.forClass(payload.javaClass) as Codec<Any>)
+        return signal(runId, name, payload, JavaCodecs.forClass(payload.javaClass) as Codec<Any>)
+    }
+
+    /** Sends signal [name] with [payload] encoded by [codec] (for generic payloads). */
+    public fun <T> signal(runId: String, name: String, payload: T, codec: Codec<T>): CompletableFuture<Void?> = async {
+        client.signal(runId, name, payload, codec)
         null
     }
 

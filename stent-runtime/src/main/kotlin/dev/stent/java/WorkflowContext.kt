@@ -1,5 +1,6 @@
 package dev.stent.java
 
+import dev.stent.Codec
 import dev.stent.RetryPolicy
 import java.time.Duration
 import java.time.Instant
@@ -27,6 +28,15 @@ public interface WorkflowContext {
     /** [step] with its own retry policy (see [RetryPolicies]). */
     public fun <T : Any> step(id: String, resultType: Class<T>, retry: RetryPolicy, body: StepSupplier<T>): T
 
+    /**
+     * [step] with an explicit [codec]: for generic results (`JavaCodecs.jackson(new TypeReference<List<Item>>() {})`)
+     * or a codec of your own.
+     */
+    public fun <T> step(id: String, codec: Codec<T>, body: StepSupplier<T>): T
+
+    /** [step] with an explicit [codec] and its own retry policy. */
+    public fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy, body: StepSupplier<T>): T
+
     /** A step without a result. */
     public fun step(id: String, body: StepAction)
 
@@ -42,18 +52,40 @@ public interface WorkflowContext {
     /** Waits until [instant] durably. */
     public fun sleepUntil(instant: Instant)
 
+    /** [sleepUntil] with an explicit timer id. */
+    public fun sleepUntil(instant: Instant, id: String)
+
     /** Waits for the next signal [name] and decodes it as [type]. */
     public fun <T : Any> awaitSignal(name: String, type: Class<T>): T
 
     /** Like [awaitSignal], throwing `SignalTimeoutException` when none arrives within [timeout]. */
     public fun <T : Any> awaitSignal(name: String, type: Class<T>, timeout: Duration): T
 
+    /** Waits for the next signal [name] and decodes it with [codec] (for generic payloads). */
+    public fun <T> awaitSignal(name: String, codec: Codec<T>): T
+
+    /**
+     * The general form: waits for the next signal [name], decoded with [codec], for at most [timeout]
+     * (null: no limit), recorded under [id] (null: numbered in call order, `signal:name#n`). Waits in
+     * parallel branches need explicit ids.
+     */
+    public fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration?, id: String?): T
+
     /** The time, recorded on first call. */
     public fun now(): Instant
+
+    /** [now] recorded under [id] (calls in parallel branches need explicit ids). */
+    public fun now(id: String): Instant
 
     /** A random UUID, recorded on first call. */
     public fun randomUuid(): UUID
 
+    /** [randomUuid] recorded under [id]. */
+    public fun randomUuid(id: String): UUID
+
     /** A random number in [0, 1), recorded on first call. */
     public fun random(): Double
+
+    /** [random] recorded under [id]. */
+    public fun random(id: String): Double
 }

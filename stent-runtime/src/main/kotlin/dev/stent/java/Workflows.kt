@@ -1,5 +1,6 @@
 package dev.stent.java
 
+import dev.stent.Codec
 import dev.stent.InternalStentApi
 import dev.stent.RetryPolicy
 import dev.stent.WorkflowDefinition
@@ -35,8 +36,27 @@ public object Workflows {
         outputType: Class<O>,
         options: WorkflowOptions,
         body: JavaWorkflow<I, O>,
+    ): WorkflowDefinition<I, O> = define(name, JavaCodecs.forClass(inputType), JavaCodecs.forClass(outputType), options, body)
+
+    /**
+     * Defines a workflow whose input and output go through explicit codecs: for generic types
+     * (`JavaCodecs.jackson(new TypeReference<List<Item>>() {})`) or codecs of your own.
+     */
+    @JvmStatic
+    public fun <I, O> define(name: String, inputCodec: Codec<I>, outputCodec: Codec<O>, body: JavaWorkflow<I, O>): WorkflowDefinition<I, O> =
+        define(name, inputCodec, outputCodec, WorkflowOptions.DEFAULT, body)
+
+    /** [define] with explicit codecs and [options]. */
+    @OptIn(InternalStentApi::class)
+    @JvmStatic
+    public fun <I, O> define(
+        name: String,
+        inputCodec: Codec<I>,
+        outputCodec: Codec<O>,
+        options: WorkflowOptions,
+        body: JavaWorkflow<I, O>,
     ): WorkflowDefinition<I, O> = WorkflowDefinition.of(
-        name, JavaCodecs.forClass(inputType), JavaCodecs.forClass(outputType),
+        name, inputCodec, outputCodec,
         {
             retryPolicy = options.retryPolicy
             queue = options.queue

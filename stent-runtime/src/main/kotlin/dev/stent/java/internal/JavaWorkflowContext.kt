@@ -1,5 +1,6 @@
 package dev.stent.java.internal
 
+import dev.stent.Codec
 import dev.stent.RetryPolicy
 import dev.stent.WorkflowMisuseException
 import dev.stent.WorkflowScope
@@ -29,12 +30,17 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
     override fun runId(): String = scope.runId
     override fun workflowName(): String = scope.workflowName
 
-    override fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T = runStep(id, resultType, null, body)
+    override fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T =
+        runStep(id, JavaCodecs.forClass(resultType), null, body)
 
     override fun <T : Any> step(id: String, resultType: Class<T>, retry: RetryPolicy, body: StepSupplier<T>): T =
-        runStep(id, resultType, retry, body)
+        runStep(id, JavaCodecs.forClass(resultType), retry, body)
 
-    private fun <T : Any> runStep(id: String, resultType: Class<T>, retry: RetryPolicy?, body: StepSupplier<T>): T {
+    override fun <T> step(id: String, codec: Codec<T>, body: StepSupplier<T>): T = runStep(id, codec, null, body)
+
+    override fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy, body: StepSupplier<T>): T = runStep(id, codec, retry, body)
+
+    private fun <T> runStep(id: String, codec: Codec<T>, retry: RetryPolicy?, body: StepSupplier<T>): T {
         inStep.get()?.let { outer ->
             throw WorkflowMisuseException(
                 scope.runId, scope.workflowName, id,
@@ -42,7 +48,6 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
                     "steps cannot nest; call it from the workflow body, or make it plain code inside the outer step",
             )
         }
-        val codec = JavaCodecs.forClass(resultType)
         return call {
             step(id, codec, retry) {
                 runInterruptible(BlockingDispatchers.steps) {
@@ -58,12 +63,13 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
     }
 
     override fun step(id: String, body: StepAction) {
-        runStep(id, String::class.java, null) { body.run(); "done" }
+        runStep(id, JavaCodecs.forClass(String::class.java), null) { body.run(); "done" }
     }
 
     override fun sleep(duration: Duration) = call { sleep(duration.toKotlinDuration()) }
     override fun sleep(duration: Duration, id: String) = call { sleep(duration.toKotlinDuration(), id) }
     override fun sleepUntil(instant: Instant) = call { sleepUntil(instant) }
+    override fun sleepUntil(instant: Instant, id: String) = call { sleepUntil(instant, id) }
 
     override fun <T : Any> awaitSignal(name: String, type: Class<T>): T =
         JavaCodecs.forClass(type).let { codec -> call { awaitSignal(name, codec) } }
@@ -71,7 +77,15 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
     override fun <T : Any> awaitSignal(name: String, type: Class<T>, timeout: Duration): T =
         JavaCodecs.forClass(type).let { codec -> call { awaitSignal(name, codec, timeout.toKotlinDuration()) } }
 
+    override fun <T> awaitSignal(name: String, codec: Codec<T>): T = call { awaitSignal(name, codec) }
+
+    override fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration?, id: String?): T =
+        call { awaitSignal(name, codec, timeout?.toKotlinDuration(), id) }
+
     override fun now(): Instant = call { now() }
+    override fun now(id: String): Instant = call { now(id) }
     override fun randomUuid(): UUID = call { randomUuid() }
+    override fun randomUuid(id: String): UUID = call { randomUuid(id) }
     override fun random(): Double = call { random() }
+    override fun random(id: String): Double = call { random(id) }
 }

@@ -70,7 +70,10 @@ internal class ExposedStore(
     /** Runs [block] on a pooled connection in autocommit mode: each statement is its own transaction. */
     private fun <T> autocommit(block: Connection.() -> T): T = dataSource.connection.use { c ->
         check(c.autoCommit) { "Stent's pool must hand out connections in autocommit mode" }
-        c.block()
+        when (dialect) {
+            SqlDialect.Sqlite -> SqliteStatements.wrap(c).block()
+            SqlDialect.Postgres -> c.block()
+        }
     }
 
     override fun dbNowMs(): Long = tx { nowMs() }

@@ -38,3 +38,42 @@ internal fun ResultSet.longOrNull(col: String): Long? = (getObject(col) as Numbe
 
 /** `?, ?, ?` for [n] arguments. */
 internal fun marks(n: Int): String = List(n) { "?" }.joinToString(", ")
+
+/**
+ * Keeps the prepared statements of SQLite connections, which sqlite-jdbc would otherwise compile on
+ * every call (PostgreSQL's driver caches them itself). The statements are prepared on the physical
+ * connection, outside the pool's tracking, at most [MAX_CACHED] per connection (least recently used
+ * out), and die with their connection.
+ */
+internal object SqliteStatements {
+    private const val MAX_CACHED = 64
+    private val caches = java.util.WeakHashMap<Connection, LinkedHashMap<String, PreparedStatement>>()
+
+    /** [pooled] with cached statements; use it only while [pooled] is checked out. */
+    fun wrap(pooled: Connection): Connection {
+        val physical = pooled.unwrap(Connection::class.java)
+        val cache = synchronized(caches) {
+            caches.getOrPut(physical) {
+                object : LinkedHashMap<String, PreparedStatement>(16, 0.75f, true) {
+                    override fun removeEldestEntry(eldest: MutableMap.MutableEntry<String, PreparedStatement>): Boolean =
+                        (size > MAX_CACHED).also { if (it) runCatching { eldest.value.close() } }
+                }
+            }
+        }
+        return CachingConnection(pooled, physical, cache)
+    }
+
+    private class CachingConnection(
+        pooled: Connection,
+        private val physical: Connection,
+        private val cache: LinkedHashMap<String, PreparedStatement>,
+    ) : Connection by pooled {
+        override fun prepareStatement(sql: String): PreparedStatement =
+            ReusedStatement(cache.getOrPut(sql) { physical.prepareStatement(sql) })
+    }
+
+    /** Closing gives the statement back to the cache instead of freeing it. */
+    private class ReusedStatement(private val ps: PreparedStatement) : PreparedStatement by ps {
+        override fun close() = ps.clearParameters()
+    }
+}

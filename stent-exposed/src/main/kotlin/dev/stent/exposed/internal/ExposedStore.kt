@@ -202,7 +202,7 @@ internal class ExposedStore(
                     "run_id" to "TEXT", "token" to "BIGINT", "step_id" to "TEXT", "kind" to "TEXT", "status" to "TEXT",
                     "result" to "TEXT", "failure" to "TEXT", "attempts" to "INTEGER", "wake_at" to "BIGINT",
                 ),
-                writes.map { w ->
+                writes.inLockOrder { it.runId }.map { w ->
                     val r = w.record
                     listOf(w.runId, w.token, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt)
                 },
@@ -300,7 +300,7 @@ internal class ExposedStore(
         val finished = autocommit {
             val (v, vArgs) = groupTable(
                 listOf("id" to "TEXT", "token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
-                writes.map { listOf(it.runId, it.token, it.status.name, it.output, it.failure) },
+                writes.inLockOrder { it.runId }.map { listOf(it.runId, it.token, it.status.name, it.output, it.failure) },
             )
             query(
                 """$v
@@ -337,11 +337,20 @@ internal class ExposedStore(
 
     override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = tx {
         val (ids, idArgs) = inList("id", runIds)
-        val leases = if (runIds.isEmpty()) emptyList() else query(
-            """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
-               RETURNING id, lease_token, cancel_requested""",
-            listOf<Any?>(leaseMs, workerId) + idArgs,
-        ) { HeldLease(it.getString("id"), it.getLong("lease_token"), it.getBoolean("cancel_requested")) }
+        val sql = when (dialect) {
+            // rows locked in id order, as group writes lock them, so a heartbeat and a group never deadlock
+            SqlDialect.Postgres -> """WITH l AS (SELECT id FROM stent_runs WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
+                                       ORDER BY id COLLATE "C" FOR UPDATE)
+                   UPDATE stent_runs SET lease_expires_at = $now + ? FROM l WHERE stent_runs.id = l.id
+                   RETURNING stent_runs.id, lease_token, cancel_requested"""
+            SqlDialect.Sqlite -> """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
+                   RETURNING id, lease_token, cancel_requested"""
+        }
+        val args = when (dialect) {
+            SqlDialect.Postgres -> listOf<Any?>(workerId) + idArgs + leaseMs
+            SqlDialect.Sqlite -> listOf<Any?>(leaseMs, workerId) + idArgs
+        }
+        val leases = if (runIds.isEmpty()) emptyList() else query(sql, args) { HeldLease(it.getString("id"), it.getLong("lease_token"), it.getBoolean("cancel_requested")) }
         HeartbeatResult(leases, nowMs())
     }
 
@@ -471,6 +480,14 @@ internal class ExposedStore(
             }
         }
     }
+
+    /**
+     * Rows of a group write in the order PostgreSQL's heartbeat locks runs (`COLLATE "C"`: by UTF-8
+     * bytes). A group statement locks its runs' rows in the order of its rows, so every multi-row lock
+     * in Stent goes the same way and two of them never wait on each other in a cycle.
+     */
+    private fun <T> List<T>.inLockOrder(id: (T) -> String): List<T> =
+        sortedWith { a, b -> java.util.Arrays.compareUnsigned(id(a).toByteArray(), id(b).toByteArray()) }
 
     /** `column IN (…)` for [values]: `= ANY(?)` with one array on PostgreSQL, so the statement's text does not vary. */
     private fun Connection.inList(column: String, values: Collection<String>): Pair<String, List<Any?>> = when (dialect) {

@@ -50,8 +50,7 @@ public class FutureClient private constructor(private val stent: Stent) {
     @JvmOverloads
     public fun <O> start(workflowName: String, input: Any, outputCodec: Codec<O>, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
         async {
-            @Suppress("UNCHECKED_CAST")
-            val inputCodec = JavaCodecs.forClass(input.javaClass) as Codec<Any>
+            val inputCodec = JavaCodecs.forClass(input.javaClass)
             val h = client.start(workflowName, input, inputCodec, outputCodec, options.id, options.queue, options.priority, options.delay?.toKotlinDuration())
             ref(h.id, outputCodec)
         }
@@ -69,10 +68,8 @@ public class FutureClient private constructor(private val stent: Stent) {
     public fun <O> result(runId: String, outputCodec: Codec<O>): CompletableFuture<O> = run(runId, outputCodec).result()
 
     /** Sends signal [name] with [payload] to run [runId]. */
-    public fun signal(runId: String, name: String, payload: Any): CompletableFuture<Void?> {
-        @Suppress("UNCHECKED_CAST")
-        return signal(runId, name, payload, JavaCodecs.forClass(payload.javaClass) as Codec<Any>)
-    }
+    public fun signal(runId: String, name: String, payload: Any): CompletableFuture<Void?> =
+        signal(runId, name, payload, JavaCodecs.forClass(payload.javaClass))
 
     /** Sends signal [name] with [payload] encoded by [codec] (for generic payloads). */
     public fun <T> signal(runId: String, name: String, payload: T, codec: Codec<T>): CompletableFuture<Void?> = async {

@@ -1,7 +1,9 @@
 package dev.stent.exposed.internal
 
 import org.slf4j.LoggerFactory
+import java.util.concurrent.locks.ReentrantLock
 import javax.sql.DataSource
+import kotlin.concurrent.withLock
 
 /**
  * Sends wake-ups (`kind:runId`) on one PostgreSQL channel from one background thread, coalesced.
@@ -15,7 +17,8 @@ import javax.sql.DataSource
  */
 internal class PgNotifySender(private val dataSource: DataSource, private val channel: String) : AutoCloseable {
     private val log = LoggerFactory.getLogger("dev.stent.postgres")
-    private val lock = Object()
+    private val lock = ReentrantLock()
+    private val queued = lock.newCondition()
 
     // guarded by lock
     private var pending = LinkedHashSet<String>()
@@ -27,16 +30,16 @@ internal class PgNotifySender(private val dataSource: DataSource, private val ch
     }
 
     /** Queues [payload]; duplicates of a payload still queued are dropped. */
-    fun send(payload: String) = synchronized(lock) {
-        if (!closed && pending.add(payload) && pending.size == 1) lock.notifyAll()
+    fun send(payload: String) = lock.withLock {
+        if (!closed && pending.add(payload) && pending.size == 1) queued.signal()
     }
 
     private fun loop() {
         while (true) {
-            val batch = synchronized(lock) {
+            val batch = lock.withLock {
                 while (pending.isEmpty() && !closed) {
                     try {
-                        lock.wait()
+                        queued.await()
                     } catch (_: InterruptedException) {
                         return
                     }
@@ -62,9 +65,9 @@ internal class PgNotifySender(private val dataSource: DataSource, private val ch
 
     /** Sends what is queued, then stops the thread. */
     override fun close() {
-        synchronized(lock) {
+        lock.withLock {
             closed = true
-            lock.notifyAll()
+            queued.signal()
         }
         thread.join(5_000)
     }

@@ -45,11 +45,46 @@ public class WorkflowFailedException(
     public val failure: Failure,
 ) : StentException("workflow '$workflowName' (run '$runId') failed: $failure", RecordedException(failure))
 
-/** Thrown by `await()` when the run was cancelled. */
-public class WorkflowCancelledException(
+/**
+ * Thrown by `await()` when the run was cancelled: by a client's `cancel()`, or because its
+ * deadline passed. [reason] says which when Stent knows (the deadline, for example).
+ */
+public class WorkflowCancelledException @JvmOverloads constructor(
     override val runId: String,
     override val workflowName: String,
-) : StentException("workflow '$workflowName' (run '$runId') was cancelled")
+    /** Why the run was cancelled, when recorded (a passed deadline); null for a client's cancel. */
+    public val reason: String? = null,
+) : StentException("workflow '$workflowName' (run '$runId') was cancelled" + (reason?.let { ": $it" } ?: ""))
+
+/**
+ * One attempt of a step ran longer than the step's timeout. The body was cancelled (its thread
+ * interrupted) and the attempt counts as failed: it is retried by the step's retry policy like any
+ * other failure, and recorded as the cause when the attempts run out.
+ */
+public class StepTimeoutException(
+    override val runId: String,
+    override val workflowName: String,
+    override val stepId: String,
+    /** The attempt that timed out, from 1. */
+    public val attempt: Int,
+    /** The step's timeout. */
+    @get:JvmSynthetic public val timeout: Duration,
+) : StentException(
+    "attempt $attempt of step '$stepId' in workflow '$workflowName' (run '$runId') did not finish within its timeout of $timeout; " +
+        "it was interrupted and counts as a failed attempt: raise the timeout or make the step faster",
+)
+
+/**
+ * A call got an argument it cannot accept: a blank or over-long name, a negative duration, a size
+ * out of range. Nothing was stored. The message quotes the value and says what is allowed; the
+ * run, workflow and step are set when the call was made inside a workflow.
+ */
+public class InvalidArgumentException @JvmOverloads constructor(
+    message: String,
+    override val runId: String? = null,
+    override val workflowName: String? = null,
+    override val stepId: String? = null,
+) : StentException(message)
 
 /** Thrown by `awaitSignal` when no signal arrived within its timeout. The timeout is recorded, so replay throws it again. */
 public class SignalTimeoutException(
@@ -172,3 +207,9 @@ public class RunConflictException(
     "run '$runId' exists already as workflow '$existingWorkflow', not '$requestedWorkflow': " +
         "run ids are unique across workflows; choose another id",
 )
+
+/** Throws an [InvalidArgumentException] with [message] unless [valid]: Stent's `require`. */
+@InternalStentApi
+public inline fun requireArgument(valid: Boolean, message: () -> String) {
+    if (!valid) throw InvalidArgumentException(message())
+}

@@ -13,10 +13,11 @@ import kotlin.time.Duration.Companion.seconds
  * `min(initialDelay * backoffFactor^(n-1), maxDelay)` ± [jitter] before retry `n`.
  *
  * An exception is retried when [shouldRetry] says so. By default every [Exception] is retried
- * except [NonRetryableException], [StentException] (Stent's own errors are never transient) and
- * the types named with [Builder.nonRetryable]. [Error]s are never retried. A timeout inside the step
- * body (`withTimeout`) is an exception like any other and is retried; cancellation of the run
- * itself (unload, cancel, shutdown) stops the step without recording an attempt.
+ * except [NonRetryableException], [StentException] (Stent's own errors are never transient; a
+ * step's own [StepTimeoutException] is the exception, and is retried) and the types named with
+ * [Builder.nonRetryable]. [Error]s are never retried. A timeout inside the step body
+ * (`withTimeout`) is an exception like any other and is retried; cancellation of the run itself
+ * (unload, cancel, shutdown) stops the step without recording an attempt.
  *
  * Failed attempts are recorded, so the attempt count survives a crash. A back-off shorter than the
  * worker's in-memory wait threshold waits in memory; a longer one unloads the run, and any worker
@@ -41,19 +42,26 @@ public class RetryPolicy private constructor(
     /** True when a failure with [error] may be retried (if attempts remain). */
     public fun shouldRetry(error: Throwable): Boolean {
         if (error !is Exception) return false
-        if (error is NonRetryableException || error is StentException) return false
+        if (error is NonRetryableException) return false
+        // Stent's own errors are never transient, but for a step's timeout: that attempt may just have been slow
+        if (error is StentException && error !is StepTimeoutException) return false
         if (nonRetryable.any { it.isInstance(error) }) return false
         return retryIf?.invoke(error) ?: true
     }
 
-    /** The wait before attempt number [nextAttempt] (2 for the first retry). */
+    /**
+     * The wait before attempt number [nextAttempt] (2 for the first retry), at most [maxDelay] and
+     * never more than [TimeMath.MAX_DELAY], however large the factor or the attempt number.
+     */
+    @OptIn(InternalStentApi::class)
     @JvmSynthetic
     public fun delayBefore(nextAttempt: Int, random: Random = Random.Default): Duration {
         val n = (nextAttempt - 1).coerceAtLeast(1)
-        val base = initialDelay.inWholeMilliseconds * backoffFactor.pow(n - 1)
-        val capped = min(base, maxDelay.inWholeMilliseconds.toDouble())
+        val base = initialDelay.inWholeMilliseconds * backoffFactor.pow(n - 1) // may be +Infinity: min() below caps it
+        val cap = min(TimeMath.delayMs(maxDelay), TimeMath.MAX_DELAY_MS).toDouble()
+        val capped = min(base, cap)
         val spread = capped * jitter * (random.nextDouble() * 2 - 1)
-        return (capped + spread).coerceAtLeast(0.0).toLong().milliseconds
+        return (capped + spread).coerceIn(0.0, TimeMath.MAX_DELAY_MS.toDouble()).toLong().milliseconds
     }
 
     /** Builds a [RetryPolicy]; see [retryPolicy]. */
@@ -62,13 +70,13 @@ public class RetryPolicy private constructor(
         /** Attempts in all, the first included (default 3). */
         public var maxAttempts: Int = 3
 
-        /** Wait before the first retry (default 1 s). */
+        /** Wait before the first retry (default 1 s); finite, not negative. */
         public var initialDelay: Duration = 1.seconds
 
         /** Growth factor of the wait (default 2.0). */
         public var backoffFactor: Double = 2.0
 
-        /** Cap on one wait (default 60 s). */
+        /** Cap on one wait (default 60 s; [Duration.INFINITE] for no cap below [TimeMath.MAX_DELAY]). */
         public var maxDelay: Duration = 60.seconds
 
         /** Random spread as a fraction of the wait (default 0.1). */
@@ -87,12 +95,17 @@ public class RetryPolicy private constructor(
             retryIf = predicate
         }
 
+        @OptIn(InternalStentApi::class)
         internal fun build(): RetryPolicy {
-            require(maxAttempts >= 1) { "retryPolicy: maxAttempts must be at least 1, was $maxAttempts" }
-            require(!initialDelay.isNegative()) { "retryPolicy: initialDelay must not be negative, was $initialDelay" }
-            require(backoffFactor >= 1.0) { "retryPolicy: backoffFactor must be at least 1.0, was $backoffFactor" }
-            require(maxDelay >= initialDelay) { "retryPolicy: maxDelay ($maxDelay) must be at least initialDelay ($initialDelay)" }
-            require(jitter in 0.0..1.0) { "retryPolicy: jitter must be within 0.0..1.0, was $jitter" }
+            requireArgument(maxAttempts >= 1) { "retryPolicy: maxAttempts must be at least 1, was $maxAttempts" }
+            requireArgument(!initialDelay.isNegative() && initialDelay.isFinite()) {
+                "retryPolicy: initialDelay must be finite and not negative, was $initialDelay"
+            }
+            requireArgument(backoffFactor >= 1.0 && backoffFactor.isFinite()) {
+                "retryPolicy: backoffFactor must be a finite number of at least 1.0, was $backoffFactor"
+            }
+            requireArgument(maxDelay >= initialDelay) { "retryPolicy: maxDelay ($maxDelay) must be at least initialDelay ($initialDelay)" }
+            requireArgument(jitter in 0.0..1.0) { "retryPolicy: jitter must be within 0.0..1.0, was $jitter" }
             return RetryPolicy(maxAttempts, initialDelay, backoffFactor, maxDelay, jitter, nonRetryable.toList(), retryIf)
         }
     }

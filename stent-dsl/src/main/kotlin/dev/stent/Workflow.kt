@@ -1,5 +1,7 @@
 package dev.stent
 
+import kotlin.time.Duration
+
 /**
  * A workflow: a name, the codecs of its input and output, its defaults, and its body.
  *
@@ -20,6 +22,8 @@ public class WorkflowDefinition<I, O> private constructor(
     public val queue: String,
     /** Default priority of new runs; higher runs are claimed first. */
     public val priority: Int,
+    /** Default run timeout: a run not finished this long after its start is cancelled; null for none. */
+    @get:JvmSynthetic public val timeout: Duration?,
     body: suspend WorkflowScope.(I) -> O,
 ) {
     /** The workflow code. */
@@ -40,6 +44,14 @@ public class WorkflowDefinition<I, O> private constructor(
 
         /** Default priority of new runs (default 0; higher first). */
         public var priority: Int = 0
+
+        /**
+         * Run timeout: a run still unfinished this long after it was started is cancelled
+         * durably, wherever it is (running, waiting or not yet claimed by a worker that serves
+         * it); `start(deadline = …)` overrides it per run. Null (the default) or
+         * [Duration.INFINITE] for none.
+         */
+        public var timeout: Duration? = null
     }
 
     public companion object {
@@ -58,16 +70,45 @@ public class WorkflowDefinition<I, O> private constructor(
             validateName("workflow name", name)
             val o = Options().apply(options)
             validateName("queue", o.queue)
-            return WorkflowDefinition(name, inputCodec, outputCodec, o.retryPolicy, o.queue, o.priority, body)
+            val timeout = o.timeout?.takeUnless { it.isInfinite() }
+            if (timeout != null && !timeout.isPositive()) {
+                throw InvalidArgumentException("workflow '$name': timeout must be positive (or null for none), was $timeout")
+            }
+            return WorkflowDefinition(name, inputCodec, outputCodec, o.retryPolicy, o.queue, o.priority, timeout, body)
         }
 
-        /** Checks a workflow, queue, step or signal name: 1 to 200 characters, not blank. */
+        /**
+         * Checks a workflow, queue, run, step, signal or worker name: 1 to 200 characters, not blank,
+         * no leading or trailing spaces, no control characters (PostgreSQL cannot store NUL).
+         */
         @InternalStentApi
         @JvmSynthetic
-        public fun validateName(what: String, name: String) {
-            require(name.isNotBlank() && name.length <= 200 && name == name.trim()) {
-                "invalid $what '$name': it must be 1 to 200 characters, not blank, without leading or trailing spaces"
+        public fun validateName(what: String, name: String, runId: String? = null, workflowName: String? = null) {
+            val problem = when {
+                name.isBlank() -> "it is blank"
+                name.length > MAX_NAME -> "it is ${name.length} characters long"
+                name != name.trim() -> "it has leading or trailing spaces"
+                name.any { it.isISOControl() } -> "it contains a control character (code ${name.first { it.isISOControl() }.code})"
+                else -> return
             }
+            val where = when {
+                workflowName != null && runId != null -> " in workflow '$workflowName' (run '$runId')"
+                runId != null -> " (run '$runId')"
+                else -> ""
+            }
+            throw InvalidArgumentException(
+                "invalid $what '${printable(name)}'$where: $problem; use 1 to $MAX_NAME printable characters " +
+                    "without leading or trailing spaces",
+                runId, workflowName, if (what.endsWith(" id") && what != "run id") name else null,
+            )
+        }
+
+        private const val MAX_NAME = 200
+
+        /** [name] shortened and with control characters escaped, for messages. */
+        private fun printable(name: String): String = buildString {
+            for (c in name.take(60)) if (c.isISOControl()) append("\\u%04x".format(c.code)) else append(c)
+            if (name.length > 60) append("…")
         }
     }
 }

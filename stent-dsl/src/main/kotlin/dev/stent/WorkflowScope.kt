@@ -30,18 +30,33 @@ public interface WorkflowScope {
      * process dies after its side effect and before the checkpoint commits: pass
      * [StepScope.idempotencyKey] to external services. Failures are retried by [retry] (default:
      * the workflow's policy). [id] must be unique within the run.
+     *
+     * Cancellation: when the run is cancelled, unloaded or its worker shuts down, the body's
+     * coroutine is cancelled and the thread it blocks on (JDBC, HTTP, `Thread.sleep`) is
+     * interrupted; whatever it returns then is not recorded. With a [timeout], an attempt that
+     * runs longer is cancelled the same way and fails with [StepTimeoutException], which [retry]
+     * retries like any failure. Null or [Duration.INFINITE]: no timeout.
      */
-    public suspend fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy? = null, block: suspend StepScope.() -> T): T
+    public suspend fun <T> step(
+        id: String,
+        codec: Codec<T>,
+        retry: RetryPolicy? = null,
+        timeout: Duration? = null,
+        block: suspend StepScope.() -> T,
+    ): T
 
     /**
      * Waits [duration] durably. A wait longer than the worker's in-memory threshold unloads the
      * run (status WAITING, no coroutine, no lease); any worker resumes it when the timer is due.
+     * Zero returns at once; [Duration.INFINITE] sets no timer at all (only a cancel or the run's
+     * deadline ends it); a finite duration beyond [TimeMath.MAX_DELAY] (1,000 years) counts as
+     * that. A negative duration is an [InvalidArgumentException].
      * [id] names the timer in the records; by default sleeps are numbered in call order
      * (`sleep#1`, `sleep#2`, …), so give explicit ids to sleeps in parallel branches.
      */
     public suspend fun sleep(duration: Duration, id: String? = null)
 
-    /** Waits until [instant] durably; see [sleep]. */
+    /** Waits until [instant] durably; see [sleep]. An instant in the past returns at once; `Instant.MAX` waits until 9999-12-31. */
     public suspend fun sleepUntil(instant: Instant, id: String? = null)
 
     /**
@@ -49,7 +64,8 @@ public interface WorkflowScope {
      * returns its payload. Signals are delivered once each, in the order sent; one sent before the
      * wait is kept for it, and each wait on the same name takes the next one. With a [timeout],
      * throws [SignalTimeoutException] when none arrives in time (recorded, so replay throws it
-     * again). A long wait unloads the run like [sleep]. [id] names the wait in the records; by
+     * again). A zero timeout takes a signal that is already stored or times out at once; null or
+     * [Duration.INFINITE] waits without a timer; a negative timeout is an [InvalidArgumentException]. A long wait unloads the run like [sleep]. [id] names the wait in the records; by
      * default waits are numbered per name in call order (`signal:approval#1`), so give explicit ids
      * to waits in parallel branches.
      */
@@ -90,8 +106,9 @@ public interface StepScope {
 public suspend inline fun <reified T> WorkflowScope.step(
     id: String,
     retry: RetryPolicy? = null,
+    timeout: Duration? = null,
     noinline block: suspend StepScope.() -> T,
-): T = step(id, codecOf<T>(), retry, block)
+): T = step(id, codecOf<T>(), retry, timeout, block)
 
 /** Waits for the next signal [name] with a kotlinx-serializable payload; see [WorkflowScope.awaitSignal]. */
 @JvmSynthetic

@@ -7,6 +7,7 @@ import com.zaxxer.hikari.HikariDataSource
 import dev.stent.exposed.internal.ExposedStore
 import dev.stent.exposed.internal.Migrations
 import dev.stent.exposed.internal.SqlDialect
+import dev.stent.store.WorkflowStore
 import org.jetbrains.exposed.v1.core.DatabaseConfig
 import org.jetbrains.exposed.v1.jdbc.Database
 import org.sqlite.SQLiteConfig
@@ -42,6 +43,7 @@ public fun Stent.Companion.postgres(
 /**
  * Opens Stent stores; Kotlin can also write `Stent.sqlite(path)` / `Stent.postgres(url, user, password)`.
  */
+@OptIn(InternalStentApi::class)
 public object Stents {
     /**
      * Opens (creating if needed) a Stent store in the SQLite file at [path]: WAL journal, a busy
@@ -53,12 +55,16 @@ public object Stents {
      */
     @JvmStatic
     @JvmOverloads
-    public fun sqlite(path: String, options: StentOptions = StentOptions()): Stent {
+    public fun sqlite(path: String, options: StentOptions = StentOptions()): Stent = sqlite(path, options) { it }
+
+    /** [sqlite] with the store wrapped by [wrap] (tests inject faults this way). */
+    @JvmSynthetic
+    internal fun sqlite(path: String, options: StentOptions, wrap: (WorkflowStore) -> WorkflowStore): Stent {
         File(path).absoluteFile.parentFile?.mkdirs()
         val sqlite = SQLiteConfig().apply {
             setJournalMode(SQLiteConfig.JournalMode.WAL)
             setSynchronous(SQLiteConfig.SynchronousMode.FULL)
-            setBusyTimeout(30_000)
+            setBusyTimeout(options.storeTimeout.inWholeMilliseconds.toInt())
             setTransactionMode(SQLiteConfig.TransactionMode.IMMEDIATE)
         }
         val hikari = HikariConfig().apply {
@@ -76,7 +82,7 @@ public object Stents {
         } catch (e: Exception) {
             throw StentStoreException("cannot open the SQLite file '$path': ${e.message}", e)
         }
-        return open(ds, SqlDialect.Sqlite, null, 1, null, ds::close, options)
+        return open(ds, SqlDialect.Sqlite, null, 1, null, ds::close, options, wrap)
     }
 
     /**
@@ -95,8 +101,20 @@ public object Stents {
         schema: String? = null,
         poolSize: Int = 10,
         options: StentOptions = StentOptions(),
+    ): Stent = postgres(jdbcUrl, user, password, schema, poolSize, options) { it }
+
+    /** [postgres] with the store wrapped by [wrap] (tests inject faults this way). */
+    @JvmSynthetic
+    internal fun postgres(
+        jdbcUrl: String,
+        user: String,
+        password: String,
+        schema: String?,
+        poolSize: Int,
+        options: StentOptions,
+        wrap: (WorkflowStore) -> WorkflowStore,
     ): Stent {
-        require(poolSize >= 1) { "postgres: poolSize must be at least 1, was $poolSize" }
+        requireArgument(poolSize >= 1) { "postgres: poolSize must be at least 1, was $poolSize" }
         schema?.let(::checkSchema)
         val hikari = HikariConfig().apply {
             this.jdbcUrl = jdbcUrl
@@ -109,6 +127,12 @@ public object Stents {
             // the statements are written for READ COMMITTED (SKIP LOCKED, re-checked fences); set it once per connection
             transactionIsolation = "TRANSACTION_READ_COMMITTED"
             if (schema != null) this.schema = schema
+            // every call has a time bound: the server cancels a statement after storeTimeout, and a connection
+            // whose server or network stopped answering fails a little later instead of blocking for good
+            val timeoutMs = options.storeTimeout.inWholeMilliseconds
+            addDataSourceProperty("options", "-c statement_timeout=$timeoutMs")
+            addDataSourceProperty("socketTimeout", (timeoutMs / 1000 + SOCKET_SLACK_SECONDS).toString())
+            addDataSourceProperty("connectTimeout", "10")
         }
         val ds = try {
             HikariDataSource(hikari)
@@ -116,14 +140,22 @@ public object Stents {
             throw StentStoreException("cannot connect to PostgreSQL at $jdbcUrl as '$user': ${e.message}", e)
         }
         val listen = {
-            DriverManager.getConnection(jdbcUrl, user, password).also { c -> schema?.let { c.schema = it } }
+            val props = java.util.Properties().apply {
+                setProperty("user", user)
+                setProperty("password", password)
+                setProperty("connectTimeout", "10")
+                setProperty("tcpKeepAlive", "true")
+            }
+            DriverManager.getConnection(jdbcUrl, props).also { c -> schema?.let { c.schema = it } }
         }
-        return open(ds, SqlDialect.Postgres, schema, poolSize, listen, ds::close, options)
+        return open(ds, SqlDialect.Postgres, schema, poolSize, listen, ds::close, options, wrap)
     }
 
     /**
      * Opens a Stent store on a PostgreSQL [dataSource] you own (Stent does not close it). [maxConnections]
-     * bounds Stent's concurrent use of it; one more connection is held for `LISTEN/NOTIFY`.
+     * bounds Stent's concurrent use of it; one more connection is held for `LISTEN/NOTIFY`, and given
+     * back with `UNLISTEN *`. Stent cannot set time bounds on connections it does not create: give
+     * your pool a `socketTimeout` and the server a `statement_timeout` (see the operations guide).
      */
     @JvmStatic
     @JvmOverloads
@@ -133,17 +165,21 @@ public object Stents {
         maxConnections: Int = 10,
         options: StentOptions = StentOptions(),
     ): Stent {
-        require(maxConnections >= 1) { "postgres: maxConnections must be at least 1, was $maxConnections" }
+        requireArgument(maxConnections >= 1) { "postgres: maxConnections must be at least 1, was $maxConnections" }
         schema?.let(::checkSchema)
         val connect = { dataSource.connection.also { c -> schema?.let { c.schema = it } } }
         val scoped = if (schema == null) dataSource else SchemaDataSource(dataSource, schema)
-        return open(scoped, SqlDialect.Postgres, schema, maxConnections, connect, {}, options)
+        return open(scoped, SqlDialect.Postgres, schema, maxConnections, connect, {}, options) { it }
     }
 }
 
+/** Seconds the driver's socket timeout adds to the statement timeout, so the server cancels a slow statement first. */
+private const val SOCKET_SLACK_SECONDS = 10L
+
 /** Lower-case identifiers only: they need no quoting, and the wake-up channel `stent_<schema>` stays within PostgreSQL's 63 bytes. */
+@OptIn(InternalStentApi::class)
 private fun checkSchema(schema: String) {
-    require(Regex("[a-z_][a-z0-9_]{0,49}").matches(schema)) {
+    requireArgument(Regex("[a-z_][a-z0-9_]{0,49}").matches(schema)) {
         "invalid schema '$schema': use 1 to 50 lower-case letters, digits and underscores, starting with a letter or underscore"
     }
 }
@@ -156,6 +192,7 @@ private fun open(
     listen: (() -> Connection)?,
     onClose: () -> Unit,
     options: StentOptions,
+    wrap: (WorkflowStore) -> WorkflowStore,
 ): Stent {
     try {
         val db = Database.connect(
@@ -168,7 +205,7 @@ private fun open(
         )
         Migrations.migrate(db, dialect, schema)
         val channel = "stent" + (schema?.let { "_$it" } ?: "")
-        return Stent(ExposedStore(dataSource, db, dialect, maxConnections, channel, listen, onClose), options)
+        return Stent(wrap(ExposedStore(dataSource, db, dialect, maxConnections, channel, listen, onClose)), options)
     } catch (e: Exception) {
         onClose()
         throw StentStoreException("cannot open the Stent store: ${e.message}", e)

@@ -9,6 +9,9 @@ import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.SupervisorJob
 import kotlinx.coroutines.cancel
+import kotlin.time.Duration
+import kotlin.time.Duration.Companion.hours
+import kotlin.time.Duration.Companion.seconds
 
 /**
  * One Stent installation: a store (SQLite file or PostgreSQL database), its [client], and the
@@ -25,7 +28,7 @@ public class Stent(
 ) : AutoCloseable {
     @InternalStentApi
     @get:JvmSynthetic
-    public val access: StoreAccess = StoreAccess(store)
+    public val access: StoreAccess = StoreAccess(store, options.storeTimeout.inWholeMilliseconds)
 
     @InternalStentApi
     @get:JvmSynthetic
@@ -42,7 +45,11 @@ public class Stent(
 
     private val wakeUps: AutoCloseable = store.startWakeUps(notifier)
 
-    /** Stops listening for wake-ups and closes the store. Close workers first. */
+    /**
+     * Stops listening for wake-ups and closes the store (its connection pool). Close workers
+     * first. Returns within a few seconds even when the database hangs: connections still busy
+     * are aborted.
+     */
     override fun close() {
         scope.cancel()
         wakeUps.close()
@@ -54,11 +61,21 @@ public class Stent(
 }
 
 /** Installation-wide options. */
-public class StentOptions(
+public class StentOptions @JvmOverloads constructor(
     /** The largest encoded input, output, step result or signal payload, in bytes (default 1 MiB). */
     public val maxPayloadBytes: Int = 1 shl 20,
+    /**
+     * The longest one database call may take (default 30 s; 1 s to 1 hour). On the PostgreSQL pools
+     * Stent creates it is the server's `statement_timeout` and the driver's socket timeout; writes
+     * waiting behind a grouped write give up after twice this. A run stuck in a call longer than
+     * its lease is no longer renewed, so another worker takes it over.
+     */
+    @get:JvmSynthetic public val storeTimeout: Duration = 30.seconds,
 ) {
     init {
-        require(maxPayloadBytes > 0) { "maxPayloadBytes must be positive, was $maxPayloadBytes" }
+        @OptIn(InternalStentApi::class)
+        requireArgument(maxPayloadBytes > 0) { "maxPayloadBytes must be positive, was $maxPayloadBytes" }
+        @OptIn(InternalStentApi::class)
+        requireArgument(storeTimeout >= 1.seconds && storeTimeout <= 1.hours) { "storeTimeout must be within 1 s..1 hour, was $storeTimeout" }
     }
 }

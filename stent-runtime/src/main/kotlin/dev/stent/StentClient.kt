@@ -11,7 +11,10 @@ public interface StentClient {
     /**
      * Starts a run of [workflow] with [input]. With an [id] that exists already, returns a handle to
      * the existing run and changes nothing (idempotent start). [queue] and [priority] default to
-     * the workflow's; [delay] postpones the first claim.
+     * the workflow's; [delay] postpones the first claim (at most 1,000 years: longer, and
+     * [Duration.INFINITE], count as that). A [deadline] (default: the workflow's `timeout` after
+     * the start) cancels the run durably when it passes, wherever the run is; `await()` then
+     * throws [WorkflowCancelledException] naming the deadline.
      */
     public suspend fun <I, O> start(
         workflow: WorkflowDefinition<I, O>,
@@ -20,11 +23,14 @@ public interface StentClient {
         queue: String? = null,
         priority: Int? = null,
         delay: Duration? = null,
+        deadline: Instant? = null,
     ): RunHandle<O>
 
     /**
      * Starts a run of the workflow named [workflowName], which need not be known in this process.
-     * A run that no worker registered stays PENDING and visible until one does.
+     * A run that no worker registered stays PENDING and visible until one does: `describe()` says
+     * so in [RunInfo.diagnosis]. The workflow's own defaults (queue, priority, timeout) are not
+     * known here; pass them.
      */
     public suspend fun <I, O> start(
         workflowName: String,
@@ -35,6 +41,7 @@ public interface StentClient {
         queue: String? = null,
         priority: Int? = null,
         delay: Duration? = null,
+        deadline: Instant? = null,
     ): RunHandle<O>
 
     /** A handle to an existing run whose output uses [outputCodec]. Does not check that the run exists. */
@@ -50,7 +57,8 @@ public interface StentClient {
     /**
      * Waits until run [runId] finishes and returns its output, or throws [WorkflowFailedException]
      * / [WorkflowCancelledException]. Woken at once when the run finishes in this JVM; otherwise it
-     * polls with back-off. Throws [AwaitTimeoutException] after [timeout] (the run goes on).
+     * polls with back-off. Throws [AwaitTimeoutException] after [timeout] (the run goes on); a zero
+     * timeout looks once, null or [Duration.INFINITE] waits for good.
      */
     public suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration? = null): O
 
@@ -66,9 +74,12 @@ public interface StentClient {
     /**
      * Cancels run [runId]: a PENDING or WAITING run is CANCELLED at once. A RUNNING one is flagged;
      * its worker cancels the run's coroutine as soon as it learns of it (at once in this JVM or
-     * through PostgreSQL wake-ups, else at its next heartbeat): a step body in progress is
-     * interrupted and not recorded, and the run goes CANCELLED. Returns the status after the call;
-     * a finished run is left as it is. Throws [UnknownRunException].
+     * through PostgreSQL wake-ups, else at its next heartbeat, and in any case at the run's next
+     * claim if its worker dies first): a step body in progress is cancelled, its thread
+     * interrupted, whatever it returns is not recorded, and the run goes CANCELLED. A body that
+     * ignores the interruption is abandoned after the worker's `stopTimeout`, and the run goes
+     * CANCELLED all the same. Returns the status after the call; a finished run is left as it is.
+     * Throws [UnknownRunException].
      */
     public suspend fun cancel(runId: String): RunStatus
 }
@@ -87,7 +98,8 @@ public suspend inline fun <reified I, reified O> StentClient.startByName(
     queue: String? = null,
     priority: Int? = null,
     delay: Duration? = null,
-): RunHandle<O> = start(workflowName, input, codecOf<I>(), codecOf<O>(), id, queue, priority, delay)
+    deadline: Instant? = null,
+): RunHandle<O> = start(workflowName, input, codecOf<I>(), codecOf<O>(), id, queue, priority, delay, deadline)
 
 /** A started run. */
 public interface RunHandle<O> {
@@ -129,6 +141,14 @@ public class RunInfo(
     public val output: String?,
     /** Every record, oldest first (empty in [StentClient.list] results). */
     public val steps: List<StepInfo>,
+    /** When the run's deadline passes, if it has one. */
+    public val deadline: Instant? = null,
+    /**
+     * Why a run is not moving, when `describe()` can tell: for a PENDING run that no live worker
+     * serves, "no worker has registered workflow 'x' …" with when one was last seen. Null otherwise
+     * (and in [StentClient.list] results).
+     */
+    public val diagnosis: String? = null,
 ) {
     override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, steps=${steps.size})"
 }

@@ -5,6 +5,8 @@ import kotlinx.coroutines.runBlocking
 import java.lang.management.ManagementFactory
 import java.util.UUID
 import kotlin.time.Duration
+import kotlin.time.Duration.Companion.days
+import kotlin.time.Duration.Companion.hours
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
 import kotlin.time.toKotlinDuration
@@ -15,8 +17,14 @@ import kotlin.time.toKotlinDuration
  * in any number of processes can share one database.
  *
  * Lifecycle: running from creation; [shutdown] stops claiming, lets in-flight runs finish or reach
- * a durable wait for up to a grace period, then releases the remaining leases so another worker
- * resumes those runs at once. [close] is `shutdown()` with the configured grace.
+ * a durable wait for up to a grace period, then stops the rest (their step bodies are interrupted)
+ * and releases their leases so another worker resumes those runs at once. [close] is `shutdown()`
+ * with the configured grace.
+ *
+ * Stop is bounded: `shutdown(grace)` and [close] return within `grace + stopTimeout + 2 s`, even
+ * when a step body ignores interruption or the database hangs. Such a run is abandoned: nothing
+ * its body returns is recorded, and its lease is left to expire, after which another worker
+ * resumes it.
  */
 public class StentWorker internal constructor(private val engine: WorkerEngine) : AutoCloseable {
     /** The worker id written as lease owner. */
@@ -25,15 +33,25 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
     /** How many runs this worker executes right now. */
     public val activeRuns: Int get() = engine.activeCount
 
-    /** Stops claiming, waits up to [grace] for in-flight runs, then releases the rest. Idempotent. */
+    /**
+     * Stops claiming, waits up to [grace] for in-flight runs, then stops and releases the rest.
+     * Returns within `grace + stopTimeout + 2 s`. Idempotent. A negative grace counts as zero, an
+     * infinite one as the configured [Builder.shutdownGrace].
+     */
     @JvmSynthetic
     public suspend fun shutdown(grace: Duration = engine.config.shutdownGrace) {
-        engine.shutdown(grace)
+        engine.shutdown(boundedGrace(grace))
     }
 
     /** Blocking [shutdown] with a `java.time` grace period, for Java callers. */
     public fun close(grace: java.time.Duration) {
-        runBlocking { engine.shutdown(grace.toKotlinDuration()) }
+        runBlocking { engine.shutdown(boundedGrace(grace.toKotlinDuration())) }
+    }
+
+    private fun boundedGrace(grace: Duration): Duration = when {
+        grace.isNegative() -> Duration.ZERO
+        grace.isInfinite() -> engine.config.shutdownGrace
+        else -> grace
     }
 
     /** Blocking [shutdown] with the configured grace period. */
@@ -55,14 +73,22 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
         /** Queues to claim from; null (the default) claims from every queue. */
         public var queues: Set<String>? = null
 
-        /** How long a claim lasts without a heartbeat (default 30 s). */
+        /** How long a claim lasts without a heartbeat (default 30 s; 1 s to 1 day). */
         public var leaseDuration: Duration = 30.seconds
 
         /** How often all held leases are renewed, in one statement (default a third of the lease). */
         public var heartbeatInterval: Duration? = null
 
-        /** How long [shutdown] waits for in-flight runs before releasing them (default 10 s). */
+        /** How long [shutdown] waits for in-flight runs before stopping and releasing them (default 10 s; finite). */
         public var shutdownGrace: Duration = 10.seconds
+
+        /**
+         * How long a stopped run (cancelled, past its deadline, or stopped by shutdown) may take to
+         * unwind after its step body was interrupted. A body still running then is abandoned: its
+         * slot is freed, nothing it returns is recorded, a cancelled run goes CANCELLED, and any
+         * other run's lease is left to expire (default 5 s; positive, finite).
+         */
+        public var stopTimeout: Duration = 5.seconds
 
         /** Longest pause between two claims when idle; in-process starts wake the worker at once (default 500 ms). */
         public var pollInterval: Duration = 500.milliseconds
@@ -89,33 +115,47 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
             }
         }
 
+        @OptIn(InternalStentApi::class)
         internal fun build(): WorkerConfig {
             if (definitions.isEmpty()) {
                 throw StentConfigurationException("stentWorker: register at least one workflow, e.g. register(order)")
             }
-            require(concurrency >= 1) { "stentWorker: concurrency must be at least 1, was $concurrency" }
-            require(leaseDuration >= 1.seconds) { "stentWorker: leaseDuration must be at least 1 s, was $leaseDuration" }
+            WorkflowDefinition.validateName("worker id", workerId)
+            requireArgument(concurrency in 1..MAX_CONCURRENCY) { "stentWorker: concurrency must be within 1..$MAX_CONCURRENCY, was $concurrency" }
+            requireArgument(leaseDuration >= 1.seconds && leaseDuration <= 1.days) {
+                "stentWorker: leaseDuration must be within 1 s..1 day, was $leaseDuration"
+            }
             val heartbeat = heartbeatInterval ?: (leaseDuration / 3)
-            require(heartbeat.isPositive() && heartbeat < leaseDuration) {
+            requireArgument(heartbeat.isPositive() && heartbeat < leaseDuration) {
                 "stentWorker: heartbeatInterval ($heartbeat) must be positive and shorter than leaseDuration ($leaseDuration)"
             }
-            require(maxClaims >= 1) { "stentWorker: maxClaims must be at least 1, was $maxClaims" }
-            require(pollInterval.isPositive()) { "stentWorker: pollInterval must be positive" }
-            require(!unloadThreshold.isNegative()) { "stentWorker: unloadThreshold must not be negative" }
+            requireArgument(maxClaims >= 1) { "stentWorker: maxClaims must be at least 1, was $maxClaims" }
+            requireArgument(pollInterval.isPositive() && pollInterval <= 1.hours) {
+                "stentWorker: pollInterval must be positive and at most 1 hour, was $pollInterval"
+            }
+            requireArgument(!unloadThreshold.isNegative()) { "stentWorker: unloadThreshold must not be negative, was $unloadThreshold" }
+            requireArgument(!shutdownGrace.isNegative() && shutdownGrace.isFinite()) {
+                "stentWorker: shutdownGrace must be finite and not negative, was $shutdownGrace"
+            }
+            requireArgument(stopTimeout.isPositive() && stopTimeout.isFinite()) {
+                "stentWorker: stopTimeout must be positive and finite, was $stopTimeout"
+            }
             queues?.let { q ->
-                require(q.isNotEmpty()) { "stentWorker: queues must name at least one queue, or be null for every queue" }
+                requireArgument(q.isNotEmpty()) { "stentWorker: queues must name at least one queue, or be null for every queue" }
                 q.forEach { WorkflowDefinition.validateName("queue", it) }
             }
             return WorkerConfig(
                 workerId, definitions.toMap(), concurrency, queues?.toSet(), leaseDuration, heartbeat,
-                shutdownGrace, pollInterval, unloadThreshold, maxClaims,
+                shutdownGrace, pollInterval, unloadThreshold, maxClaims, stopTimeout,
             )
         }
 
         private companion object {
+            const val MAX_CONCURRENCY = 10_000
+
             fun defaultWorkerId(): String {
                 val runtime = ManagementFactory.getRuntimeMXBean().name // pid@host
-                return "$runtime-${UUID.randomUUID().toString().take(8)}"
+                return "${runtime.take(180)}-${UUID.randomUUID().toString().take(8)}"
             }
         }
     }
@@ -133,6 +173,7 @@ internal class WorkerConfig(
     val pollInterval: Duration,
     val unloadThreshold: Duration,
     val maxClaims: Int,
+    val stopTimeout: Duration,
 )
 
 /**

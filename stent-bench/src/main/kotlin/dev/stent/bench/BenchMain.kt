@@ -84,7 +84,8 @@ fun main(args: Array<String>) {
 
 /** A worker JVM for the throughput scenario: `worker <concurrency> <store args…>`; prints READY, runs until killed. */
 private fun workerMain(args: List<String>) {
-    val stent = BenchStores.openFromArgs(args.drop(1))
+    val broken = System.getProperty("stent.chaos.broken")?.let { b -> BrokenVariant.entries.single { it.property == b } }
+    val stent = if (broken != null) openBroken(broken, args.drop(1)) else BenchStores.openFromArgs(args.drop(1))
     val worker = stentWorker(stent) {
         allBenchWorkflows.forEach { register(it) }
         register(chaosWorkflow)

@@ -21,6 +21,7 @@ import kotlinx.coroutines.withContext
 import java.io.File
 import java.io.FileOutputStream
 import java.nio.file.Files
+import java.sql.Connection
 import java.sql.DriverManager
 import java.util.concurrent.TimeUnit
 import kotlin.random.Random
@@ -54,58 +55,96 @@ class ChaosConfig(val workers: Int, val runs: Int, val kills: Int, val leaseMs: 
     companion object {
         val QUICK = ChaosConfig(workers = 3, runs = 120, kills = 3, leaseMs = 2000, deadlineMinutes = 4)
         val FULL = ChaosConfig(workers = 4, runs = 1500, kills = 10, leaseMs = 2000, deadlineMinutes = 15)
+
+        /** For the broken variants: small, since they must fail, not finish. */
+        val BROKEN = ChaosConfig(workers = 2, runs = 40, kills = 1, leaseMs = 2000, deadlineMinutes = 2)
     }
+}
+
+/**
+ * A deliberately broken worker, switched on in the worker JVMs with `-Dstent.chaos.broken=<name>`,
+ * to prove the harness fails when the guarantee it checks is broken.
+ */
+enum class BrokenVariant(val property: String) {
+    /** The engine forgets finished steps at every claim, so healthy workers run them again. */
+    MEMO_OFF("memo-off"),
+
+    /** The store writes a final record a second time after recording it (an overwrite). */
+    OVERWRITE("overwrite"),
 }
 
 /** The closing line of one store's chaos run. */
 class ChaosSummary(
-    val store: String, val runs: Int, val completed: Int, val lost: Int, val duplicateCheckpoints: Int,
-    val reExecuted: Int, val inFlightAtDisruptions: Int, val unexplained: Int, val kills: Int,
+    val store: String, val runs: Int, val completed: Int, val lost: Int, val duplicateCheckpoints: Int, val finalWrites: Int,
+    val reExecuted: Int, val explained: Int, val unexplained: Int, val kills: Int,
+    val disruptions: Int, val disruptionsOnLeasedRuns: Int,
 ) {
-    val ok: Boolean get() = lost == 0 && duplicateCheckpoints == 0 && reExecuted <= inFlightAtDisruptions && unexplained == 0
+    val ok: Boolean
+        get() = lost == 0 && duplicateCheckpoints == 0 && unexplained == 0 && disruptionsOnLeasedRuns == disruptions && finalWrites > 0
 
     override fun toString() =
         "chaos store=$store runs=$runs completed=$completed lost=$lost duplicate_checkpoints=$duplicateCheckpoints " +
-            "re_executed_bodies=$reExecuted in_flight_at_disruptions=$inFlightAtDisruptions unexplained=$unexplained kills=$kills " +
-            "result=${if (ok) "OK" else "FAIL"}"
+            "final_writes=$finalWrites re_executed_bodies=$reExecuted explained=$explained unexplained=$unexplained kills=$kills " +
+            "disruptions=$disruptions on_leased_runs=$disruptionsOnLeasedRuns result=${if (ok) "OK" else "FAIL"}"
 }
 
-/** `scripts/chaos [--quick] [--stores=sqlite,postgres]`: prints one line per store; exits 1 if any is not OK. */
+/** `scripts/chaos [--quick] [--stores=sqlite,postgres] [--broken=memo-off|overwrite]`: prints one line per store; exits 1 if any is not OK. */
 fun main(args: Array<String>) {
+    val broken = args.firstOrNull { it.startsWith("--broken=") }?.substringAfter("=")?.let { b -> BrokenVariant.entries.single { it.property == b } }
     val config = if ("--quick" in args) ChaosConfig.QUICK else ChaosConfig.FULL
     val stores = args.firstOrNull { it.startsWith("--stores=") }?.substringAfter("=")?.split(",") ?: listOf("sqlite", "postgres")
-    val summaries = stores.map { Chaos(config).run(it) }
+    val summaries = stores.map { Chaos(config, broken).run(it) }
     summaries.forEach { println(it) }
     exitProcess(if (summaries.all { it.ok }) 0 else 1)
 }
 
-/** One chaos run against one store. */
-class Chaos(private val config: ChaosConfig) {
+/** A disruption of the workers: [pids] (null: every process, a database restart) from [fromMs] to [toMs]. */
+private class Disruption(val kind: String, val pids: Set<String>?, val fromMs: Long, val toMs: Long, val hitLeasedRuns: Boolean)
+
+/**
+ * One chaos run against one store.
+ *
+ * What it checks, and how each check can fail:
+ * - lost: a run that did not complete.
+ * - duplicate checkpoints: the database itself logs every write of a final record (a trigger on
+ *   the steps table, installed here), so a final record written twice shows, whatever the table's key.
+ * - unexplained re-executions: every execution of a step body whose result was not the one recorded
+ *   must have started within one lease before a disruption of its own process (a kill, a freeze)
+ *   or around the database restart; any other is double execution by a healthy worker.
+ * - disruptions on leased runs: each kill and freeze picks a worker that holds leases at that moment.
+ */
+class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? = null) {
     private val dir: File = Files.createTempDirectory("stent-chaos").toFile()
     private val log = File(dir, "bodies.log")
     private val rnd = Random(42)
-    private val killed = mutableSetOf<String>()
-    private val frozen = mutableSetOf<String>()
-    private var restartWindow: LongRange? = null
+    private val disruptions = java.util.Collections.synchronizedList(mutableListOf<Disruption>())
 
     fun run(store: String): ChaosSummary {
         val pg = if (store == "postgres") RestartablePg().also { it.start() } else null
         try {
             val processArgs = if (pg == null) listOf("sqlite", File(dir, "chaos.db").path) else listOf("postgres", pg.url, "postgres", "", "chaos")
             val open = { BenchStores.openFromArgs(processArgs) }
-            return open().use { stent -> shake(store, stent, processArgs, pg) }
+            return open().use { stent ->
+                connect(processArgs).use(::installWriteLog)
+                shake(store, stent, processArgs, pg)
+            }
         } finally {
             pg?.stop()
             dir.deleteRecursively()
         }
     }
 
+    private fun connect(processArgs: List<String>): Connection =
+        if (processArgs[0] == "postgres") DriverManager.getConnection(processArgs[1], processArgs[2], processArgs[3]).also { it.schema = processArgs[4] }
+        else DriverManager.getConnection("jdbc:sqlite:${processArgs[1]}")
+
     private fun startWorker(processArgs: List<String>): Process {
         val java = File(System.getProperty("java.home"), "bin/java").path
         val out = File(dir, "worker-${System.nanoTime()}.out")
+        val brokenArg = broken?.let { listOf("-Dstent.chaos.broken=${it.property}") } ?: emptyList()
         val p = ProcessBuilder(
-            listOf(java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dstent.chaos.log=${log.path}", "-Dstent.bench.leaseMs=${config.leaseMs}",
-                "-cp", System.getProperty("java.class.path"), "dev.stent.bench.BenchMainKt", "worker", "16") + processArgs,
+            listOf(java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dstent.chaos.log=${log.path}", "-Dstent.bench.leaseMs=${config.leaseMs}") +
+                brokenArg + listOf("-cp", System.getProperty("java.class.path"), "dev.stent.bench.BenchMainKt", "worker", "16") + processArgs,
         ).redirectErrorStream(true).redirectOutput(out).start()
         val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60)
         while (!out.readText().contains("READY")) {
@@ -115,55 +154,97 @@ class Chaos(private val config: ChaosConfig) {
         return p
     }
 
+    /** The pids (worker ids start with `pid@`) that hold an unexpired lease now. */
+    private fun pidsHoldingLeases(processArgs: List<String>): Set<String> = try {
+        connect(processArgs).use { c ->
+            c.createStatement().use { st ->
+                st.executeQuery("SELECT DISTINCT lease_owner FROM stent_runs WHERE status = 'RUNNING' AND lease_owner IS NOT NULL").use { rs ->
+                    generateSequence { if (rs.next()) rs.getString(1).substringBefore('@') else null }.toSet()
+                }
+            }
+        }
+    } catch (e: java.sql.SQLException) {
+        emptySet() // the database is restarting
+    }
+
+    /** A worker that holds leases (waiting up to 10 s for one to), and whether it does. */
+    private suspend fun victim(workers: List<Process>, processArgs: List<String>): Pair<Int, Boolean> {
+        repeat(500) {
+            val holding = pidsHoldingLeases(processArgs)
+            val candidates = workers.indices.filter { workers[it].pid().toString() in holding }
+            if (candidates.isNotEmpty()) return candidates[rnd.nextInt(candidates.size)] to true
+            delay(20)
+        }
+        return rnd.nextInt(workers.size) to false
+    }
+
     private fun shake(store: String, stent: Stent, processArgs: List<String>, pg: RestartablePg?): ChaosSummary = runBlocking {
         val workers = MutableList(config.workers) { startWorker(processArgs) }
         val ids = (1..config.runs).map { "c$it" }
         try {
             ids.forEachIndexed { i, id -> stent.client.startByName<Int, String>("chaos", i, id = id) }
-            val signals = launch(Dispatchers.IO) {
-                for (id in ids.shuffled(rnd)) {
+            val plan = (List(config.kills) { "kill" } + "freeze" + (if (pg != null) listOf("restart") else emptyList())).shuffled(rnd)
+            // the signals go out in one batch before each disruption (and one after the last), so runs are executing,
+            // holding leases, whenever a disruption comes
+            val batches = ids.shuffled(rnd).chunked((ids.size + plan.size) / (plan.size + 1))
+            suspend fun sendSignals(batch: List<String>) {
+                for (id in batch) {
                     delay(rnd.nextLong(0, 15))
                     retrying { stent.client.signal(id, "go", "now") }
                 }
             }
-            val disruptions = launch(Dispatchers.IO) {
-                val plan = (List(config.kills) { "kill" } + "freeze" + (if (pg != null) listOf("restart") else emptyList())).shuffled(rnd)
-                for (what in plan) {
-                    delay(rnd.nextLong(800, 2500))
+            val shaking = launch(Dispatchers.IO) {
+                for ((n, what) in plan.withIndex()) {
+                    delay(rnd.nextLong(DISRUPTION_GAP_MS / 2, DISRUPTION_GAP_MS * 3 / 2))
+                    batches.getOrNull(n)?.let { sendSignals(it) }
                     when (what) {
                         "kill" -> {
-                            val i = rnd.nextInt(workers.size)
-                            killed += workers[i].pid().toString()
+                            val (i, leased) = victim(workers, processArgs)
+                            val pid = workers[i].pid().toString()
                             workers[i].destroyForcibly().waitFor()
+                            val at = System.currentTimeMillis() // once it is dead: nothing it started is later than this
+                            disruptions += Disruption("kill", setOf(pid), at, at, leased)
                             workers[i] = startWorker(processArgs)
                         }
                         "freeze" -> {
-                            val victim = workers[rnd.nextInt(workers.size)]
-                            frozen += victim.pid().toString()
+                            val (i, leased) = victim(workers, processArgs)
+                            val victim = workers[i]
                             posix("STOP", victim)
+                            val at = System.currentTimeMillis() // once the signal is delivered: nothing it starts before CONT
                             delay(config.leaseMs * 2)
                             posix("CONT", victim)
+                            // on SQLite a frozen process may hold the file's write lock, which stalls every writer: there a
+                            // freeze disrupts every process; on PostgreSQL only its own
+                            val pids = if (store == "sqlite") null else setOf(victim.pid().toString())
+                            disruptions += Disruption("freeze", pids, at, at, leased)
                         }
                         "restart" -> {
-                            val start = System.currentTimeMillis()
+                            val at = System.currentTimeMillis()
                             pg!!.stop()
                             delay(1500)
                             pg.start()
-                            restartWindow = (start - 1000)..(System.currentTimeMillis() + config.leaseMs * 3 + 5000)
+                            // workers find out through failed calls and dead pooled connections: the restart lasts until they
+                            // have had a lease to notice
+                            disruptions += Disruption("restart", null, at, System.currentTimeMillis() + config.leaseMs, true)
                         }
                     }
                 }
+                batches.drop(plan.size).forEach { sendSignals(it) }
             }
             val codec = codecOf<String>()
             val outcomes = coroutineScope {
                 ids.map { id -> async { runCatching { stent.client.await(id, codec, config.deadlineMinutes.minutes) }.isSuccess } }.awaitAll()
             }
-            signals.join()
-            disruptions.join()
-            return@runBlocking summarize(store, stent, ids, outcomes.count { it }, pg)
+            shaking.join()
+            return@runBlocking summarize(store, stent, ids, outcomes.count { it }, processArgs)
         } finally {
             workers.forEach { it.destroyForcibly().waitFor() }
         }
+    }
+
+    private companion object {
+        /** The average pause between two disruptions. */
+        const val DISRUPTION_GAP_MS = 1_650L
     }
 
     private suspend fun retrying(block: suspend () -> Unit) {
@@ -180,39 +261,71 @@ class Chaos(private val config: ChaosConfig) {
         ProcessBuilder("kill", "-$signal", p.pid().toString()).start().waitFor()
     }
 
-    private suspend fun summarize(store: String, stent: Stent, ids: List<String>, completed: Int, pg: RestartablePg?): ChaosSummary {
+    private suspend fun summarize(store: String, stent: Stent, ids: List<String>, completed: Int, processArgs: List<String>): ChaosSummary {
         val recorders = HashMap<Pair<String, String>, String>()
         var lost = 0
         for (id in ids) {
             val info = stent.client.describe(id)
             if (info.status != RunStatus.COMPLETED) lost++
-            info.steps.filter { it.kind == "STEP" }.forEach { recorders[id to it.id] = it.result!!.trim('"') }
+            info.steps.filter { it.kind == "STEP" && it.status == "COMPLETED" }.forEach { recorders[id to it.id] = it.result!!.trim('"') }
         }
-        val duplicates = duplicateRows(store, pg)
+        val (finalWrites, duplicates) = connect(processArgs).use(::countFinalWrites)
         val bodies = log.readLines().filter { it.startsWith("B ") }.map { it.split(" ") }
-        // every body execution but the one whose result was recorded was discarded: count them and check each has a cause
+        // every body execution but the one whose result was recorded was discarded: each needs a disruption of its own process
         var reExecuted = 0
-        var inFlight = 0
-        var unexplained = 0
+        var explained = 0
         bodies.groupBy { it[1] to it[2] }.forEach { (key, runs) ->
             val recorder = recorders[key]
             var recordedSeen = false
             for (b in runs) {
                 if (!recordedSeen && b[3] == recorder) { recordedSeen = true; continue }
                 reExecuted++
-                val pid = b[3]
-                val at = b[4].toLong()
-                if (pid in killed || pid in frozen || restartWindow?.contains(at) == true) inFlight++ else unexplained++
+                if (explainedBy(b[3], b[4].toLong())) explained++
+                else if (reExecuted - explained <= 10) println("chaos: unexplained re-execution of ${key.first}/${key.second} by pid ${b[3]} at ${b[4]} (recorded by $recorder)")
             }
         }
-        return ChaosSummary(store, ids.size, completed, lost, duplicates, reExecuted, inFlight, unexplained, killed.size)
+        if (explained < reExecuted || disruptions.any { !it.hitLeasedRuns }) {
+            disruptions.forEach { println("chaos: disruption ${it.kind} of ${it.pids ?: "all"} from ${it.fromMs} to ${it.toMs}, on leased runs: ${it.hitLeasedRuns}") }
+        }
+        val shaken = disruptions.filter { it.kind != "restart" }
+        return ChaosSummary(
+            store, ids.size, completed, lost, duplicates, finalWrites, reExecuted, explained, reExecuted - explained,
+            disruptions.count { it.kind == "kill" }, shaken.size, shaken.count { it.hitLeasedRuns },
+        )
     }
 
-    /** Rows of stent_steps sharing a (run, step) key: zero unless a checkpoint was written twice. */
-    private fun duplicateRows(store: String, pg: RestartablePg?): Int {
-        val sql = "SELECT COUNT(*) - COUNT(DISTINCT run_id || '/' || step_id) FROM stent_steps"
-        val conn = if (pg != null) DriverManager.getConnection(pg.url, "postgres", "").also { it.schema = "chaos" }
-        else DriverManager.getConnection("jdbc:sqlite:${File(dir, "chaos.db").path}")
-        return conn.use { c -> c.createStatement().executeQuery(sql).use { rs -> rs.next(); rs.getInt(1) } }
+    /** A discarded body of [pid] that started at [startedMs] was cut off by a disruption of its own process, if it started within one lease before it. */
+    private fun explainedBy(pid: String, startedMs: Long): Boolean = disruptions.any { d ->
+        (d.pids == null || pid in d.pids) && startedMs in (d.fromMs - config.leaseMs)..d.toMs
+    }
+
+    /**
+     * A write log kept by the database itself: a row in `chaos_final_writes` for every insert or update
+     * that leaves a record final. The engine never writes a final record twice, so any (run, step) logged
+     * twice is a duplicate checkpoint, even though the steps table's key keeps one row per (run, step).
+     */
+    private fun installWriteLog(c: Connection) {
+        val statements = if (c.metaData.databaseProductName.contains("PostgreSQL", ignoreCase = true)) listOf(
+            "CREATE TABLE chaos_final_writes (run_id TEXT NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL)",
+            """CREATE FUNCTION chaos_log_final() RETURNS trigger AS ${'$'}${'$'} BEGIN
+                 INSERT INTO chaos_final_writes VALUES (NEW.run_id, NEW.step_id, NEW.status); RETURN NULL; END ${'$'}${'$'} LANGUAGE plpgsql""",
+            """CREATE TRIGGER chaos_log_final AFTER INSERT OR UPDATE ON stent_steps FOR EACH ROW
+                 WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'TIMED_OUT')) EXECUTE FUNCTION chaos_log_final()""",
+        ) else listOf(
+            "CREATE TABLE chaos_final_writes (run_id TEXT NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL)",
+            """CREATE TRIGGER chaos_log_final_ins AFTER INSERT ON stent_steps WHEN NEW.status IN ('COMPLETED', 'FAILED', 'TIMED_OUT')
+                 BEGIN INSERT INTO chaos_final_writes VALUES (NEW.run_id, NEW.step_id, NEW.status); END""",
+            """CREATE TRIGGER chaos_log_final_upd AFTER UPDATE ON stent_steps WHEN NEW.status IN ('COMPLETED', 'FAILED', 'TIMED_OUT')
+                 BEGIN INSERT INTO chaos_final_writes VALUES (NEW.run_id, NEW.step_id, NEW.status); END""",
+        )
+        c.createStatement().use { st -> statements.forEach(st::execute) }
+    }
+
+    /** (final writes logged, writes beyond the first per (run, step)). */
+    private fun countFinalWrites(c: Connection): Pair<Int, Int> = c.createStatement().use { st ->
+        st.executeQuery("SELECT COUNT(*), COUNT(*) - COUNT(DISTINCT run_id || '/' || step_id) FROM chaos_final_writes").use { rs ->
+            rs.next()
+            rs.getInt(1) to rs.getInt(2)
+        }
     }
 }

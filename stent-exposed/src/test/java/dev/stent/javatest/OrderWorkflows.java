@@ -14,6 +14,8 @@ import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /** Java-defined workflows and the records they exchange, shared by the Java tests and the Java worker process. */
@@ -51,18 +53,26 @@ public final class OrderWorkflows {
             throw new NonRetryableException("card " + card + " declined", new IOException("issuer said no"));
         }));
 
-    /** One step that blocks its thread, to show blocking code does not starve the engine. */
-    public static final AtomicInteger RUNNING = new AtomicInteger();
-    public static final AtomicInteger MAX_RUNNING = new AtomicInteger();
+    /**
+     * One step that blocks its thread until every run's step is blocking at once (a latch the test sets):
+     * it can finish only if blocking steps do not share a few engine threads.
+     */
+    public static volatile CountDownLatch ALL_BLOCKED = new CountDownLatch(0);
     public static final WorkflowDefinition<Integer, Integer> BLOCKING = Workflows.define(
         "java-blocking", Integer.class, Integer.class,
+        WorkflowOptions.builder().retryPolicy(RetryPolicy.NONE).build(),
         (ctx, n) -> ctx.step("block", Integer.class, () -> {
-            int now = RUNNING.incrementAndGet();
-            MAX_RUNNING.accumulateAndGet(now, Math::max);
-            Thread.sleep(400);
-            RUNNING.decrementAndGet();
+            CountDownLatch all = ALL_BLOCKED;
+            all.countDown();
+            if (!all.await(30, TimeUnit.SECONDS)) throw new IllegalStateException("the blocking steps never all ran at once");
             return n * 2;
         }));
+
+    /** Records the order runs execute in; for the priority test. */
+    public static final List<String> EXECUTED = new java.util.concurrent.CopyOnWriteArrayList<>();
+    public static final WorkflowDefinition<String, String> ORDERED = Workflows.define(
+        "java-ordered", String.class, String.class,
+        (ctx, in) -> ctx.step("run", String.class, () -> { EXECUTED.add(in); return in; }));
 
     /** Waits for a signal; used by the cancel and future tests. */
     public static final WorkflowDefinition<String, String> WAITER = Workflows.define(

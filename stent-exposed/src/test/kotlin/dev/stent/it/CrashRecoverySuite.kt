@@ -1,6 +1,7 @@
 package dev.stent.it
 
 import dev.stent.RunStatus
+import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowFailedException
 import dev.stent.codecOf
 import dev.stent.startByName
@@ -133,6 +134,33 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
             // only the step in flight at the shutdown may have run twice
             executions.values.sumOf { it.get() } shouldBeLessThanOrEqual 11
             executions.values.count { it.get() > 1 } shouldBeLessThanOrEqual 1
+        }
+    }
+
+    test("a cancel accepted while the run's worker is frozen survives its kill: the next claim cancels it without running a step") {
+        val dir = Files.createTempDirectory("stent-cancel").toFile()
+        val db = store.newDb()
+        db.open().use { stent ->
+            File(dir, "block").writeText("hang in s3")
+            val owner = startWorkerProcess(db, dir, concurrency = 1, leaseMs = 1500)
+            try {
+                stent.client.startByName<String, String>("crash-five", "", id = "cx")
+                eventually("step s3 is in flight") { ExecutionLog(dir).count("cx", "s3") == 1 }
+                owner.signal("STOP") // it cannot hear the cancel
+                stent.client.cancel("cx") shouldBe RunStatus.RUNNING // accepted: flagged for the owner
+            } finally {
+                owner.kill9() // SIGKILL reaches a stopped process: it dies before it learns of the cancel
+            }
+            File(dir, "block").delete()
+            val next = startWorkerProcess(db, dir, concurrency = 1, leaseMs = 1500)
+            try {
+                shouldThrow<WorkflowCancelledException> { stent.client.await("cx", codecOf<String>(), 60.seconds) }
+            } finally {
+                next.kill9()
+            }
+            val log = ExecutionLog(dir)
+            (1..5).map { log.count("cx", "s$it") } shouldBe listOf(1, 1, 1, 0, 0) // s3 was not run again, s4 never
+            stent.client.describe("cx").steps.map { it.id } shouldBe listOf("s1", "s2")
         }
     }
 })

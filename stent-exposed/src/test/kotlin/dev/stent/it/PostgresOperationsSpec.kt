@@ -12,7 +12,9 @@ import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldBeIn
 import io.kotest.matchers.collections.shouldHaveSize
 import io.kotest.matchers.ints.shouldBeLessThanOrEqual
+import io.kotest.matchers.ints.shouldBeGreaterThan
 import io.kotest.matchers.shouldBe
+import io.kotest.matchers.types.shouldBeInstanceOf
 import io.kotest.matchers.string.shouldEndWith
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
@@ -74,29 +76,31 @@ class PostgresOperationsSpec : FunSpec({
         }
     }
 
-    test("a zombie worker frozen past its lease cannot write a checkpoint or a completion after it resumes") {
+    test("a zombie frozen past its lease with a write in flight: the late write reaches the database and the fence refuses it") {
         val dir = Files.createTempDirectory("stent-zombie").toFile()
         val db = TestStore.Postgres.newDb()
         db.open().use { stent ->
-            File(dir, "block").writeText("")
-            val zombie = startWorkerProcess(db, dir, concurrency = 1, leaseMs = 1500)
+            // the zombie's checkpoint of s3 waits inside the store call, before the database, until `release` exists
+            val zombie = startWorkerProcess(db, dir, concurrency = 1, leaseMs = 1500, properties = mapOf("stent.test.holdCheckpoint" to "s3"))
             var successor: Process? = null
+            val writes = File(dir, "writes.log")
             try {
                 stent.client.startByName<String, String>("crash-five", "", id = "z")
-                eventually("the zombie is inside s3") { ExecutionLog(dir).count("z", "s3") == 1 }
+                eventually("the zombie's write of s3 is in flight") { linesOf(writes).contains("H z s3") }
                 zombie.signal("STOP")
-                File(dir, "block").delete()
                 successor = startWorkerProcess(db, dir, concurrency = 1, leaseMs = 1500)
                 stent.client.await("z", codecOf<String>(), 60.seconds) shouldBe "ok"
-                File(dir, "release").writeText("") // the zombie's s3 body now returns and tries to checkpoint
+                File(dir, "release").writeText("")
                 zombie.signal("CONT")
-                delay(3.seconds) // let the zombie run its step, heartbeat and outcome
+                eventually("the zombie's late write was answered") { linesOf(writes).any { it.startsWith("z s3 ") } }
+                // token 1 was the zombie's claim; the database refused the write because the successor holds token 2
+                linesOf(writes).single { it.startsWith("z s3 ") } shouldBe "z s3 1 LEASE_LOST"
                 val info = stent.client.describe("z")
                 info.status shouldBe RunStatus.COMPLETED
-                val s3 = info.steps.single { it.id == "s3" }
-                s3.result!! shouldEndWith "-${successor.pid()}\""
                 info.steps.forEach { it.result!! shouldEndWith "-${if (it.id < "s3") zombie.pid() else successor.pid()}\"" }
-                ExecutionLog(dir).count("z", "s4") shouldBe 1
+                val log = ExecutionLog(dir)
+                log.pidsOf("z:s3") shouldBe listOf(zombie.pid().toString(), successor.pid().toString())
+                log.count("z", "s4") shouldBe 1
             } finally {
                 zombie.signal("CONT")
                 zombie.kill9()
@@ -120,6 +124,9 @@ class PostgresOperationsSpec : FunSpec({
                 try {
                     val runs = (1..100).map { stent.client.start(wf, it, id = "p$it") }
                     eventually("some runs finished") { stent.client.describe("p1").status == RunStatus.COMPLETED }
+                    // under load: the server goes down while runs are in flight
+                    val unfinished = stent.client.list(limit = 200).count { !it.status.isTerminal }
+                    unfinished shouldBeGreaterThan 0
                     withContext(Dispatchers.IO) { pg.stop() }
                     delay(2.seconds)
                     withContext(Dispatchers.IO) { pg.start() }
@@ -164,17 +171,27 @@ class PostgresOperationsSpec : FunSpec({
         }
     }
 
-    test("LISTEN/NOTIFY wakes an idle worker in another process without polling") {
+    /** A worker JVM that polls only once a minute, so only a wake-up can make it claim within the test's window. */
+    suspend fun wakeUpWindow(notifications: Boolean): Result<String> {
+        val dir = Files.createTempDirectory("stent-wake").toFile()
         val db = TestStore.Postgres.newDb()
-        db.open().use { workerSide ->
-            val wf = workflow<String, String>("notified") { s -> step("echo") { s } }
-            stentWorker(workerSide) { register(wf); pollInterval = 10.minutes }.use {
-                delay(8.seconds) // the idle back-off grows past the await below
-                db.open().use { clientSide -> // another Stent: shares no in-process wake-ups with the worker
-                    val run = clientSide.client.start(wf, "hi", id = "n")
-                    run.await(4.seconds) shouldBe "hi"
-                }
+        return db.open().use { client ->
+            val props = mapOf("stent.test.pollMs" to "60000") + (if (notifications) emptyMap() else mapOf("stent.test.notify" to "off"))
+            val worker = startWorkerProcess(db, dir, concurrency = 1, properties = props)
+            try {
+                delay(500.milliseconds) // its first claim found nothing; from now on it sleeps for a minute unless woken
+                runCatching { client.client.startByName<String, String>("crash-five", "", id = "n").await(5.seconds) }
+            } finally {
+                worker.kill9()
             }
         }
+    }
+
+    test("LISTEN/NOTIFY wakes an idle worker in another JVM that polls once a minute") {
+        wakeUpWindow(notifications = true).getOrThrow() shouldBe "ok"
+    }
+
+    test("with notifications off, the same worker does not run the workflow within the window (the test above cannot pass by polling)") {
+        wakeUpWindow(notifications = false).exceptionOrNull().shouldBeInstanceOf<dev.stent.AwaitTimeoutException>()
     }
 })

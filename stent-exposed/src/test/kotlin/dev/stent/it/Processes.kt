@@ -4,11 +4,20 @@ import java.io.File
 import java.util.concurrent.TimeUnit
 
 /** Starts a worker JVM ([WorkerProcess]) on the test classpath and waits until it says READY. */
-fun startWorkerProcess(db: TestDb, dir: File, concurrency: Int = 8, leaseMs: Long = 2000, maxClaims: Int = 10): Process {
+fun startWorkerProcess(
+    db: TestDb,
+    dir: File,
+    concurrency: Int = 8,
+    leaseMs: Long = 2000,
+    maxClaims: Int = 10,
+    /** `-D` options of the worker JVM, e.g. `stent.test.pollMs` (see WorkerProcess.kt). */
+    properties: Map<String, String> = emptyMap(),
+): Process {
     val java = File(System.getProperty("java.home"), "bin/java").path
     val cp = System.getProperty("surefire.test.class.path") ?: System.getProperty("java.class.path")
     val out = File(dir, "worker-${System.nanoTime()}.out")
-    val p = ProcessBuilder(listOf(java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", cp, "dev.stent.it.WorkerProcessKt", dir.path, "$concurrency", "$leaseMs", "$maxClaims") + db.processArgs)
+    val jvm = listOf(java, "-Xmx256m", "-XX:TieredStopAtLevel=1") + properties.map { (k, v) -> "-D$k=$v" }
+    val p = ProcessBuilder(jvm + listOf("-cp", cp, "dev.stent.it.WorkerProcessKt", dir.path, "$concurrency", "$leaseMs", "$maxClaims") + db.processArgs)
         .redirectErrorStream(true)
         .redirectOutput(out)
         .start()

@@ -2,16 +2,31 @@ package dev.stent.it
 
 import dev.stent.Stent
 import dev.stent.StentOptions
-import dev.stent.postgres
-import dev.stent.sqlite
+import dev.stent.Stents
+import dev.stent.store.WorkflowStore
 import io.zonky.test.db.postgres.embedded.EmbeddedPostgres
 import java.io.File
 import java.nio.file.Files
+import java.sql.Connection
+import java.sql.DriverManager
 import java.util.concurrent.atomic.AtomicInteger
 
 /** One isolated database for one test: how to open it here and how a worker process opens it. */
-class TestDb(val store: TestStore, val processArgs: List<String>, private val opener: (StentOptions) -> Stent) {
-    fun open(options: StentOptions = StentOptions()): Stent = opener(options)
+class TestDb(
+    val store: TestStore,
+    val processArgs: List<String>,
+    private val opener: (StentOptions, (WorkflowStore) -> WorkflowStore) -> Stent,
+) {
+    fun open(options: StentOptions = StentOptions()): Stent = opener(options) { it }
+
+    /** Opens it with the store wrapped by [wrap], e.g. in a [FaultyStore]. */
+    fun open(options: StentOptions = StentOptions(), wrap: (WorkflowStore) -> WorkflowStore): Stent = opener(options, wrap)
+
+    /** A plain JDBC connection to the database, for checks the store API does not offer. */
+    fun connect(): Connection = when (store) {
+        TestStore.Sqlite -> DriverManager.getConnection("jdbc:sqlite:${processArgs[1]}")
+        TestStore.Postgres -> DriverManager.getConnection(TestPg.url, TestPg.user, TestPg.password).also { it.schema = processArgs[4] }
+    }
 }
 
 /** The stores the behaviour suite runs against, unchanged. */
@@ -23,7 +38,7 @@ sealed class TestStore(val label: String) {
     object Sqlite : TestStore("sqlite") {
         override fun newDb(): TestDb {
             val path = Files.createTempDirectory("stent-test").resolve("stent.db").toString()
-            return TestDb(this, listOf("sqlite", path)) { Stent.sqlite(path, it) }
+            return TestDb(this, listOf("sqlite", path)) { options, wrap -> Stents.sqlite(path, options, wrap) }
         }
     }
 
@@ -32,17 +47,17 @@ sealed class TestStore(val label: String) {
         private val n = AtomicInteger()
         override fun newDb(): TestDb {
             val schema = "t_${ProcessHandle.current().pid()}_${n.incrementAndGet()}"
-            return TestDb(this, listOf("postgres", TestPg.url, TestPg.user, TestPg.password, schema)) {
-                Stent.postgres(TestPg.url, TestPg.user, TestPg.password, schema = schema, poolSize = 8, options = it)
+            return TestDb(this, listOf("postgres", TestPg.url, TestPg.user, TestPg.password, schema)) { options, wrap ->
+                Stents.postgres(TestPg.url, TestPg.user, TestPg.password, schema, 8, options, wrap)
             }
         }
     }
 
     companion object {
-        /** Opens the database a worker process was told about (see [TestDb.processArgs]). */
-        fun openFromArgs(args: List<String>): Stent = when (args[0]) {
-            "sqlite" -> Stent.sqlite(args[1])
-            "postgres" -> Stent.postgres(args[1], args[2], args[3], schema = args[4], poolSize = 8)
+        /** Opens the database a worker process was told about (see [TestDb.processArgs]), its store wrapped by [wrap]. */
+        fun openFromArgs(args: List<String>, wrap: (WorkflowStore) -> WorkflowStore = { it }): Stent = when (args[0]) {
+            "sqlite" -> Stents.sqlite(args[1], StentOptions(), wrap)
+            "postgres" -> Stents.postgres(args[1], args[2], args[3], args[4], 8, StentOptions(), wrap)
             else -> error("unknown store ${args[0]}")
         }
     }

@@ -2,6 +2,8 @@ package dev.stent.it
 
 import dev.stent.step
 import dev.stent.stentWorker
+import dev.stent.store.WakeUpSink
+import dev.stent.store.WorkflowStore
 import dev.stent.workflow
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.withTimeoutOrNull
@@ -36,21 +38,51 @@ val halting = workflow<String, String>("halt") { _ ->
 }
 
 /**
+ * The store of a worker JVM, changed by system properties for a test:
+ * - `stent.test.notify=off`: hears no wake-ups from other processes (yet believes it does, so it polls only every poll interval);
+ * - `stent.test.holdCheckpoint=<step id>`: a checkpoint of that step waits, inside the store call and before it reaches the
+ *   database, until the file `release` exists in the log directory (a write delayed in flight); every checkpoint's
+ *   outcome is logged to `writes.log` as `runId stepId token OUTCOME` (and `H runId stepId` when a hold begins).
+ */
+private fun testStore(real: WorkflowStore, logDir: File): WorkflowStore {
+    val hold = System.getProperty("stent.test.holdCheckpoint")
+    val deaf = System.getProperty("stent.test.notify") == "off"
+    if (hold == null && !deaf) return real
+    val faulty = FaultyStore(real)
+    val writes = File(logDir, "writes.log")
+    if (hold != null) {
+        faulty.beforeCheckpoint = { w ->
+            if (w.record.stepId == hold) {
+                appendLine(writes, "H ${w.runId} ${w.record.stepId}")
+                while (!File(logDir, "release").exists()) Thread.sleep(20)
+            }
+        }
+        faulty.afterCheckpoint = { w, outcome -> appendLine(writes, "${w.runId} ${w.record.stepId} ${w.token} $outcome") }
+    }
+    if (!deaf) return faulty
+    return object : WorkflowStore by faulty {
+        override fun startWakeUps(sink: WakeUpSink): AutoCloseable = AutoCloseable {}
+        override val deliversWakeUps: Boolean get() = true
+    }
+}
+
+/**
  * A worker JVM for crash tests: `WorkerProcess <logDir> <concurrency> <leaseMs> <maxClaims> <store args…>`
- * (store args as in [TestDb.processArgs]). Prints READY once claiming; runs until killed.
+ * (store args as in [TestDb.processArgs]); `-Dstent.test.pollMs` sets its poll interval (default 50 ms), and
+ * see [testStore] for the store's test switches. Prints READY once claiming; runs until killed.
  */
 fun main(args: Array<String>) {
     val logDir = args[0]
     val concurrency = args[1].toInt()
     val leaseMs = args[2].toLong()
     val maxClaims = args[3].toInt()
-    val stent = TestStore.openFromArgs(args.drop(4))
+    val stent = TestStore.openFromArgs(args.drop(4)) { testStore(it, File(logDir)) }
     val worker = stentWorker(stent) {
         register(crashFive(File(logDir)))
         register(halting)
         this.concurrency = concurrency
         leaseDuration = leaseMs.milliseconds
-        pollInterval = 50.milliseconds
+        pollInterval = (System.getProperty("stent.test.pollMs")?.toLong() ?: 50L).milliseconds
         this.maxClaims = maxClaims
     }
     Runtime.getRuntime().addShutdownHook(Thread { worker.close(); stent.close() })

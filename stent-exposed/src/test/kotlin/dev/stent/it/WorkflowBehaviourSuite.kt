@@ -22,7 +22,9 @@ import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldContainExactly
+import io.kotest.matchers.collections.shouldBeEmpty
 import io.kotest.matchers.ints.shouldBeGreaterThan
+import io.kotest.matchers.longs.shouldBeGreaterThanOrEqual
 import io.kotest.matchers.shouldBe
 import io.kotest.matchers.string.shouldContain
 import kotlinx.coroutines.async
@@ -57,7 +59,9 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 info.status shouldBe RunStatus.COMPLETED
                 info.steps.map { it.id } shouldContainExactly listOf("authorize", "capture")
                 info.steps.map { it.result } shouldContainExactly listOf("\"auth-o1\"", "42")
-                info.completedAt shouldBe info.completedAt!!
+                info.startedAt!!.isBefore(info.createdAt) shouldBe false
+                info.completedAt!!.isBefore(info.startedAt!!) shouldBe false
+                info.output shouldBe "\"auth-o1/42\""
                 runs.get() shouldBe 2
             }
         }
@@ -68,9 +72,12 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
             val wf = workflow<Order, Long>("idem") { o -> step("x") { o.amount } }
             val other = workflow<Order, Long>("other") { o -> o.amount }
             val first = stent.client.start(wf, Order("a", 1), id = "same")
-            val second = stent.client.start(wf, Order("a", 999), id = "same")
-            second.id shouldBe first.id
+            val created = stent.client.describe("same").createdAt
+            stent.client.start(wf, Order("a", 999), id = "same")
+            // the second start changed nothing: same input, same creation time, still one run
             stent.client.describe("same").input shouldContain "\"amount\":1"
+            stent.client.describe("same").createdAt shouldBe created
+            stent.client.list().map { it.id } shouldBe listOf("same")
             shouldThrow<RunConflictException> { stent.client.start(other, Order("a", 1), id = "same") }
                 .message shouldContain "exists already as workflow 'idem'"
             stentWorker(stent) { register(wf) }.use { first.await(10.seconds) shouldBe 1L }
@@ -148,11 +155,14 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
         }
     }
 
-    test("retries with back-off record each attempt and succeed") {
+    test("retries with back-off record each attempt, wait out each delay, and succeed") {
         withStore(store) { stent ->
             val attempts = AtomicInteger()
-            val wf = workflow<String, Int>("flaky", { retryPolicy = retryPolicy { maxAttempts = 4; initialDelay = 20.milliseconds } }) { _ ->
+            val at = java.util.Collections.synchronizedList(mutableListOf<Long>())
+            val policy = retryPolicy { maxAttempts = 4; initialDelay = 200.milliseconds; backoffFactor = 2.0; jitter = 0.0 }
+            val wf = workflow<String, Int>("flaky", { retryPolicy = policy }) { _ ->
                 step("call") {
+                    at += System.nanoTime()
                     if (attempts.incrementAndGet() < 3) throw IOException("down #$attempt")
                     attempt
                 }
@@ -161,6 +171,11 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 stent.client.start(wf, "", id = "f").await(10.seconds) shouldBe 3
                 stent.client.describe("f").steps.single().attempts shouldBe 3
             }
+            // the gaps are the policy's delays (200 ms, then 400 ms), never shorter
+            val gapsMs = at.zipWithNext { a, b -> (b - a) / 1_000_000 }
+            gapsMs.size shouldBe 2
+            gapsMs[0] shouldBeGreaterThanOrEqual 195L
+            gapsMs[1] shouldBeGreaterThanOrEqual 395L
         }
     }
 
@@ -212,17 +227,25 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
         }
     }
 
-    test("a run of an unknown workflow stays PENDING while the worker serves others") {
+    test("a run of an unknown workflow stays PENDING while the worker serves others, and describe() says why") {
         withStore(store) { stent ->
             val known = workflow<String, String>("known") { it }
-            stentWorker(stent) { register(known); pollInterval = 50.milliseconds }.use {
-                stent.client.startByName<String, String>("nobody-registers-this", "x", id = "orphan")
+            stent.client.startByName<String, String>("nobody-registers-this", "x", id = "orphan")
+            stentWorker(stent) { register(known); queues = setOf("default"); pollInterval = 50.milliseconds }.use {
+                // started after the orphan: the worker claimed past it, in the same claims
                 stent.client.start(known, "served", id = "k").await(10.seconds) shouldBe "served"
-                delay(300.milliseconds)
                 val orphan = stent.client.describe("orphan")
                 orphan.status shouldBe RunStatus.PENDING
                 orphan.claimCount shouldBe 0
+                orphan.diagnosis!! shouldContain "no worker has registered workflow 'nobody-registers-this' for queue 'default'"
+                stent.client.describe("k").diagnosis shouldBe null
+                // served, but in another queue only
+                stent.client.start(known, "elsewhere", id = "q", queue = "other-queue").describe().diagnosis!! shouldContain
+                    "no worker has registered workflow 'known' for queue 'other-queue'"
             }
+            // a worker that served it has stopped: describe() says since when
+            stent.client.start(known, "later", id = "later").describe().diagnosis!! shouldContain
+                "no worker has registered workflow 'known' for queue 'default' since"
         }
     }
 
@@ -358,12 +381,13 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
         }
     }
 
-    test("cancel: a WAITING run is cancelled at once, a running one at its next step") {
+    test("cancel: a WAITING run is cancelled at once, a running one in the middle of its step") {
         withStore(store) { stent ->
             val waiting = workflow<String, String>("waits") { _ -> awaitSignal<String>("never") }
             val after = AtomicInteger()
             val busy = workflow<String, String>("busy") { _ ->
-                step("long") { delay(60.seconds) }
+                // short enough to finish within the test if the cancel did not reach it
+                step("long") { delay(1.seconds) }
                 step("after") { after.incrementAndGet() }
                 "finished"
             }
@@ -377,7 +401,106 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 eventually("it runs") { stent.statusOf("b") == RunStatus.RUNNING }
                 b.cancel() shouldBe RunStatus.RUNNING
                 shouldThrow<WorkflowCancelledException> { b.await(10.seconds) }
+                delay(1500.milliseconds) // past the moment the step would have ended
                 after.get() shouldBe 0
+                b.describe().steps.shouldBeEmpty()
+            }
+        }
+    }
+
+    test("a step longer than the lease runs once with two workers: the heartbeat keeps the lease") {
+        withStore(store) { stent ->
+            val runs = AtomicInteger()
+            val wf = workflow<String, String>("long-step") { _ -> step("slow") { runs.incrementAndGet(); delay(3.seconds); "done" } }
+            val workers = List(2) { stentWorker(stent) { register(wf); leaseDuration = 1.seconds; pollInterval = 50.milliseconds } }
+            try {
+                stent.client.start(wf, "", id = "ls").await(20.seconds) shouldBe "done"
+            } finally {
+                workers.forEach { it.close() }
+            }
+            runs.get() shouldBe 1
+            stent.client.describe("ls").claimCount shouldBe 1 // finished on its first claim: no other worker took it over
+        }
+    }
+
+    test("await gives up after its timeout while the run goes on, and a later await gets the output") {
+        withStore(store) { stent ->
+            val wf = workflow<String, String>("gated") { _ -> awaitSignal<String>("go") }
+            stentWorker(stent) { register(wf) }.use {
+                val run = stent.client.start(wf, "", id = "g")
+                shouldThrow<dev.stent.AwaitTimeoutException> { run.await(200.milliseconds) }.message shouldContain "it is still going"
+                stent.client.signal("g", "go", "went")
+                run.await(10.seconds) shouldBe "went"
+            }
+        }
+    }
+
+    test("a delayed start is not claimed before its delay") {
+        withStore(store) { stent ->
+            val startedAt = java.util.concurrent.atomic.AtomicLong()
+            val wf = workflow<String, String>("delayed") { _ -> step("s") { startedAt.set(System.currentTimeMillis()); "ran" } }
+            stentWorker(stent) { register(wf); pollInterval = 50.milliseconds }.use {
+                val run = stent.client.start(wf, "", id = "dl", delay = 1.seconds)
+                val pending = run.describe()
+                pending.status shouldBe RunStatus.PENDING
+                val readyAt = pending.readyAt!!.toEpochMilli()
+                (readyAt - pending.createdAt.toEpochMilli()) shouldBe 1_000L
+                run.await(10.seconds) shouldBe "ran"
+                // the database clock and this JVM's clock are the same machine's: allow a few ms of rounding
+                startedAt.get() shouldBeGreaterThanOrEqual readyAt - 5
+            }
+        }
+    }
+
+    test("one failing branch of a fan-out fails the run; branches that finished keep their records, the others are cancelled") {
+        withStore(store) { stent ->
+            val cancelled = AtomicInteger()
+            val wf = workflow<String, String>("fan-fail") { _ ->
+                coroutineScope {
+                    val ok = async { step("ok") { "fine" } }
+                    val slow = async {
+                        step("slow") {
+                            try {
+                                delay(60.seconds)
+                            } catch (e: kotlinx.coroutines.CancellationException) {
+                                cancelled.incrementAndGet()
+                                throw e
+                            }
+                            "late"
+                        }
+                    }
+                    val bad = async { ok.await(); step<String>("bad", retryPolicy { maxAttempts = 1 }) { throw IOException("branch broke") } }
+                    "${ok.await()} ${slow.await()} ${bad.await()}"
+                }
+            }
+            stentWorker(stent) { register(wf) }.use {
+                val e = shouldThrow<WorkflowFailedException> { stent.client.start(wf, "", id = "ff").await(10.seconds) }
+                e.failure.type shouldBe StepFailedException::class.java.name
+                e.failure.message!! shouldContain "step 'bad'"
+                cancelled.get() shouldBe 1
+                stent.client.describe("ff").steps.associate { it.id to it.status } shouldBe mapOf("ok" to "COMPLETED", "bad" to "FAILED")
+            }
+        }
+    }
+
+    test("two signal names in one run: each wait takes only its own name, whatever the order they arrive in") {
+        withStore(store) { stent ->
+            val wf = workflow<String, String>("two-names") { _ ->
+                val a = awaitSignal<String>("a")
+                val b = awaitSignal<String>("b")
+                val a2 = awaitSignal<String>("a")
+                "$a $b $a2"
+            }
+            stentWorker(stent) { register(wf); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
+                val run = stent.client.start(wf, "", id = "tn")
+                stent.client.signal("tn", "b", "b1") // before the run waits for b
+                stent.client.signal("tn", "a", "a1")
+                eventually("it waits for the second a") {
+                    val info = stent.client.describe("tn")
+                    info.status == RunStatus.WAITING && info.steps.count { it.status == "COMPLETED" } == 2
+                }
+                stent.client.signal("tn", "a", "a2")
+                run.await(10.seconds) shouldBe "a1 b1 a2"
             }
         }
     }

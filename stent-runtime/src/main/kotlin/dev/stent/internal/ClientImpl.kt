@@ -2,7 +2,10 @@ package dev.stent.internal
 
 import dev.stent.AwaitTimeoutException
 import dev.stent.Codec
+import dev.stent.InternalStentApi
 import dev.stent.RunConflictException
+import dev.stent.TimeMath
+import dev.stent.requireArgument
 import dev.stent.RunHandle
 import dev.stent.RunInfo
 import dev.stent.RunStatus
@@ -23,6 +26,7 @@ import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.TimeSource
 
+@OptIn(InternalStentApi::class)
 internal class ClientImpl(private val stent: Stent) : StentClient {
     private val access = stent.access
     private val notifier = stent.notifier
@@ -36,9 +40,10 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         queue: String?,
         priority: Int?,
         delay: Duration?,
+        deadline: Instant?,
     ): RunHandle<O> = start(
         workflow.name, input, workflow.inputCodec, workflow.outputCodec, id,
-        queue ?: workflow.queue, priority ?: workflow.priority, delay,
+        queue ?: workflow.queue, priority ?: workflow.priority, delay, deadline, workflow.timeout,
     )
 
     override suspend fun <I, O> start(
@@ -50,18 +55,38 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         queue: String?,
         priority: Int?,
         delay: Duration?,
+        deadline: Instant?,
+    ): RunHandle<O> = start(workflowName, input, inputCodec, outputCodec, id, queue, priority, delay, deadline, null)
+
+    private suspend fun <I, O> start(
+        workflowName: String,
+        input: I,
+        inputCodec: Codec<I>,
+        outputCodec: Codec<O>,
+        id: String?,
+        queue: String?,
+        priority: Int?,
+        delay: Duration?,
+        deadline: Instant?,
+        timeout: Duration?,
     ): RunHandle<O> {
         WorkflowDefinition.validateName("workflow name", workflowName)
         val runId = id ?: UUID.randomUUID().toString()
         WorkflowDefinition.validateName("run id", runId)
         val q = queue ?: WorkflowDefinition.DEFAULT_QUEUE
         WorkflowDefinition.validateName("queue", q)
-        require(delay == null || !delay.isNegative()) { "start: delay must not be negative, was $delay" }
+        requireArgument(delay == null || !delay.isNegative()) { "start of run '$runId': delay must not be negative, was $delay" }
         val encoded = encodePayload(inputCodec, input, maxBytes, PayloadSite("input", runId, workflowName))
-        val newRun = NewRun(runId, workflowName, encoded, q, priority ?: 0, delay?.inWholeMilliseconds ?: 0)
+        val newRun = NewRun(
+            runId, workflowName, encoded, q, priority ?: 0, delay?.let(TimeMath::delayMs) ?: 0,
+            // an explicit deadline wins over the workflow's timeout
+            deadlineAtMs = deadline?.let(TimeMath::epochMs),
+            timeoutMs = if (deadline == null) timeout?.let(TimeMath::delayMs) else null,
+        )
         val result = access.call("starting run '$runId'") { access.createRun(newRun) }
         if (result.workflow != workflowName) throw RunConflictException(runId, result.workflow, workflowName)
-        if (result.created) notifier.workAvailable.fire()
+        // even when the run existed: a start whose insert committed but whose reply was lost reports created=false
+        notifier.workAvailable.fire()
         return handle(runId, outputCodec)
     }
 
@@ -75,7 +100,8 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
     }
 
     override suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration?): O = try {
-        awaitLoop(runId, outputCodec, timeout)
+        requireArgument(timeout == null || !timeout.isNegative()) { "await of run '$runId': timeout must not be negative, was $timeout" }
+        awaitLoop(runId, outputCodec, timeout?.takeUnless { it.isInfinite() })
     } finally {
         notifier.forgetFinished(runId)
     }
@@ -106,23 +132,35 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
     private fun <O> outcome(run: RunRecord, codec: Codec<O>): O = when (run.status) {
         RunStatus.COMPLETED -> decodePayload(codec, run.output ?: "null", PayloadSite("output", run.id, run.workflow))
         RunStatus.FAILED -> throw WorkflowFailedException(run.id, run.workflow, decodeFailure(run.failure) ?: unknownFailure)
-        RunStatus.CANCELLED -> throw WorkflowCancelledException(run.id, run.workflow)
+        RunStatus.CANCELLED -> throw WorkflowCancelledException(run.id, run.workflow, decodeFailure(run.failure)?.message)
         else -> error("run '${run.id}' is not finished")
     }
 
     override suspend fun list(status: RunStatus?, workflowName: String?, limit: Int, offset: Int): List<RunInfo> {
-        require(limit in 1..10_000) { "list: limit must be within 1..10000, was $limit" }
-        require(offset >= 0) { "list: offset must not be negative, was $offset" }
+        requireArgument(limit in 1..10_000) { "list: limit must be within 1..10000, was $limit" }
+        requireArgument(offset >= 0) { "list: offset must not be negative, was $offset" }
         return access.call("listing runs") { listRuns(RunQuery(status, workflowName, limit, offset)) }.map { info(it, emptyList()) }
     }
 
     override suspend fun describe(runId: String): RunInfo {
         val run = getRun(runId, "describing")
         val steps = access.call("listing the steps of run '$runId'") { listSteps(runId) }
-        return info(run, steps)
+        return info(run, steps, if (run.status == RunStatus.PENDING) diagnose(run) else null)
     }
 
-    private fun info(run: RunRecord, steps: List<dev.stent.store.StepRecord>): RunInfo =
+    /** Says so when no live worker serves a PENDING run's workflow and queue. */
+    private suspend fun diagnose(run: RunRecord): String? {
+        val (workers, now) = access.call("listing workers") { listWorkers() to dbNowMs() }
+        val serving = workers.filter { run.workflow in it.workflows && (it.queues == null || run.queue in it.queues!!) }
+        // a worker renews its registration every heartbeat, at least once a lease
+        if (serving.any { it.stoppedAt == null && it.lastSeenAt + it.leaseMs >= now }) return null
+        val what = "no worker has registered workflow '${run.workflow}' for queue '${run.queue}'"
+        val last = serving.maxOfOrNull { it.stoppedAt ?: it.lastSeenAt }
+        return if (last == null) "$what in the last days: the run waits until a worker that registers it starts"
+        else "$what since ${instant(last)}: the run waits until a worker that registers it starts"
+    }
+
+    private fun info(run: RunRecord, steps: List<dev.stent.store.StepRecord>, diagnosis: String? = null): RunInfo =
         RunInfo(
             run.id, run.workflow, run.status, run.queue, run.priority,
             instant(run.createdAt), run.startedAt?.let(::instant), instant(run.updatedAt), run.completedAt?.let(::instant),
@@ -133,6 +171,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
                     it.wakeAt?.let(::instant), instant(it.updatedAt),
                 )
             },
+            run.deadlineAt?.let(::instant), diagnosis,
         )
 
     override suspend fun cancel(runId: String): RunStatus {

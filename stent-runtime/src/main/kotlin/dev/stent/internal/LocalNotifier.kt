@@ -52,7 +52,8 @@ public class LocalNotifier : dev.stent.store.WakeUpSink {
 
     /** Registers the worker that executes [runId] in this JVM, to hear cancel requests at once. */
     public fun onCancel(runId: String, handler: (String) -> Unit) { cancels[runId] = handler }
-    public fun removeCancel(runId: String) { cancels.remove(runId) }
+    /** Removes [handler] if it is still the one registered for [runId] (a newer execution's handler stays). */
+    public fun removeCancel(runId: String, handler: (String) -> Unit) { cancels.remove(runId, handler) }
     public fun cancelRequested(runId: String) { cancels[runId]?.invoke(runId) }
 }
 

@@ -23,6 +23,12 @@ internal fun <T> encodePayload(codec: Codec<T>, value: T, maxBytes: Int, site: P
                 "(@Serializable for kotlinx) or pass a codec that can encode it",
             e,
         )
+    } catch (e: StackOverflowError) {
+        throw PayloadException(
+            PayloadProblem.NOT_ENCODABLE, site.what, site.runId, site.workflow, site.stepId,
+            "${codec.typeName} value is nested too deeply to encode (or refers to itself); flatten it",
+            e,
+        )
     }
     val size = utf8Length(text)
     if (size > maxBytes) {
@@ -39,6 +45,12 @@ internal fun <T> decodePayload(codec: Codec<T>, text: String, site: PayloadSite)
     codec.decode(text)
 } catch (e: CancellationException) {
     throw e
+} catch (e: StackOverflowError) {
+    throw PayloadException(
+        PayloadProblem.NOT_DECODABLE, site.what, site.runId, site.workflow, site.stepId,
+        "the stored ${codec.typeName} is nested too deeply to decode",
+        e,
+    )
 } catch (e: Exception) {
     throw PayloadException(
         PayloadProblem.NOT_DECODABLE, site.what, site.runId, site.workflow, site.stepId,

@@ -22,13 +22,15 @@ import kotlinx.coroutines.withContext
  * operation.
  */
 @InternalStentApi
-public class StoreAccess(public val store: WorkflowStore) {
+public class StoreAccess(public val store: WorkflowStore, storeTimeoutMs: Long = 30_000) {
     /** Bounded to the pool size, so coroutines queue here instead of blocking on the pool. */
     public val dispatcher: CoroutineDispatcher = Dispatchers.IO.limitedParallelism(store.maxConnections.coerceAtLeast(1))
 
-    private val starts = GroupCommit<NewRun, CreateRunResult>(MAX_GROUP) { store.createRuns(it) }
-    private val checkpoints = GroupCommit<CheckpointWrite, WriteOutcome>(MAX_GROUP) { store.checkpoints(it) }
-    private val finishes = GroupCommit<FinishWrite, WriteOutcome>(MAX_GROUP) { store.finishes(it) }
+    // a group write that fails is retried item by item: wait out both before giving up
+    private val groupWaitMs = storeTimeoutMs * 2
+    private val starts = GroupCommit<NewRun, CreateRunResult>(MAX_GROUP, groupWaitMs) { store.createRuns(it) }
+    private val checkpoints = GroupCommit<CheckpointWrite, WriteOutcome>(MAX_GROUP, groupWaitMs) { store.checkpoints(it) }
+    private val finishes = GroupCommit<FinishWrite, WriteOutcome>(MAX_GROUP, groupWaitMs) { store.finishes(it) }
 
     /** [WorkflowStore.createRun], group-committed with concurrent starts of this JVM. Blocking: call it in [call] or [inline]. */
     public fun createRun(run: NewRun): CreateRunResult = starts.submit(run)

@@ -34,7 +34,7 @@ public class FutureClient private constructor(private val stent: Stent) {
     @JvmOverloads
     public fun <I, O> start(workflow: WorkflowDefinition<I, O>, input: I, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
         async {
-            val h = client.start(workflow, input, options.id, options.queue, options.priority, options.delay?.toKotlinDuration())
+            val h = client.start(workflow, input, options.id, options.queue, options.priority, options.delay?.toKotlinDuration(), options.deadline)
             ref(h.id, workflow.outputCodec)
         }
 
@@ -51,7 +51,10 @@ public class FutureClient private constructor(private val stent: Stent) {
     public fun <O> start(workflowName: String, input: Any, outputCodec: Codec<O>, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
         async {
             val inputCodec = JavaCodecs.forClass(input.javaClass)
-            val h = client.start(workflowName, input, inputCodec, outputCodec, options.id, options.queue, options.priority, options.delay?.toKotlinDuration())
+            val h = client.start(
+                workflowName, input, inputCodec, outputCodec, options.id, options.queue, options.priority,
+                options.delay?.toKotlinDuration(), options.deadline,
+            )
             ref(h.id, outputCodec)
         }
 
@@ -123,15 +126,16 @@ public interface RunRef<O> {
 }
 
 /**
- * How to start a run: id, queue, priority, delay. Unset fields take the workflow's defaults when
- * starting a definition; when starting by name (the definition may live elsewhere) they are
- * queue `"default"` and priority 0.
+ * How to start a run: id, queue, priority, delay, deadline. Unset fields take the workflow's
+ * defaults when starting a definition; when starting by name (the definition may live elsewhere)
+ * they are queue `"default"`, priority 0 and no deadline.
  */
 public class StartOptions private constructor(
     public val id: String?,
     public val queue: String?,
     public val priority: Int?,
     public val delay: Duration?,
+    public val deadline: java.time.Instant?,
 ) {
     /** Builds [StartOptions]. */
     public class Builder internal constructor() {
@@ -139,6 +143,10 @@ public class StartOptions private constructor(
         private var queue: String? = null
         private var priority: Int? = null
         private var delay: Duration? = null
+        private var deadline: java.time.Instant? = null
+
+        /** Cancels the run durably when [deadline] passes, wherever it is (overrides the workflow's timeout). */
+        public fun deadline(deadline: java.time.Instant): Builder = apply { this.deadline = deadline }
 
         /** The run id; starting an id that exists returns the existing run. */
         public fun id(id: String): Builder = apply { this.id = id }
@@ -147,19 +155,19 @@ public class StartOptions private constructor(
 
         /** Postpones the first claim. */
         public fun delay(delay: Duration): Builder = apply { this.delay = delay }
-        public fun build(): StartOptions = StartOptions(id, queue, priority, delay)
+        public fun build(): StartOptions = StartOptions(id, queue, priority, delay, deadline)
     }
 
     public companion object {
         /** No options: a random id and the workflow's defaults. */
         @JvmField
-        public val NONE: StartOptions = StartOptions(null, null, null, null)
+        public val NONE: StartOptions = StartOptions(null, null, null, null, null)
 
         @JvmStatic
         public fun builder(): Builder = Builder()
 
         /** Just an id. */
         @JvmStatic
-        public fun withId(id: String): StartOptions = StartOptions(id, null, null, null)
+        public fun withId(id: String): StartOptions = StartOptions(id, null, null, null, null)
     }
 }

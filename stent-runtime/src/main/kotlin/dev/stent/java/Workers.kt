@@ -34,6 +34,9 @@ public object Workers {
         public fun unloadThreshold(d: Duration): Builder = with { unloadThreshold = d.toKotlinDuration() }
         public fun maxClaims(n: Int): Builder = with { maxClaims = n }
 
+        /** How long a stopped run may take to unwind before it is abandoned; see `StentWorker.Builder.stopTimeout`. */
+        public fun stopTimeout(d: Duration): Builder = with { stopTimeout = d.toKotlinDuration() }
+
         /** Starts the worker. */
         public fun start(): StentWorker = stentWorker(stent) { steps.forEach { it() } }
     }

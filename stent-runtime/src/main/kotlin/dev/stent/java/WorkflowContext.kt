@@ -13,7 +13,9 @@ import java.util.UUID
  *
  * Code outside steps must be deterministic; do side effects in [step]. When a run is unloaded or
  * cancelled these calls throw `CancellationException`: let it propagate (do not catch
- * `RuntimeException` around them without rethrowing it).
+ * `RuntimeException` around them without rethrowing it). A step body that is running then has its
+ * thread interrupted; what it returns afterwards is not recorded. None of these calls may be made
+ * inside a step body: that is a `WorkflowMisuseException`, and it fails the run.
  */
 public interface WorkflowContext {
     /** The run's id. */
@@ -36,6 +38,16 @@ public interface WorkflowContext {
 
     /** [step] with an explicit [codec] and its own retry policy. */
     public fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy, body: StepSupplier<T>): T
+
+    /**
+     * [step] with a [timeout] per attempt (null: none) and a retry policy (null: the workflow's):
+     * an attempt that runs longer is interrupted and fails with `StepTimeoutException`, which the
+     * policy retries like any failure.
+     */
+    public fun <T : Any> step(id: String, resultType: Class<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T
+
+    /** [step] with an explicit [codec], a [timeout] per attempt and a retry policy, each nullable. */
+    public fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T
 
     /** A step without a result. */
     public fun step(id: String, body: StepAction)

@@ -8,6 +8,7 @@ import dev.stent.java.internal.BlockingDispatchers
 import dev.stent.java.internal.JavaWorkflowContext
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.runInterruptible
+import kotlin.time.toKotlinDuration
 
 /**
  * Defines workflows in Java:
@@ -61,6 +62,7 @@ public object Workflows {
             retryPolicy = options.retryPolicy
             queue = options.queue
             priority = options.priority
+            timeout = options.timeout?.toKotlinDuration()
         },
     ) { input ->
         val ctx = JavaWorkflowContext(this, currentCoroutineContext())
@@ -73,12 +75,21 @@ public class WorkflowOptions private constructor(
     public val queue: String,
     public val priority: Int,
     public val retryPolicy: RetryPolicy,
+    /** The run timeout (null: none); see [Builder.timeout]. */
+    public val timeout: java.time.Duration?,
 ) {
     /** Builds [WorkflowOptions]. */
     public class Builder internal constructor() {
         private var queue = WorkflowDefinition.DEFAULT_QUEUE
         private var priority = 0
         private var retryPolicy = RetryPolicy.DEFAULT
+        private var timeout: java.time.Duration? = null
+
+        /**
+         * Run timeout: a run still unfinished this long after it was started is cancelled durably,
+         * wherever it is; `StartOptions.deadline` overrides it per run.
+         */
+        public fun timeout(timeout: java.time.Duration): Builder = apply { this.timeout = timeout }
 
         /** Default queue of new runs. */
         public fun queue(queue: String): Builder = apply { this.queue = queue }
@@ -89,7 +100,7 @@ public class WorkflowOptions private constructor(
         /** Default retry policy of the steps. */
         public fun retryPolicy(retryPolicy: RetryPolicy): Builder = apply { this.retryPolicy = retryPolicy }
 
-        public fun build(): WorkflowOptions = WorkflowOptions(queue, priority, retryPolicy)
+        public fun build(): WorkflowOptions = WorkflowOptions(queue, priority, retryPolicy, timeout)
     }
 
     public companion object {

@@ -70,8 +70,12 @@ public class NewRun(
     public val input: String,
     public val queue: String,
     public val priority: Int,
-    /** Milliseconds after creation (database clock) before the run may be claimed. */
+    /** Milliseconds after creation (database clock) before the run may be claimed; at most [dev.stent.TimeMath.MAX_DELAY_MS]. */
     public val delayMs: Long,
+    /** An absolute deadline (epoch milliseconds), or null. At most one of this and [timeoutMs] is set. */
+    public val deadlineAtMs: Long? = null,
+    /** A deadline relative to creation (database clock), or null. */
+    public val timeoutMs: Long? = null,
 )
 
 /** One write of [WorkflowStore.checkpoints]: [record] for [runId] if [token] still holds its lease. */
@@ -116,6 +120,10 @@ public class ClaimedRun(
     /** Claims since the run last finished, unloaded or was released cleanly (for the poison guard). */
     public val claimCount: Int,
     public val records: List<StepRecord>,
+    /** A client asked to cancel the run before this claim: the worker cancels it without running a step. */
+    public val cancelRequested: Boolean = false,
+    /** When the run's deadline passes (epoch milliseconds, database clock), or null. */
+    public val deadlineAtMs: Long? = null,
 )
 
 /**
@@ -183,4 +191,21 @@ public class RunRecord(
     public val leaseOwner: String?,
     public val leaseExpiresAt: Long?,
     public val cancelRequested: Boolean,
+    /** When the run's deadline passes, or null. */
+    public val deadlineAt: Long? = null,
+)
+
+/** A worker as it announces itself in the store, so `describe()` can tell when nobody serves a run. */
+public class WorkerRecord(
+    public val id: String,
+    /** The workflow names it registered. */
+    public val workflows: List<String>,
+    /** The queues it claims from; null for every queue. */
+    public val queues: List<String>?,
+    /** Its lease duration: it renews [lastSeenAt] at least that often while it runs. */
+    public val leaseMs: Long,
+    public val startedAt: Long,
+    public val lastSeenAt: Long,
+    /** When it shut down cleanly; null while it runs (or if it died). */
+    public val stoppedAt: Long?,
 )

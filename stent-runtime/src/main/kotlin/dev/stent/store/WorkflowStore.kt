@@ -68,14 +68,29 @@ public interface WorkflowStore : AutoCloseable {
     public fun finishes(writes: List<FinishWrite>): List<WriteOutcome> =
         writes.map { finish(it.runId, it.token, it.status, it.output, it.failure) }
 
-    /** Gives the lease back (graceful shutdown): the run is PENDING and ready now. */
-    public fun release(runId: String, token: Long): WriteOutcome
+    /**
+     * Gives the lease back: the run is PENDING again. With [retryAfterMs] null (a clean release:
+     * graceful shutdown) it is ready now and its claim count starts again. With a delay (the run
+     * stopped because its writes failed) it is ready after [retryAfterMs] and its claim count is
+     * kept, so a run whose writes keep failing backs off and trips the poison guard.
+     */
+    public fun release(runId: String, token: Long, retryAfterMs: Long? = null): WriteOutcome
 
     /**
      * Renews, in one statement, the leases [workerId] holds on [runIds] (the runs it still executes),
      * and returns the ones it still holds. Leases of runs it no longer executes are left to expire.
+     * Also marks the worker seen now (see [registerWorker]); called every heartbeat, with or without runs.
      */
     public fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult
+
+    /** Announces a starting worker: what it serves, and how often it will be seen. The default stores nothing. */
+    public fun registerWorker(worker: WorkerRecord) {}
+
+    /** Marks a worker stopped (clean shutdown). The default does nothing. */
+    public fun deregisterWorker(workerId: String) {}
+
+    /** The workers announced in the last days, running or not. The default knows none. */
+    public fun listWorkers(): List<WorkerRecord> = emptyList()
 
     /**
      * Stores a signal for [runId]; a WAITING run that waits for [name] becomes PENDING in the same

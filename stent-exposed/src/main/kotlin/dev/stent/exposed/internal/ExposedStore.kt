@@ -19,6 +19,7 @@ import dev.stent.store.StepRecord
 import dev.stent.store.StepStatus
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WakeUpSink
+import dev.stent.store.WorkerRecord
 import dev.stent.store.WorkflowStore
 import dev.stent.store.WriteOutcome
 import kotlinx.serialization.builtins.ListSerializer
@@ -52,8 +53,23 @@ internal class ExposedStore(
 ) : WorkflowStore {
     private val now = dialect.now
 
+    /** Prepared statements kept per SQLite connection (PostgreSQL's driver keeps its own). */
+    private val sqliteStatements = SqliteStatements()
+
     /** Sends wake-ups to other processes, coalesced, after the commit that they announce (PostgreSQL). */
     private val sender: PgNotifySender? = if (listenConnection != null) PgNotifySender(dataSource, channel) else null
+
+    /**
+     * The insert of new runs from a `v` table of (id, workflow, input, queue, priority, delay_ms, deadline_at,
+     * timeout_ms): the deadline is absolute or relative to now, and a run becomes ready at the earlier of its
+     * delay and its deadline (a run whose deadline passes before its delay is cancelled then).
+     */
+    private val insertRuns = """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, deadline_at,
+               lease_token, claim_count, cancel_requested, created_at, updated_at)
+           SELECT id, workflow, 'PENDING', input, queue, priority,
+               CASE WHEN COALESCE(deadline_at, $now + timeout_ms) < $now + delay_ms
+                    THEN COALESCE(deadline_at, $now + timeout_ms) ELSE $now + delay_ms END,
+               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now"""
 
     /** Announces a committed change to the other processes on this database; call it after the commit. */
     private fun wake(kind: Char, runId: String = "") {
@@ -71,7 +87,7 @@ internal class ExposedStore(
     private fun <T> autocommit(block: Connection.() -> T): T = dataSource.connection.use { c ->
         check(c.autoCommit) { "Stent's pool must hand out connections in autocommit mode" }
         when (dialect) {
-            SqlDialect.Sqlite -> SqliteStatements.wrap(c).block()
+            SqlDialect.Sqlite -> sqliteStatements.wrap(c).block()
             SqlDialect.Postgres -> c.block()
         }
     }
@@ -83,15 +99,17 @@ internal class ExposedStore(
     // One autocommit statement when the id is new (the common case).
     override fun createRun(run: NewRun): CreateRunResult = autocommit {
         val inserted = query(
-            """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
-                  cancel_requested, created_at, updated_at)
-               VALUES (?, ?, 'PENDING', ?, ?, ?, $now + ?, 0, 0, FALSE, $now, $now)
+            """WITH v (id, workflow, input, queue, priority, delay_ms, deadline_at, timeout_ms) AS
+                 (VALUES (CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),
+                          CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)))
+               $insertRuns FROM v WHERE TRUE
                ON CONFLICT (id) DO NOTHING RETURNING id""",
-            listOf<Any?>(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs),
+            listOf<Any?>(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs, run.deadlineAtMs, run.timeoutMs),
         ) { true }.isNotEmpty()
+        if (inserted) wake(WORK)
         if (inserted) CreateRunResult(true, run.workflow)
         else CreateRunResult(false, query("SELECT workflow FROM stent_runs WHERE id = ?", listOf(run.id)) { it.getString(1) }.single())
-    }.also { if (it.created) wake(WORK) }
+    }
 
     // One statement for a group of starts: a multi-row insert that skips ids that exist.
     override fun createRuns(runs: List<NewRun>): List<CreateRunResult> {
@@ -99,24 +117,26 @@ internal class ExposedStore(
         val first = runs.distinctBy { it.id }
         val inserted = autocommit {
             val (v, vArgs) = groupTable(
-                listOf("id" to "TEXT", "workflow" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER", "delay_ms" to "BIGINT"),
-                first.map { listOf(it.id, it.workflow, it.input, it.queue, it.priority, it.delayMs) },
+                listOf(
+                    "id" to "TEXT", "workflow" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER",
+                    "delay_ms" to "BIGINT", "deadline_at" to "BIGINT", "timeout_ms" to "BIGINT",
+                ),
+                first.map { listOf(it.id, it.workflow, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs) },
             )
             query(
                 """$v
-                   INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, lease_token, claim_count,
-                          cancel_requested, created_at, updated_at)
-                   SELECT id, workflow, 'PENDING', input, queue, priority, $now + delay_ms, 0, 0, FALSE, $now, $now FROM v WHERE TRUE
+                   $insertRuns FROM v WHERE TRUE
                    ON CONFLICT (id) DO NOTHING RETURNING id""",
                 vArgs,
             ) { it.getString(1) }.toHashSet()
         }
+        // announced before anything else can fail: the runs exist now
+        if (inserted.isNotEmpty()) wake(WORK)
         val existing = runs.map { it.id }.filter { it !in inserted }.toSet()
         val workflows = if (existing.isEmpty()) emptyMap() else autocommit {
             val (ids, idArgs) = inList("id", existing)
             query("SELECT id, workflow FROM stent_runs WHERE $ids", idArgs) { it.getString(1) to it.getString(2) }.toMap()
         }
-        if (inserted.isNotEmpty()) wake(WORK)
         val seen = HashSet<String>()
         return runs.map { run ->
             val created = run.id in inserted && seen.add(run.id)
@@ -139,7 +159,7 @@ internal class ExposedStore(
         val set = """SET status = 'RUNNING', lease_owner = ?, lease_token = lease_token + 1,
                    lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
                    updated_at = $now, ready_at = NULL, wait_signals = NULL"""
-        val returning = "RETURNING stent_runs.id, workflow, input, lease_token, claim_count, $now AS now"
+        val returning = "RETURNING stent_runs.id, workflow, input, lease_token, claim_count, cancel_requested, deadline_at, $now AS now"
         val (sql, args) = when (dialect) {
             // MATERIALIZED CTEs lock and pick the candidates once (`id IN (subquery)` may be re-run under
             // concurrency and update more rows than the limit); the ready set fills what the expired set left.
@@ -159,16 +179,24 @@ internal class ExposedStore(
         var dbNow: Long? = null
         val claimed = query(sql, args) { rs ->
             dbNow = rs.getLong("now")
-            ClaimRow(rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count"))
+            ClaimRow(
+                rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count"),
+                rs.getBoolean("cancel_requested"), rs.longOrNull("deadline_at"),
+            )
         }
         // a run's first claim takes token 1 (tokens start at 0 and only grow); before it, nothing could write a record
         val resumed = claimed.filter { it.token > 1 }.map { it.id }
-        val records = if (resumed.isEmpty()) emptyMap() else {
+        val records = if (resumed.isEmpty()) emptyMap() else try {
             val (ids, idArgs) = inList("run_id", resumed)
             query(
                 "SELECT * FROM stent_steps WHERE $ids ORDER BY created_at",
                 idArgs,
             ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
+        } catch (e: Exception) {
+            // the claim committed: give the runs back (with a back-off, counted toward the poison guard) before failing
+            // (on this connection: the pool may have no other)
+            for (run in claimed) runCatching { releaseIn(run.id, run.token, CLAIM_READ_BACKOFF_MS) }.onFailure { e.addSuppressed(it) }
+            throw e
         }
         // when the next run this worker could claim becomes ready: a timer, a delayed start or a lease expiring
         val nextReadyAt = if (claimed.isNotEmpty()) null else query(
@@ -177,13 +205,18 @@ internal class ExposedStore(
             filterArgs + filterArgs,
         ) { listOfNotNull(it.longOrNull("ready"), it.longOrNull("expires")).minOrNull() }.single()
         ClaimResult(
-            claimed.map { ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, records[it.id].orEmpty()) },
+            claimed.map {
+                ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, records[it.id].orEmpty(), it.cancelRequested, it.deadlineAt)
+            },
             dbNow ?: nowMs(),
             nextReadyAt,
         )
     }
 
-    private class ClaimRow(val id: String, val workflow: String, val input: String, val token: Long, val claimCount: Int)
+    private class ClaimRow(
+        val id: String, val workflow: String, val input: String, val token: Long, val claimCount: Int,
+        val cancelRequested: Boolean, val deadlineAt: Long?,
+    )
 
     // One statement, fenced inside itself: no transaction round trips around it.
     override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome = autocommit {
@@ -302,11 +335,18 @@ internal class ExposedStore(
                 listOf("id" to "TEXT", "token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
                 writes.inLockOrder { it.runId }.map { listOf(it.runId, it.token, it.status.name, it.output, it.failure) },
             )
+            // PostgreSQL: lock the rows in id order first (as the heartbeat and the other group writes do), since the
+            // plan of UPDATE … FROM may visit them in any order, and two statements locking in other orders can deadlock
+            val locked = when (dialect) {
+                SqlDialect.Postgres -> """, l AS (SELECT id FROM stent_runs WHERE id IN (SELECT id FROM v) ORDER BY id COLLATE "C" FOR UPDATE)"""
+                SqlDialect.Sqlite -> ""
+            }
+            val lockedJoin = if (locked.isEmpty()) "" else " AND stent_runs.id IN (SELECT id FROM l)"
             query(
-                """$v
+                """$v$locked
                    UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, completed_at = $now,
                        updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
-                   FROM v WHERE stent_runs.id = v.id AND stent_runs.lease_token = v.token AND stent_runs.status = 'RUNNING'
+                   FROM v WHERE stent_runs.id = v.id AND stent_runs.lease_token = v.token AND stent_runs.status = 'RUNNING'$lockedJoin
                    RETURNING ${dialect.updatedId}""",
                 vArgs,
             ) { it.getString(1) }.toHashSet()
@@ -326,14 +366,26 @@ internal class ExposedStore(
         return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
-    override fun release(runId: String, token: Long): WriteOutcome = autocommit {
-        val n = update(
-            """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
-                   claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
-            listOf(runId, token),
-        )
-        if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
-    }.also { if (it == WriteOutcome.OK) wake(WORK) }
+    override fun release(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome =
+        autocommit { releaseIn(runId, token, retryAfterMs) }.also { if (it == WriteOutcome.OK && retryAfterMs == null) wake(WORK) }
+
+    private fun Connection.releaseIn(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome {
+        val n = if (retryAfterMs == null) {
+            update(
+                """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
+                       claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
+                listOf(runId, token),
+            )
+        } else {
+            // not a clean release: the claim count stays, so a run whose writes keep failing trips the poison guard
+            update(
+                """UPDATE stent_runs SET status = 'PENDING', ready_at = $now + ?, lease_owner = NULL, lease_expires_at = NULL,
+                       updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
+                listOf(retryAfterMs, runId, token),
+            )
+        }
+        return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
+    }
 
     override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = tx {
         val (ids, idArgs) = inList("id", runIds)
@@ -351,7 +403,38 @@ internal class ExposedStore(
             SqlDialect.Sqlite -> listOf<Any?>(leaseMs, workerId) + idArgs
         }
         val leases = if (runIds.isEmpty()) emptyList() else query(sql, args) { HeldLease(it.getString("id"), it.getLong("lease_token"), it.getBoolean("cancel_requested")) }
+        update("UPDATE stent_workers SET last_seen_at = $now WHERE id = ?", listOf(workerId))
         HeartbeatResult(leases, nowMs())
+    }
+
+    override fun registerWorker(worker: WorkerRecord) = tx {
+        // workers that stopped or vanished days ago are forgotten here, so the table stays small
+        update("DELETE FROM stent_workers WHERE last_seen_at < $now - ?", listOf(FORGET_WORKERS_AFTER_MS))
+        val queues = worker.queues?.let { namesJson.encodeToString(namesSerializer, it) }
+        val args = listOf<Any?>(worker.id, namesJson.encodeToString(namesSerializer, worker.workflows), queues, worker.leaseMs)
+        if (update("UPDATE stent_workers SET workflows = ?, queues = CAST(? AS TEXT), lease_ms = ?, started_at = $now, last_seen_at = $now, stopped_at = NULL WHERE id = ?",
+                args.drop(1) + worker.id) == 0
+        ) {
+            update(
+                """INSERT INTO stent_workers (id, workflows, queues, lease_ms, started_at, last_seen_at)
+                   VALUES (?, ?, CAST(? AS TEXT), ?, $now, $now)""",
+                args,
+            )
+        }
+    }
+
+    override fun deregisterWorker(workerId: String) {
+        autocommit { update("UPDATE stent_workers SET stopped_at = $now, last_seen_at = $now WHERE id = ?", listOf(workerId)) }
+    }
+
+    override fun listWorkers(): List<WorkerRecord> = autocommit {
+        query("SELECT * FROM stent_workers", emptyList()) { rs ->
+            WorkerRecord(
+                rs.getString("id"), namesJson.decodeFromString(namesSerializer, rs.getString("workflows")),
+                rs.getString("queues")?.let { namesJson.decodeFromString(namesSerializer, it) }, rs.getLong("lease_ms"),
+                rs.getLong("started_at"), rs.getLong("last_seen_at"), rs.longOrNull("stopped_at"),
+            )
+        }
     }
 
     override fun sendSignal(runId: String, name: String, payload: String) = tx {
@@ -441,6 +524,7 @@ internal class ExposedStore(
         rs.getString("output"), rs.getString("failure"), rs.getString("queue"), rs.getInt("priority"), rs.getLong("created_at"),
         rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("completed_at"), rs.longOrNull("ready_at"),
         rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
+        rs.longOrNull("deadline_at"),
     )
 
     private fun runRecord(r: ResultRow) = RunRecord(
@@ -448,6 +532,7 @@ internal class ExposedStore(
         r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
         r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.completedAt], r[RunsTable.readyAt],
         r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
+        r[RunsTable.deadlineAt],
     )
 
     private fun stepRecord(r: ResultRow) = StepRecord(
@@ -500,6 +585,12 @@ internal class ExposedStore(
         private const val UPSERT_STEP = """ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
                failure = excluded.failure, attempts = excluded.attempts, wake_at = excluded.wake_at, updated_at = excluded.updated_at
            WHERE stent_steps.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')"""
+
+        /** After a claim whose read of records failed, its runs are claimable again after this. */
+        private const val CLAIM_READ_BACKOFF_MS = 1_000L
+
+        /** Worker registrations not seen for this long are deleted. */
+        private const val FORGET_WORKERS_AFTER_MS = 7L * 86_400_000L
 
         const val WORK = 'w'
         const val FINISHED = 'f'

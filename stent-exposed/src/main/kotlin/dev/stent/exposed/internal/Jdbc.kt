@@ -44,23 +44,35 @@ internal fun marks(n: Int): String = List(n) { "?" }.joinToString(", ")
  * every call (PostgreSQL's driver caches them itself). The statements are prepared on the physical
  * connection, outside the pool's tracking, at most [MAX_CACHED] per connection (least recently used
  * out), and die with their connection.
+ *
+ * The caches are keyed by physical connection in an ordinary map: a statement holds its connection,
+ * so a weak map would never let one go. Instead, each time a connection is seen for the first time
+ * (the pool retired one and opened another), the caches of closed connections are dropped.
  */
-internal object SqliteStatements {
-    private const val MAX_CACHED = 64
-    private val caches = java.util.WeakHashMap<Connection, LinkedHashMap<String, PreparedStatement>>()
+internal class SqliteStatements {
+    // guarded by itself
+    private val caches = HashMap<Connection, LinkedHashMap<String, PreparedStatement>>()
 
     /** [pooled] with cached statements; use it only while [pooled] is checked out. */
     fun wrap(pooled: Connection): Connection {
         val physical = pooled.unwrap(Connection::class.java)
         val cache = synchronized(caches) {
-            caches.getOrPut(physical) {
+            caches[physical] ?: run {
+                caches.keys.removeIf { it.isClosed }
                 object : LinkedHashMap<String, PreparedStatement>(16, 0.75f, true) {
                     override fun removeEldestEntry(eldest: MutableMap.MutableEntry<String, PreparedStatement>): Boolean =
                         (size > MAX_CACHED).also { if (it) runCatching { eldest.value.close() } }
-                }
+                }.also { caches[physical] = it }
             }
         }
         return CachingConnection(pooled, physical, cache)
+    }
+
+    /** How many connections have a cache now; for tests. */
+    internal fun cachedConnections(): Int = synchronized(caches) { caches.size }
+
+    private companion object {
+        const val MAX_CACHED = 64
     }
 
     private class CachingConnection(

@@ -9,7 +9,7 @@ import org.jetbrains.exposed.v1.jdbc.select
 import org.jetbrains.exposed.v1.jdbc.transactions.transaction
 
 /** One schema change; applied once, in [version] order, and recorded in `stent_schema_version`. */
-internal class Migration(val version: Int, val description: String, val apply: JdbcTransaction.() -> Unit)
+internal class Migration(val version: Int, val description: String, val apply: JdbcTransaction.(SqlDialect) -> Unit)
 
 /**
  * The versioned migrations. Append new ones; never edit an applied one. All run in one
@@ -17,7 +17,48 @@ internal class Migration(val version: Int, val description: String, val apply: J
  */
 internal object Migrations {
     val all: List<Migration> = listOf(
-        Migration(1, "runs, steps and signals") { create(RunsTable, StepsTable, SignalsTable) },
+        // Frozen as the DDL Exposed generated for the table objects of that release, so later changes to the
+        // table objects cannot change what migration 1 does on a new database.
+        Migration(1, "runs, steps and signals") { dialect ->
+            val ddl = when (dialect) {
+                SqlDialect.Sqlite -> listOf(
+                    """CREATE TABLE IF NOT EXISTS stent_runs (id VARCHAR(200) NOT NULL PRIMARY KEY, workflow VARCHAR(200) NOT NULL,
+                       status VARCHAR(16) NOT NULL, "input" TEXT NOT NULL, "output" TEXT NULL, failure TEXT NULL, queue VARCHAR(200) NOT NULL,
+                       priority INT NOT NULL, ready_at BIGINT NULL, wait_signals TEXT NULL, lease_owner VARCHAR(200) NULL,
+                       lease_token BIGINT NOT NULL, lease_expires_at BIGINT NULL, claim_count INT NOT NULL, cancel_requested BOOLEAN NOT NULL,
+                       created_at BIGINT NOT NULL, started_at BIGINT NULL, updated_at BIGINT NOT NULL, completed_at BIGINT NULL,
+                       CONSTRAINT chk_stent_runs_signed_integer_priority CHECK (priority BETWEEN -2147483648 AND 2147483647),
+                       CONSTRAINT chk_stent_runs_signed_integer_claim_count CHECK (claim_count BETWEEN -2147483648 AND 2147483647))""",
+                    """CREATE TABLE IF NOT EXISTS stent_steps (run_id VARCHAR(200) NOT NULL, step_id VARCHAR(400) NOT NULL, kind VARCHAR(16) NOT NULL,
+                       status VARCHAR(16) NOT NULL, "result" TEXT NULL, failure TEXT NULL, attempts INT NOT NULL, wake_at BIGINT NULL,
+                       created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, CONSTRAINT pk_stent_steps PRIMARY KEY (run_id, step_id),
+                       CONSTRAINT chk_stent_steps_signed_integer_attempts CHECK (attempts BETWEEN -2147483648 AND 2147483647))""",
+                    """CREATE TABLE IF NOT EXISTS stent_signals (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id VARCHAR(200) NOT NULL,
+                       "name" VARCHAR(200) NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL, consumed_by VARCHAR(400) NULL,
+                       consumed_at BIGINT NULL)""",
+                )
+                SqlDialect.Postgres -> listOf(
+                    """CREATE TABLE IF NOT EXISTS stent_runs (id VARCHAR(200) PRIMARY KEY, workflow VARCHAR(200) NOT NULL, status VARCHAR(16) NOT NULL,
+                       "input" TEXT NOT NULL, "output" TEXT NULL, failure TEXT NULL, queue VARCHAR(200) NOT NULL, priority INT NOT NULL,
+                       ready_at BIGINT NULL, wait_signals TEXT NULL, lease_owner VARCHAR(200) NULL, lease_token BIGINT NOT NULL,
+                       lease_expires_at BIGINT NULL, claim_count INT NOT NULL, cancel_requested BOOLEAN NOT NULL, created_at BIGINT NOT NULL,
+                       started_at BIGINT NULL, updated_at BIGINT NOT NULL, completed_at BIGINT NULL)""",
+                    """CREATE TABLE IF NOT EXISTS stent_steps (run_id VARCHAR(200), step_id VARCHAR(400), kind VARCHAR(16) NOT NULL,
+                       status VARCHAR(16) NOT NULL, "result" TEXT NULL, failure TEXT NULL, attempts INT NOT NULL, wake_at BIGINT NULL,
+                       created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, CONSTRAINT pk_stent_steps PRIMARY KEY (run_id, step_id))""",
+                    """CREATE TABLE IF NOT EXISTS stent_signals (seq BIGSERIAL PRIMARY KEY, run_id VARCHAR(200) NOT NULL, "name" VARCHAR(200) NOT NULL,
+                       payload TEXT NOT NULL, created_at BIGINT NOT NULL, consumed_by VARCHAR(400) NULL, consumed_at BIGINT NULL)""",
+                )
+            }
+            val indexes = listOf(
+                "CREATE INDEX stent_runs_ready ON stent_runs (status, ready_at)",
+                "CREATE INDEX stent_runs_lease ON stent_runs (status, lease_expires_at)",
+                "CREATE INDEX stent_runs_owner ON stent_runs (lease_owner)",
+                "CREATE INDEX stent_runs_created ON stent_runs (created_at)",
+                "CREATE INDEX stent_signals_run ON stent_signals (run_id, \"name\", seq)",
+            )
+            (ddl + indexes).forEach { exec(it) }
+        },
         // Partial indexes over unfinished runs only: a finished run leaves them, so they stay as small as the
         // work in flight, finishing a run writes two index entries instead of five, and the claim walks them in
         // order. Their predicates are IS NOT NULL, never a status: an index whose predicate a point update's
@@ -32,6 +73,15 @@ internal object Migrations {
             // lease_expires_at and lease_owner are set only while a run is RUNNING
             exec("CREATE INDEX stent_runs_lease ON stent_runs (lease_expires_at) WHERE lease_expires_at IS NOT NULL")
             exec("CREATE INDEX stent_runs_owner ON stent_runs (lease_owner) WHERE lease_owner IS NOT NULL")
+        },
+        Migration(3, "run deadlines and the worker registry") {
+            // when a run is cancelled for passing its deadline (null: none); an unloaded run's ready_at is never later
+            exec("ALTER TABLE stent_runs ADD COLUMN deadline_at BIGINT NULL")
+            // workers announce what they serve and renew last_seen_at every heartbeat, so describe() can say when nobody serves a run
+            exec(
+                """CREATE TABLE stent_workers (id VARCHAR(200) PRIMARY KEY, workflows TEXT NOT NULL, queues TEXT NULL, lease_ms BIGINT NOT NULL,
+                   started_at BIGINT NOT NULL, last_seen_at BIGINT NOT NULL, stopped_at BIGINT NULL)""",
+            )
         },
     )
 
@@ -53,7 +103,7 @@ internal object Migrations {
         }
         val pending = all.filter { it.version > current }
         for (m in pending) {
-            m.apply(this)
+            m.apply(this, dialect)
             SchemaVersionTable.insert {
                 it[version] = m.version
                 it[appliedAt] = System.currentTimeMillis()

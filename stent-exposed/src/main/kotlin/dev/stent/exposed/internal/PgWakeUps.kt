@@ -10,6 +10,11 @@ import java.sql.Connection
  * (`kind:runId`) into wake-ups. A dropped connection is reopened with back-off; after each
  * (re)connect it signals new work, since notifications sent meanwhile are lost (polling is the
  * safety net). One thread, owned by the store, stopped by [close].
+ *
+ * The connection may come from a pool the caller owns (`Stent.postgres(dataSource)`), so it is
+ * never given back still listening: the thread runs `UNLISTEN *` before it closes the connection,
+ * on [close] and on every reconnect; a connection it cannot clean up is aborted, which makes the
+ * pool discard it.
  */
 internal class PgWakeUps(
     private val connect: () -> Connection,
@@ -33,7 +38,8 @@ internal class PgWakeUps(
         var backoff = 100L
         while (!closed) {
             try {
-                connect().use { conn ->
+                val conn = connect()
+                try {
                     synchronized(this) { if (closed) return; current = conn }
                     conn.autoCommit = true
                     conn.createStatement().use { it.execute("LISTEN \"$channel\"") }
@@ -49,6 +55,8 @@ internal class PgWakeUps(
                             lastPing = System.nanoTime()
                         }
                     }
+                } finally {
+                    giveBack(conn)
                 }
             } catch (e: Exception) {
                 if (closed) return
@@ -76,15 +84,36 @@ internal class PgWakeUps(
         }
     }
 
+    /** Stops listening and closes [conn]; a connection that cannot be cleaned up is aborted, never pooled while listening. */
+    private fun giveBack(conn: Connection) {
+        val clean = runCatching { conn.createStatement().use { it.execute("UNLISTEN *") } }.isSuccess
+        // from here on it is not close()'s to abort: once given back, the connection may be in use elsewhere
+        synchronized(this) { current = null }
+        if (clean) runCatching { conn.close() } else abort(conn)
+    }
+
+    private fun abort(conn: Connection) {
+        runCatching { conn.abort { it.run() } }
+        runCatching { conn.close() }
+    }
+
+    /**
+     * Stops the thread: it leaves its read within [POLL_MS], unlistens and closes the connection.
+     * If it is stuck (a network that hangs), the connection is aborted from here. Returns within about 3 s.
+     */
     override fun close() {
         closed = true
-        synchronized(this) { runCatching { current?.close() } }
-        thread.interrupt()
-        thread.join(5_000)
+        thread.join(POLL_MS + 1_500L)
+        if (thread.isAlive) {
+            synchronized(this) { current?.let(::abort) }
+            thread.interrupt()
+            thread.join(1_000)
+        }
     }
 
     private companion object {
-        const val POLL_MS = 500
+        /** How long one read for notifications blocks; also how long close() waits for the thread to clean up. */
+        const val POLL_MS = 100
         const val PING_NANOS = 10_000_000_000L
     }
 }

@@ -23,6 +23,9 @@ internal object RunsTable : Table("stent_runs") {
     /** The fencing token: incremented by every claim, checked by every write. */
     val leaseToken = long("lease_token")
     val leaseExpiresAt = long("lease_expires_at").nullable()
+
+    /** When the run is cancelled for passing its deadline; null for none (migration 3). */
+    val deadlineAt = long("deadline_at").nullable()
     val claimCount = integer("claim_count")
     val cancelRequested = bool("cancel_requested")
     val createdAt = long("created_at")

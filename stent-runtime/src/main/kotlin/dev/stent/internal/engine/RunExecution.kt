@@ -18,13 +18,21 @@ import dev.stent.store.StepRecord
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WriteOutcome
 import kotlinx.coroutines.CancellationException
+import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.Job
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.ensureActive
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.NonCancellable
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.isActive
 import kotlinx.coroutines.withContext
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.atomic.AtomicBoolean
+import java.util.concurrent.atomic.AtomicLong
 import java.util.concurrent.atomic.AtomicReference
+import kotlin.time.Duration.Companion.milliseconds
 
 /** Marks coroutines running on a run's own serial IO view, where blocking store calls may run inline. */
 internal class RunThread private constructor() : kotlin.coroutines.AbstractCoroutineContextElement(Key) {
@@ -46,18 +54,26 @@ internal sealed class StopReason {
     /** A client cancelled the run. */
     object Cancel : StopReason() { override fun toString() = "cancel requested" }
 
+    /** The run's deadline passed: it is cancelled, with the deadline recorded as the reason. */
+    class Deadline(val atMs: Long) : StopReason() {
+        override fun toString() = "deadline ${java.time.Instant.ofEpochMilli(atMs)} passed"
+    }
+
     /** The worker shuts down: give the lease back. */
     object Shutdown : StopReason() { override fun toString() = "worker shutdown" }
 
-    /** The database failed under the run: give the lease back if it can, else let it expire. */
+    /** The database failed under the run: give the lease back with a back-off if it can, else let it expire. */
     object StoreFailure : StopReason() { override fun toString() = "database failure" }
+
+    /** True when a step body may be blocked at the moment of the stop, so the worker watches for it to unwind. */
+    val mayFindBodyBusy: Boolean get() = this !is Unload
 }
 
 /** Cancels a run's coroutines; never escapes the run. */
 internal class RunStopped(val reason: StopReason) : CancellationException("run stopped: $reason")
 
 /** The end of a run's body. */
-private sealed class Outcome {
+internal sealed class Outcome {
     class Completed(val output: String) : Outcome()
     class Failed(val failure: Failure) : Outcome()
     class Stopped(val reason: StopReason) : Outcome()
@@ -67,6 +83,10 @@ private sealed class Outcome {
  * One claimed run, executed by replay in three phases: [execute] runs the body against the
  * records loaded at claim ([WorkflowScopeImpl] memoizes steps and waits), then applies the
  * outcome with one fenced write: finish, unload, release or nothing.
+ *
+ * The outcome is applied once ([settle]): by [execute] when the body ends, or by the worker when
+ * a stopped run's body ignores interruption past the worker's stop timeout (the run is then
+ * abandoned: its body may go on, but nothing it returns is recorded).
  */
 @OptIn(InternalStentApi::class)
 internal class RunExecution(val worker: WorkerEngine, private val claimed: ClaimedRun) {
@@ -82,34 +102,88 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
     /** First stop reason wins. */
     private val stopReason = AtomicReference<StopReason?>(null)
 
+    /** Set by whoever applies the outcome: the run itself, or the worker abandoning it. */
+    private val settled = AtomicBoolean(false)
+
+    /** Hears this JVM's cancel requests for the run; registered and removed by identity. */
+    private val cancelHandler: (String) -> Unit = { stop(StopReason.Cancel) }
+
+    /** When this execution was claimed (System.nanoTime): its lease is at least as fresh as that. */
+    private val claimedAtNanos: Long = System.nanoTime()
+
+    /**
+     * True when neither the claim nor a heartbeat has renewed the lease within a lease duration of
+     * [nowNanos] (monotonic time, which goes on while the process is frozen): another worker may own
+     * the run now.
+     */
+    fun leaseMayBeGone(nowNanos: Long = System.nanoTime()): Boolean =
+        nowNanos - maxOf(worker.lastRenewalNanos, claimedAtNanos) > worker.config.leaseDuration.inWholeNanoseconds
+
+    /** Before a step body starts: a run whose lease may be gone (a frozen worker, resumed) stops instead of running it. */
+    fun checkLease() {
+        if (leaseMayBeGone()) throw lost()
+    }
+
+    /** Store calls in flight for this run: call number to its start (System.nanoTime), so the heartbeat can spot one that hangs. */
+    private val storeCalls = ConcurrentHashMap<Long, Long>()
+    private val callNumbers = AtomicLong()
+
     fun stop(reason: StopReason) {
-        if (stopReason.compareAndSet(null, reason)) job?.cancel(RunStopped(reason))
+        if (stopReason.compareAndSet(null, reason)) {
+            job?.cancel(RunStopped(reason))
+            if (reason.mayFindBodyBusy) worker.watchStopped(this)
+        }
     }
 
     val isStopping: Boolean get() = stopReason.get() != null
 
+    /** Why the run was stopped, or null while it runs. */
+    val stopReasonNow: StopReason? get() = stopReason.get()
+
+    /** True once the outcome is being applied; only the first caller gets true. */
+    fun settle(): Boolean = settled.compareAndSet(false, true)
+
     suspend fun execute() {
-        worker.notifier.onCancel(runId) { stop(StopReason.Cancel) }
+        worker.notifier.onCancel(runId, cancelHandler)
         try {
-            val outcome = if (claimed.claimCount > worker.config.maxClaims) {
-                Outcome.Failed(poisonFailure())
-            } else {
-                @Suppress("UNCHECKED_CAST")
-                runBody(worker.config.definitions.getValue(workflow) as WorkflowDefinition<Any?, Any?>)
+            val deadline = claimed.deadlineAtMs
+            val stoppedEarly = stopReason.get()
+            val outcome = when {
+                stoppedEarly != null -> Outcome.Stopped(stoppedEarly) // stopped before it began (a heartbeat, a shutdown)
+                claimed.cancelRequested -> Outcome.Stopped(StopReason.Cancel)
+                deadline != null && deadline <= worker.nowMs() -> Outcome.Stopped(StopReason.Deadline(deadline))
+                claimed.claimCount > worker.config.maxClaims -> Outcome.Failed(poisonFailure())
+                else -> {
+                    @Suppress("UNCHECKED_CAST")
+                    runBody(worker.config.definitions.getValue(workflow) as WorkflowDefinition<Any?, Any?>)
+                }
             }
-            withContext(NonCancellable) { apply(outcome) }
+            if (settle()) withContext(NonCancellable) { apply(outcome) }
         } finally {
-            worker.notifier.removeCancel(runId)
+            forgetCancelHandler()
         }
     }
+
+    /** Stops hearing this JVM's cancel requests (the run ended, or was abandoned). */
+    fun forgetCancelHandler() = worker.notifier.removeCancel(runId, cancelHandler)
 
     private suspend fun <I, O> runBody(definition: WorkflowDefinition<I, O>): Outcome {
         val maxBytes = worker.stent.options.maxPayloadBytes
         return try {
             val input = decodePayload(definition.inputCodec, claimed.input, PayloadSite("input", runId, workflow))
             val output = coroutineScope {
-                val scope = WorkflowScopeImpl(this@RunExecution, definition, this)
-                definition.body.invoke(scope, input)
+                // on the default dispatcher: the run's own thread may be blocked by a step body when the deadline passes
+                val deadlineTimer = claimed.deadlineAtMs?.let { at ->
+                    launch(Dispatchers.Default) {
+                        delay((at - worker.nowMs()).coerceAtLeast(0).milliseconds)
+                        stop(StopReason.Deadline(at))
+                    }
+                }
+                try {
+                    definition.body.invoke(WorkflowScopeImpl(this@RunExecution, definition, this), input)
+                } finally {
+                    deadlineTimer?.cancel()
+                }
             }
             state.fatal?.let { return Outcome.Failed(Failure.of(it)) }
             state.unvisited().firstOrNull()?.let { return Outcome.Failed(Failure.of(notReached(it))) }
@@ -133,11 +207,13 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
     private fun poisonFailure() = Failure(
         "dev.stent.PoisonRun",
         "run '$runId' of workflow '$workflow' was claimed ${claimed.claimCount} times without finishing " +
-            "(its worker died or lost the lease each time); the poison guard (maxClaims=${worker.config.maxClaims}) failed it. " +
+            "(its worker died, lost the lease or could not write each time); the poison guard (maxClaims=${worker.config.maxClaims}) failed it. " +
             "Inspect it with describe(); fix the cause and start it again",
     )
 
-    private suspend fun apply(outcome: Outcome) {
+    /** Applies [outcome] with one fenced write (or none); a failed write is logged and left to the lease. */
+    suspend fun apply(outcome: Outcome) {
+        // every write here is tracked like a checkpoint: one that hangs for a lease stops the run's renewal
         try {
             when (outcome) {
                 is Outcome.Completed -> finish(RunStatus.COMPLETED, outcome.output, null)
@@ -147,9 +223,9 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
                 }
                 is Outcome.Stopped -> when (val reason = outcome.reason) {
                     is StopReason.Unload -> {
-                        val result = worker.access.call("unloading run '$runId'") {
-                            unload(runId, token, reason.wakeAtMs, reason.signalNames)
-                        }
+                        // the deadline is a timer too: an unloaded run is claimed again when it passes
+                        val wakeAt = listOfNotNull(reason.wakeAtMs, claimed.deadlineAtMs).minOrNull()
+                        val result = blockingOnRunThread("unloading run '$runId'") { unload(runId, token, wakeAt, reason.signalNames) }
                         when (result) {
                             UnloadOutcome.READY -> worker.notifier.workAvailable.fire()
                             UnloadOutcome.CANCELLED -> worker.notifier.runFinished(runId)
@@ -157,9 +233,15 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
                         }
                     }
                     StopReason.Cancel -> finish(RunStatus.CANCELLED, null, null)
-                    StopReason.Shutdown, StopReason.StoreFailure -> {
-                        worker.access.call("releasing run '$runId'") { release(runId, token) }
+                    is StopReason.Deadline -> finish(RunStatus.CANCELLED, null, encodeFailure(deadlineFailure(reason.atMs)))
+                    StopReason.Shutdown -> {
+                        blockingOnRunThread("releasing run '$runId'") { release(runId, token) }
                         worker.notifier.workAvailable.fire()
+                    }
+                    StopReason.StoreFailure -> {
+                        val backOff = failureBackOffMs(claimed.claimCount)
+                        worker.log.warn("run {}: stopped by a database failure; released, to be claimed again in {} ms", runId, backOff)
+                        blockingOnRunThread("releasing run '$runId' after a database failure") { release(runId, token, backOff) }
                     }
                     StopReason.LeaseLost -> worker.log.warn("run {}: lease lost; another worker resumes it", runId)
                 }
@@ -171,20 +253,30 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
         }
     }
 
+    private fun deadlineFailure(atMs: Long) = Failure(
+        DEADLINE_TYPE,
+        "run '$runId' of workflow '$workflow' passed its deadline ${java.time.Instant.ofEpochMilli(atMs)} and was cancelled",
+    )
+
     private suspend fun finish(status: RunStatus, output: String?, failure: String?) {
         val result = blockingOnRunThread("finishing run '$runId'") { worker.access.finish(runId, token, status, output, failure) }
         if (result == WriteOutcome.OK) worker.notifier.runFinished(runId)
         else worker.log.warn("run {}: lease lost before it could finish as {}", runId, status)
     }
 
-    /** Writes [record] with this run's fencing token; stops the run when the lease is gone or the database fails. */
+    /**
+     * Writes [record] with this run's fencing token; stops the run when the lease is gone or the
+     * database fails. Nothing is written once the run is stopping (a body that swallowed the
+     * cancellation cannot record its result).
+     */
     suspend fun checkpoint(record: StepRecord) {
+        currentCoroutineContext().ensureActive()
         val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { worker.access.checkpoint(runId, token, record) }
         if (result == WriteOutcome.LEASE_LOST) throw lost()
         state.record(record)
     }
 
-    /** Runs a store call for this run; a database failure stops the run (it is released or its lease expires). */
+    /** Runs a store call for this run; a database failure stops the run (it is released with a back-off, or its lease expires). */
     suspend fun <T> storeCall(what: String, block: dev.stent.store.WorkflowStore.() -> T): T = try {
         blockingOnRunThread(what, block)
     } catch (e: StentStoreException) {
@@ -194,12 +286,33 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
         throw lost()
     }
 
+    /**
+     * True when one of this run's store calls has been in flight since before [sinceNanos]
+     * (System.nanoTime): the heartbeat stops renewing such a run, so another worker can take it over.
+     */
+    fun storeCallStartedBefore(sinceNanos: Long): Boolean = storeCalls.values.any { it - sinceNanos < 0 }
+
     // the run's own thread is an IO thread: block on it rather than hop to the store dispatcher and back
-    private suspend fun <T> blockingOnRunThread(what: String, block: dev.stent.store.WorkflowStore.() -> T): T =
-        if (currentCoroutineContext()[RunThread] != null) worker.access.inline(what, block) else worker.access.call(what, block)
+    private suspend fun <T> blockingOnRunThread(what: String, block: dev.stent.store.WorkflowStore.() -> T): T {
+        val n = callNumbers.incrementAndGet()
+        storeCalls[n] = System.nanoTime()
+        try {
+            return if (currentCoroutineContext()[RunThread] != null) worker.access.inline(what, block) else worker.access.call(what, block)
+        } finally {
+            storeCalls.remove(n)
+        }
+    }
 
     private fun lost(): RunStopped {
         stop(StopReason.LeaseLost)
         return RunStopped(StopReason.LeaseLost)
+    }
+
+    companion object {
+        /** The failure type recorded on a run cancelled by its deadline. */
+        const val DEADLINE_TYPE = "dev.stent.DeadlineExceeded"
+
+        /** How long a run stopped by a database failure waits before it is claimed again: 1 s, doubling per claim, at most 60 s. */
+        fun failureBackOffMs(claimCount: Int): Long = (1_000L shl (claimCount - 1).coerceIn(0, 6)).coerceAtMost(60_000L)
     }
 }

@@ -33,6 +33,7 @@ internal class RunState(records: List<StepRecord>) {
     private val counters = HashMap<String, Int>()
     private var busy = 0
     private val waiters = HashSet<Waiter>()
+    private val running = ArrayList<InStep>(1)
 
     /** A misuse or non-determinism error that fails the run even if the workflow code catches it. */
     @Volatile
@@ -63,6 +64,13 @@ internal class RunState(records: List<StepRecord>) {
 
     /** Records that exist but that this replay never reached (kinds the code reaches only by call order included). */
     fun unvisited(): List<StepRecord> = synchronized(lock) { records.values.filter { it.stepId !in visited } }
+
+    fun stepStarted(step: InStep) = synchronized(lock) { running += step }
+
+    fun stepEnded(step: InStep) = synchronized(lock) { running -= step }
+
+    /** The step bodies running now, for the log of a run abandoned with a body that ignores interruption. */
+    fun runningSteps(): List<InStep> = synchronized(lock) { running.toList() }
 
     fun enterBusy() = synchronized(lock) { busy++ }
 

@@ -22,8 +22,19 @@ import dev.stent.internal.encodePayload
 import dev.stent.store.StepKind
 import dev.stent.store.StepRecord
 import dev.stent.store.StepStatus
+import dev.stent.InvalidArgumentException
+import dev.stent.StepTimeoutException
+import dev.stent.TimeMath
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.InternalCoroutinesApi
+import kotlinx.coroutines.ThreadContextElement
+import kotlinx.coroutines.awaitCancellation
+import kotlinx.coroutines.job
+import kotlinx.coroutines.DisposableHandle
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.ensureActive
@@ -33,6 +44,7 @@ import kotlinx.coroutines.withContext
 import kotlinx.coroutines.yield
 import kotlinx.serialization.builtins.serializer
 import java.time.Instant
+import java.util.concurrent.atomic.AtomicBoolean
 import java.util.UUID
 import kotlin.coroutines.AbstractCoroutineContextElement
 import kotlin.coroutines.CoroutineContext
@@ -41,9 +53,66 @@ import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
 
-/** Present in the context of a running step body, to catch nested steps. */
-private class InStep(val stepId: String) : AbstractCoroutineContextElement(Key) {
+/**
+ * In the context of a running step body: names the step (Stent calls inside a body are misuse),
+ * and interrupts the threads the body blocks when the body is cancelled (the run stops, or the
+ * step's timeout passes), so blocking code stops too.
+ *
+ * It tracks the threads the body's coroutines execute on (as a [ThreadContextElement], entered
+ * and left at every resumption and suspension), and clears an interrupt it caused before the
+ * thread leaves the body, so no pool thread keeps a stray interrupt.
+ */
+internal class InStep(val stepId: String) : AbstractCoroutineContextElement(Key), ThreadContextElement<Unit> {
     companion object Key : CoroutineContext.Key<InStep>
+
+    private val lock = Any()
+
+    // guarded by lock: threads executing the body now (with how many of its coroutines each), and those this interrupted
+    private val threads = HashMap<Thread, Int>(2)
+    private val interrupted = HashSet<Thread>(2)
+
+    /** True once the body was cancelled. */
+    @Volatile
+    var cancelled: Boolean = false
+        private set
+
+    override fun updateThreadContext(context: CoroutineContext) {
+        val t = Thread.currentThread()
+        synchronized(lock) { threads[t] = (threads[t] ?: 0) + 1 }
+    }
+
+    override fun restoreThreadContext(context: CoroutineContext, oldState: Unit) {
+        val t = Thread.currentThread()
+        synchronized(lock) {
+            val n = (threads[t] ?: 1) - 1
+            if (n > 0) {
+                threads[t] = n
+                return
+            }
+            threads.remove(t)
+            if (interrupted.remove(t)) Thread.interrupted()
+        }
+    }
+
+    /**
+     * Interrupts every thread the body blocks right now (once, as `runInterruptible` does: a body
+     * that resumes after the cancel gets a `CancellationException` at its next suspension instead).
+     */
+    fun cancel() {
+        synchronized(lock) {
+            if (cancelled) return
+            cancelled = true
+            threads.keys.forEach(::interruptLocked)
+        }
+    }
+
+    /** The threads the body runs on right now, for the log of an abandoned run. */
+    fun threadsNow(): List<Thread> = synchronized(lock) { threads.keys.toList() }
+
+    private fun interruptLocked(t: Thread) {
+        t.interrupt()
+        interrupted += t
+    }
 }
 
 private class StepScopeImpl(override val runId: String, override val stepId: String, override val attempt: Int) : StepScope
@@ -67,16 +136,18 @@ internal class WorkflowScopeImpl(
 
     // ---- steps ---------------------------------------------------------------------------
 
-    override suspend fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy?, block: suspend StepScope.() -> T): T {
+    override suspend fun <T> step(
+        id: String,
+        codec: Codec<T>,
+        retry: RetryPolicy?,
+        timeout: Duration?,
+        block: suspend StepScope.() -> T,
+    ): T {
         checkUserId(id, "step")
-        currentCoroutineContext()[InStep]?.let { outer ->
-            throw state.fail(
-                WorkflowMisuseException(
-                    runId, workflowName, id,
-                    "step '$id' was called inside step '${outer.stepId}' in workflow '$workflowName' (run '$runId'): " +
-                        "steps cannot nest; call it from the workflow body, or make it plain code inside the outer step",
-                ),
-            )
+        checkNotInStep("step", id)
+        val timeoutMs = timeout?.takeUnless { it.isInfinite() }?.let { t ->
+            if (!t.isPositive()) throw invalid("step '$id': timeout must be positive (or null for none), was $t", id)
+            TimeMath.delayMs(t).coerceAtLeast(1)
         }
         val record = visit(id, StepKind.STEP)
         val site = PayloadSite("result of step '$id'", runId, workflowName, id)
@@ -95,20 +166,77 @@ internal class WorkflowScopeImpl(
             currentCoroutineContext().ensureActive()
             val attempt = attempts + 1
             val wakeAt = busy {
-                val outcome = try {
-                    Attempt.Ok(withContext(InStep(id)) { StepScopeImpl(runId, id, attempt).block() })
-                } catch (e: Throwable) {
-                    if (e is CancellationException && (run.isStopping || !currentCoroutineContext().isActive)) throw e
-                    if (e is Error && e !is StackOverflowError && e !is AssertionError) throw e
-                    Attempt.Err(e)
-                }
-                when (outcome) {
+                when (val outcome = runAttempt(id, attempt, timeoutMs, block)) {
                     is Attempt.Ok -> return@step completeStep(id, codec, outcome.value, attempt, site)
                     is Attempt.Err -> failedAttempt(id, attempt, policy, outcome.error)
                 }
             }
             attempts = attempt
             waitUntil(wakeAt, null)
+        }
+    }
+
+    /**
+     * Runs one attempt of a step body. When the run is stopping, whatever the body threw or
+     * returned is dropped and the cancellation goes on; when the step's own timeout cancelled the
+     * body, the attempt fails with [StepTimeoutException].
+     */
+    private suspend fun <T> runAttempt(id: String, attempt: Int, timeoutMs: Long?, block: suspend StepScope.() -> T): Attempt<T> {
+        run.checkLease()
+        val inStep = InStep(id)
+        state.stepStarted(inStep)
+        // set by the step's own timer only, so what the body throws when it is cut off does not matter
+        val timedOut = AtomicBoolean()
+        try {
+            val body: suspend () -> T = { StepScopeImpl(runId, id, attempt).block() }
+            val value = if (timeoutMs == null) {
+                interruptible(inStep, body)
+            } else {
+                coroutineScope {
+                    val work = async { interruptible(inStep, body) }
+                    // on the default dispatcher: the body may block the run's own thread
+                    val timer = launch(Dispatchers.Default) {
+                        delay(timeoutMs.milliseconds)
+                        timedOut.set(true)
+                        work.cancel()
+                    }
+                    try {
+                        work.await()
+                    } finally {
+                        timer.cancel()
+                    }
+                }
+            }
+            return Attempt.Ok(value)
+        } catch (e: Throwable) {
+            if (e is Error && e !is StackOverflowError && e !is AssertionError) throw e
+            if (!currentCoroutineContext().isActive) {
+                // the run is stopping: nothing the body did is recorded
+                throw e as? CancellationException ?: CancellationException("step '$id' of run '$runId' stopped").apply { initCause(e) }
+            }
+            if (timedOut.get()) return Attempt.Err(StepTimeoutException(runId, workflowName, id, attempt, timeoutMs!!.milliseconds))
+            return Attempt.Err(e)
+        } finally {
+            state.stepEnded(inStep)
+        }
+    }
+
+    /**
+     * Runs [body] with [inStep] in its context, so a cancellation of the body (or of children it
+     * left running) interrupts the threads it blocks. The handler stays until `withContext` has
+     * waited for those children too.
+     */
+    @OptIn(InternalCoroutinesApi::class)
+    private suspend fun <T> interruptible(inStep: InStep, body: suspend () -> T): T {
+        var handle: DisposableHandle? = null
+        try {
+            return withContext(inStep) {
+                // onCancelling: interrupt at once, in the canceller's thread, while the body still blocks
+                handle = coroutineContext.job.invokeOnCompletion(onCancelling = true) { if (it != null) inStep.cancel() }
+                body()
+            }
+        } finally {
+            handle?.dispose()
         }
     }
 
@@ -124,7 +252,7 @@ internal class WorkflowScopeImpl(
             run.checkpoint(StepRecord(id, StepKind.STEP, StepStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
             throw stepFailed(id, attempt, failure)
         }
-        val wakeAt = worker.nowMs() + policy.delayBefore(attempt + 1).inWholeMilliseconds
+        val wakeAt = TimeMath.plus(worker.nowMs(), TimeMath.delayMs(policy.delayBefore(attempt + 1)))
         run.checkpoint(
             StepRecord(id, StepKind.STEP, StepStatus.RETRYING, failure = encodeFailure(failure), attempts = attempt, wakeAt = wakeAt),
         )
@@ -149,21 +277,24 @@ internal class WorkflowScopeImpl(
     // ---- timers --------------------------------------------------------------------------
 
     override suspend fun sleep(duration: Duration, id: String?) {
-        require(!duration.isNegative()) { "sleep: duration must not be negative, was $duration (workflow '$workflowName', run '$runId')" }
-        sleepRecorded(id) { worker.nowMs() + duration.inWholeMilliseconds }
+        checkNotInStep("sleep", id)
+        if (duration.isNegative()) throw invalid("sleep: duration must not be negative, was $duration", id)
+        sleepRecorded(id) { TimeMath.wakeAt(worker.nowMs(), duration) }
     }
 
     override suspend fun sleepUntil(instant: Instant, id: String?) {
-        sleepRecorded(id) { instant.toEpochMilli() }
+        checkNotInStep("sleepUntil", id)
+        sleepRecorded(id) { TimeMath.epochMs(instant) }
     }
 
-    private suspend fun sleepRecorded(id: String?, wakeAt: () -> Long) {
+    /** Records a timer due at [wakeAt] (null: no timer, only a cancel or the deadline ends it) and waits for it. */
+    private suspend fun sleepRecorded(id: String?, wakeAt: () -> Long?) {
         val timerId = id?.also { checkUserId(it, "sleep") } ?: state.nextId("sleep")
         val record = visit(timerId, StepKind.SLEEP)
-        val due = record?.wakeAt ?: busy {
+        val due = if (record != null) record.wakeAt else busy {
             wakeAt().also { run.checkpoint(StepRecord(timerId, StepKind.SLEEP, StepStatus.WAITING, wakeAt = it)) }
         }
-        waitUntil(due, null)
+        if (due == null) waitForever() else waitUntil(due, null)
     }
 
     /** Suspends until the database clock reaches [wakeAtMs]; the run may unload meanwhile. */
@@ -175,22 +306,31 @@ internal class WorkflowScopeImpl(
         }
     }
 
+    /** A durable wait with no timer: the run unloads, and only a cancel or its deadline ends it. */
+    private suspend fun waitForever(): Nothing {
+        waiting(Waiter(null, null)) { awaitCancellation() }
+    }
+
     // ---- signals -------------------------------------------------------------------------
 
     override suspend fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration?, id: String?): T {
-        WorkflowDefinition.validateName("signal name", name)
-        require(timeout == null || timeout.isPositive()) { "awaitSignal('$name'): timeout must be positive, was $timeout" }
+        checkNotInStep("awaitSignal", id)
+        WorkflowDefinition.validateName("signal name", name, runId, workflowName)
+        if (timeout != null && timeout.isNegative()) {
+            throw invalid("awaitSignal('$name'): timeout must not be negative (null or INFINITE for none), was $timeout", id)
+        }
+        val limit = timeout?.takeUnless { it.isInfinite() }
         val waitId = id?.also { checkUserId(it, "signal wait") } ?: state.nextId("signal:$name")
         val record = visit(waitId, StepKind.SIGNAL)
         val site = PayloadSite("payload of signal '$name'", runId, workflowName, waitId)
         when (record?.status) {
             StepStatus.COMPLETED -> return decodePayload(codec, record.result ?: "null", site)
-            StepStatus.TIMED_OUT -> throw SignalTimeoutException(runId, workflowName, waitId, name, timeout ?: Duration.ZERO)
+            StepStatus.TIMED_OUT -> throw SignalTimeoutException(runId, workflowName, waitId, name, limit ?: Duration.ZERO)
             else -> Unit
         }
-        val deadline = record?.wakeAt ?: timeout?.let { t ->
+        val deadline = record?.wakeAt ?: limit?.let { t ->
             busy {
-                (worker.nowMs() + t.inWholeMilliseconds).also {
+                TimeMath.plus(worker.nowMs(), TimeMath.delayMs(t)).also {
                     run.checkpoint(StepRecord(waitId, StepKind.SIGNAL, StepStatus.WAITING, wakeAt = it))
                 }
             }
@@ -207,7 +347,7 @@ internal class WorkflowScopeImpl(
             val left = deadline?.let { it - worker.nowMs() }
             if (left != null && left <= 0) {
                 busy { run.checkpoint(StepRecord(waitId, StepKind.SIGNAL, StepStatus.TIMED_OUT, wakeAt = deadline)) }
-                throw SignalTimeoutException(runId, workflowName, waitId, name, timeout ?: Duration.ZERO)
+                throw SignalTimeoutException(runId, workflowName, waitId, name, limit ?: Duration.ZERO)
             }
             val pause = minOf(left ?: Long.MAX_VALUE, SIGNAL_POLL_MS).milliseconds
             waiting(Waiter(deadline, name)) { wake.awaitArmed(armed, pause) }
@@ -226,6 +366,7 @@ internal class WorkflowScopeImpl(
         recorded(id, "random", StepKind.RANDOM, doubleCodec) { Random.nextDouble() }
 
     private suspend fun <T> recorded(explicitId: String?, prefix: String, kind: StepKind, codec: Codec<T>, make: () -> T): T {
+        checkNotInStep(prefix, explicitId)
         val id = explicitId?.also { checkUserId(it, prefix) } ?: state.nextId(prefix)
         val record = visit(id, kind)
         if (record?.result != null) return decodePayload(codec, record.result, PayloadSite("recorded $prefix", runId, workflowName, id))
@@ -257,10 +398,31 @@ internal class WorkflowScopeImpl(
     }
 
     private fun checkUserId(id: String, what: String) {
-        WorkflowDefinition.validateName("$what id", id)
-        require('#' !in id) {
-            "invalid $what id '$id' in workflow '$workflowName' (run '$runId'): '#' is reserved for generated ids; use '-' or '.'"
+        WorkflowDefinition.validateName("$what id", id, runId, workflowName)
+        if ('#' in id) {
+            throw invalid("invalid $what id '$id': '#' is reserved for generated ids; use '-' or '.'", id)
         }
+    }
+
+    /** An [InvalidArgumentException] that names this run (and [stepId] when known). */
+    private fun invalid(message: String, stepId: String?) =
+        InvalidArgumentException("$message (workflow '$workflowName', run '$runId')", runId, workflowName, stepId)
+
+    /**
+     * Stent calls belong in the workflow body, never in a step body: a step body may run again, and
+     * its calls would not be replayed in the same place. Fails the run, even if the code catches it.
+     */
+    private suspend fun checkNotInStep(call: String, id: String?) {
+        val outer = currentCoroutineContext()[InStep] ?: return
+        val what = if (id != null) "$call('$id')" else "$call()"
+        throw state.fail(
+            WorkflowMisuseException(
+                runId, workflowName, id ?: outer.stepId,
+                "$what was called inside step '${outer.stepId}' in workflow '$workflowName' (run '$runId'): " +
+                    "Stent calls (steps, sleeps, signals, now, random) cannot run inside a step body; " +
+                    "call them from the workflow body, or make the inner work plain code inside the step",
+            ),
+        )
     }
 
     /** Marks the run busy (doing work or I/O) around [block]; the end of the last busy section may let it unload. */

@@ -4,24 +4,33 @@ import dev.stent.Stent
 import dev.stent.StentStoreException
 import dev.stent.WorkerConfig
 import dev.stent.internal.WakeUp
+import dev.stent.internal.engine.Outcome
 import dev.stent.internal.engine.RunExecution
 import dev.stent.internal.engine.RunThread
 import dev.stent.internal.engine.StopReason
 import dev.stent.store.ClaimRequest
+import dev.stent.store.ClaimedRun
+import dev.stent.store.HeartbeatResult
+import dev.stent.store.WorkerRecord
+import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.CoroutineExceptionHandler
 import kotlinx.coroutines.CoroutineName
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.Deferred
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.Job
+import kotlinx.coroutines.NonCancellable
 import kotlinx.coroutines.SupervisorJob
+import kotlinx.coroutines.async
 import kotlinx.coroutines.cancel
-import kotlinx.coroutines.cancelAndJoin
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.job
 import kotlinx.coroutines.joinAll
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.selects.onTimeout
 import kotlinx.coroutines.selects.select
+import kotlinx.coroutines.withContext
 import kotlinx.coroutines.withTimeoutOrNull
 import org.slf4j.LoggerFactory
 import java.util.concurrent.ConcurrentHashMap
@@ -33,6 +42,10 @@ import kotlin.time.Duration.Companion.seconds
 /**
  * The worker's machinery: a claim loop, a heartbeat loop and one coroutine per claimed run, all
  * in one supervisor scope owned by the worker.
+ *
+ * Stop is bounded: a stopped run whose step body ignores interruption is abandoned after
+ * [WorkerConfig.stopTimeout] (see [watchStopped]), and [shutdown] returns within its grace plus
+ * the stop timeout plus [FINAL_WAIT] twice, whatever user code or the database does.
  */
 internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     val id: String = config.workerId
@@ -45,12 +58,24 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             CoroutineExceptionHandler { _, e -> log.error("stent worker {}: unexpected error", id, e) },
     )
 
-    /** Runs this worker executes; written by the claim loop, removed by each run when it ends. */
+    /**
+     * Store calls nobody waits for beyond a bound (heartbeats, the last writes of a shutdown): they run
+     * here, apart from [scope], so a call that hangs in JDBC never holds up the worker or its shutdown.
+     */
+    private val detached = CoroutineScope(SupervisorJob() + Dispatchers.IO + CoroutineName("stent-worker-$id-detached"))
+
+    /** Runs this worker executes; written by the claim loop, removed by each run when it ends (or is abandoned). */
     private val active = ConcurrentHashMap<String, RunExecution>()
     private val slotFreed = WakeUp()
     private val stopping = AtomicBoolean(false)
+    private val stopped = CompletableDeferred<Unit>()
     private var claimJob: Job? = null
     private var heartbeatJob: Job? = null
+
+    /** When the last heartbeat that renewed this worker's leases started (System.nanoTime); written by the heartbeat loop. */
+    @Volatile
+    var lastRenewalNanos: Long = System.nanoTime()
+        private set
 
     /** Database clock minus local clock, measured at each claim and heartbeat. */
     @Volatile
@@ -66,6 +91,10 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     }
 
     fun start() {
+        log.info(
+            "stent worker {} serves workflows {} from {}, {} at a time",
+            id, config.definitions.keys, config.queues?.let { "queues $it" } ?: "every queue", config.concurrency,
+        )
         claimJob = scope.launch(CoroutineName("stent-claim-$id")) { claimLoop() }
         heartbeatJob = scope.launch(CoroutineName("stent-heartbeat-$id")) { heartbeatLoop() }
     }
@@ -73,7 +102,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     private suspend fun claimLoop() {
         val names = config.definitions.keys.toList()
         val queues = config.queues?.toList()
-        var idle = MIN_POLL
+        // with wake-ups from other processes, an idle worker need not poll fast: new work announces itself
+        val minPoll = if (access.store.deliversWakeUps) config.pollInterval else MIN_POLL
+        var idle = minPoll
         while (!stopping.get()) {
             val armedWork = notifier.workAvailable.arm()
             val armedSlot = slotFreed.arm()
@@ -82,19 +113,22 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             var nextReadyAt: Long? = null
             if (free > 0) {
                 try {
-                    val before = System.currentTimeMillis()
-                    val result = access.call("claiming runs") {
-                        claim(ClaimRequest(id, names, queues ?: emptyList(), free, config.leaseDuration.inWholeMilliseconds))
+                    // A claim that committed is launched or released, never dropped: not even a shutdown cancels it halfway.
+                    withContext(NonCancellable) {
+                        val before = System.currentTimeMillis()
+                        val result = access.call("claiming runs") {
+                            claim(ClaimRequest(id, names, queues ?: emptyList(), free, config.leaseDuration.inWholeMilliseconds))
+                        }
+                        observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
+                        if (stopping.get()) releaseUnstarted(result.runs) else result.runs.forEach(::launchRun)
+                        claimed = result.runs.size
+                        nextReadyAt = result.nextReadyAt
                     }
-                    observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
-                    for (run in result.runs) launchRun(run)
-                    claimed = result.runs.size
-                    nextReadyAt = result.nextReadyAt
                 } catch (e: StentStoreException) {
                     log.warn("stent worker {}: claim failed, retrying: {}", id, e.message)
                 }
             }
-            if (claimed > 0) idle = MIN_POLL
+            if (claimed > 0) idle = minPoll
             // Sleep until woken, until the next known timer is due, or for the back-off: the safety net
             // for work written by other processes without a wake-up channel.
             val untilTimer = nextReadyAt?.let { (it - nowMs()).coerceAtLeast(1).milliseconds }
@@ -104,9 +138,21 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                 armedSlot.onAwait { true }
                 onTimeout(pause) { false }
             }
-            idle = if (woken) MIN_POLL else (idle * 2).coerceAtMost(config.pollInterval)
+            idle = if (woken) minPoll else (idle * 2).coerceAtMost(config.pollInterval)
             if (woken) gatherSlots()
         }
+    }
+
+    /** Gives back runs claimed while the worker began to shut down: they never started, so the release is clean. */
+    private suspend fun releaseUnstarted(runs: List<ClaimedRun>) {
+        for (run in runs) {
+            try {
+                access.call("releasing run '${run.id}' claimed during shutdown") { release(run.id, run.token) }
+            } catch (e: StentStoreException) {
+                log.warn("run {}: claimed during shutdown and not released ({}); its lease will expire", run.id, e.message)
+            }
+        }
+        if (runs.isNotEmpty()) notifier.workAvailable.fire()
     }
 
     /**
@@ -120,18 +166,24 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         }
     }
 
-    private fun launchRun(claimed: dev.stent.store.ClaimedRun) {
+    private fun launchRun(claimed: ClaimedRun) {
+        // This worker claimed a run it still executes: the older execution lost its lease (its heartbeat
+        // stalled past it). Stop that one first, and let it unwind before the new one starts (for at most
+        // the stop timeout, after which it is abandoned); its cleanup removes only itself.
+        val previous = active[claimed.id]?.also { it.stop(StopReason.LeaseLost) }
         val execution = RunExecution(this, claimed)
-        active[claimed.id] = execution
         val job = scope.launch(runDispatcher() + RunThread.element + CoroutineName("stent-run-${claimed.id}"), start = CoroutineStart.LAZY) {
             try {
+                // not cancellable: a stop meanwhile must still reach execute(), which applies it (nothing is orphaned)
+                previous?.job?.let { old -> withContext(NonCancellable) { withTimeoutOrNull(config.stopTimeout) { old.join() } } }
                 execution.execute()
             } finally {
-                active.remove(claimed.id, execution)
-                slotFreed.fire()
+                if (active.remove(claimed.id, execution)) slotFreed.fire()
             }
         }
+        // the job is set before the run is visible in `active`, so a stop from the heartbeat or a shutdown always reaches it
         execution.job = job
+        active[claimed.id] = execution
         job.start()
     }
 
@@ -141,61 +193,156 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
      */
     private fun runDispatcher() = Dispatchers.IO.limitedParallelism(1)
 
+    /**
+     * Called when [execution] is stopped for [reason] while a step body may be running: its thread
+     * was interrupted; if the run has not unwound after the stop timeout, it is abandoned.
+     */
+    fun watchStopped(execution: RunExecution) {
+        scope.launch(CoroutineName("stent-stop-watch-${execution.runId}")) {
+            delay(config.stopTimeout)
+            abandon(execution)
+        }
+    }
+
+    /**
+     * Gives up on a stopped run whose body ignores interruption: its slot is freed, nothing it
+     * returns is recorded, and its outcome is applied from here: a cancelled run goes CANCELLED (a
+     * later write of the body is refused by the fence), any other run keeps its lease until it expires.
+     */
+    private fun abandon(execution: RunExecution) {
+        val job = execution.job ?: return
+        if (job.isCompleted || !execution.settle()) return
+        val reason = execution.stopReasonNow ?: StopReason.Shutdown
+        val threads = execution.state.runningSteps().flatMap { step -> step.threadsNow().map { step.stepId to it } }
+        log.warn(
+            "run {}: stopped ({}) {} ago, but its body has not returned although its thread was interrupted; abandoning it: " +
+                "nothing it returns will be recorded{}",
+            execution.runId, reason, config.stopTimeout,
+            threads.joinToString("") { (step, t) -> "\n  step '$step' on thread '${t.name}':\n    " + t.stackTrace.take(12).joinToString("\n    ") },
+        )
+        if (active.remove(execution.runId, execution)) slotFreed.fire()
+        execution.forgetCancelHandler()
+        when (reason) {
+            // detached: a write that hangs must not hold up the caller (a shutdown has a bound to keep)
+            StopReason.Cancel, is StopReason.Deadline -> detached.launch { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason)) } }
+            else -> log.warn("run {}: its lease is left to expire; then another worker resumes it", execution.runId)
+        }
+    }
+
+    /** A heartbeat in flight: when it started, the runs it renews, and its reply. */
+    private class Renewal(val startedNanos: Long, val runs: List<RunExecution>, val reply: Deferred<HeartbeatResult>)
+
     private suspend fun heartbeatLoop() {
-        var lastOk = System.currentTimeMillis()
-        while (true) {
-            delay(config.heartbeatInterval)
-            val snapshot = active.values.toList()
-            if (snapshot.isEmpty()) {
-                lastOk = System.currentTimeMillis()
-                continue
-            }
-            if (System.currentTimeMillis() - lastOk > config.leaseDuration.inWholeMilliseconds) {
-                // no renewal for a whole lease: others may own these runs now; stop writing for them
-                snapshot.forEach { it.stop(StopReason.LeaseLost) }
-            }
+        val leaseNanos = config.leaseDuration.inWholeNanoseconds
+        var registration: Deferred<Unit>? = null
+        var inFlight: Renewal? = null
+        // a reply counts from when its call started, however late it arrives
+        fun take(renewal: Renewal) {
             try {
-                val before = System.currentTimeMillis()
-                val result = access.call("renewing leases") { heartbeat(id, snapshot.map { it.runId }, config.leaseDuration.inWholeMilliseconds) }
-                observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
-                lastOk = before
-                val held = result.leases.associateBy { it.runId }
-                for (execution in snapshot) {
-                    val lease = held[execution.runId]
-                    when {
-                        lease == null || lease.token != execution.token -> execution.stop(StopReason.LeaseLost)
-                        lease.cancelRequested -> execution.stop(StopReason.Cancel)
-                    }
-                }
+                @OptIn(kotlinx.coroutines.ExperimentalCoroutinesApi::class)
+                val result = renewal.reply.getCompleted()
+                lastRenewalNanos = maxOf(lastRenewalNanos, renewal.startedNanos)
+                applyHeartbeat(renewal.runs, result)
             } catch (e: StentStoreException) {
                 log.warn("stent worker {}: heartbeat failed: {}", id, e.message)
             }
         }
+        while (true) {
+            // announced once, for describe() of runs nobody serves; apart from renewals, so it never holds them up
+            if (registration == null || (registration.isCompleted && registration.getCompletionExceptionOrNull() != null)) {
+                registration = detached.async { access.inline("registering worker '$id'") { registerWorker(workerRecord()) } }
+            }
+            val now = System.nanoTime()
+            inFlight?.let { renewal ->
+                when {
+                    renewal.reply.isCompleted -> take(renewal).also { inFlight = null }
+                    // a call that hangs for a lease is given up (it goes on in the background): start a fresh one
+                    now - renewal.startedNanos > leaseNanos -> { renewal.reply.cancel(); inFlight = null }
+                }
+            }
+            val snapshot = active.values.toList()
+            // no renewal for a whole lease (monotonic time), and none since the run was claimed: others may own it now
+            snapshot.filter { it.leaseMayBeGone(now) }.forEach { it.stop(StopReason.LeaseLost) }
+            // a run stuck in one store call for a whole lease is not renewed: another worker takes it over
+            val (stuck, renewable) = snapshot.partition { it.storeCallStartedBefore(now - leaseNanos) }
+            for (run in stuck) {
+                log.warn("run {}: a database call has been stuck for more than a lease; its lease is no longer renewed", run.runId)
+                run.stop(StopReason.LeaseLost)
+            }
+            if (inFlight == null) {
+                val renewal = Renewal(
+                    now, renewable,
+                    detached.async {
+                        val before = System.currentTimeMillis()
+                        access.inline("renewing leases") { heartbeat(id, renewable.map { it.runId }, config.leaseDuration.inWholeMilliseconds) }
+                            .also { observeDbClock(it.dbNowMs, before, System.currentTimeMillis()) }
+                    },
+                )
+                // a heartbeat that hangs never blocks this loop: the lease watchdog above must keep running
+                if (withTimeoutOrNull(config.heartbeatInterval) { renewal.reply.join() } != null) take(renewal)
+                else inFlight = renewal.also { log.warn("stent worker {}: heartbeat slower than {}; still waiting for it", id, config.heartbeatInterval) }
+            }
+            delay(config.heartbeatInterval)
+        }
     }
 
-    suspend fun shutdown(grace: Duration) {
-        if (!stopping.compareAndSet(false, true)) {
-            scope.coroutineContext[Job]?.join()
-            return
-        }
-        claimJob?.cancelAndJoin()
-        withTimeoutOrNull(grace) {
-            while (active.isNotEmpty()) {
-                val armed = slotFreed.arm()
-                if (active.isEmpty()) break
-                select { armed.onAwait {}; onTimeout(100.milliseconds) {} }
+    private fun applyHeartbeat(renewed: List<RunExecution>, result: HeartbeatResult) {
+        val held = result.leases.associateBy { it.runId }
+        for (execution in renewed) {
+            val lease = held[execution.runId]
+            when {
+                lease == null || lease.token != execution.token -> execution.stop(StopReason.LeaseLost)
+                lease.cancelRequested -> execution.stop(StopReason.Cancel)
             }
         }
-        val remaining = active.values.toList()
-        remaining.forEach { it.stop(StopReason.Shutdown) }
-        withTimeoutOrNull(30.seconds) { remaining.mapNotNull { it.job }.joinAll() }
-        heartbeatJob?.cancelAndJoin()
-        scope.cancel()
-        scope.coroutineContext[Job]?.join()
+    }
+
+    private fun workerRecord() =
+        WorkerRecord(id, config.definitions.keys.toList(), config.queues?.toList(), config.leaseDuration.inWholeMilliseconds, 0, 0, null)
+
+    /**
+     * Stops claiming, waits up to [grace] for in-flight runs to finish or reach a durable wait,
+     * then stops the rest (interrupting their step bodies) and releases their leases. Returns
+     * within `grace + stopTimeout + 2 × FINAL_WAIT`, whatever runs or the database do: a run still
+     * busy then is abandoned with its lease left to expire. A second call waits for the first.
+     */
+    suspend fun shutdown(grace: Duration) {
+        val bound = grace + config.stopTimeout + FINAL_WAIT * 2
+        if (!stopping.compareAndSet(false, true)) {
+            withTimeoutOrNull(bound) { stopped.await() }
+            return
+        }
+        try {
+            // a claim in flight finishes on its own and releases what it took (see claimLoop)
+            claimJob?.cancel()
+            withTimeoutOrNull(grace) {
+                claimJob?.join() // after it, no run is launched any more
+                while (active.isNotEmpty()) {
+                    val armed = slotFreed.arm()
+                    if (active.isEmpty()) break
+                    select { armed.onAwait {}; onTimeout(100.milliseconds) {} }
+                }
+            }
+            val remaining = active.values.toList()
+            remaining.forEach { it.stop(StopReason.Shutdown) }
+            withTimeoutOrNull(config.stopTimeout) { remaining.mapNotNull { it.job }.joinAll() }
+            remaining.forEach { abandon(it) }
+            heartbeatJob?.cancel()
+            val deregister = detached.async { access.inline("deregistering worker '$id'") { deregisterWorker(id) } }
+            withTimeoutOrNull(FINAL_WAIT) { deregister.join() }
+            scope.cancel()
+            withTimeoutOrNull(FINAL_WAIT) { scope.coroutineContext.job.join() }
+            detached.cancel()
+        } finally {
+            stopped.complete(Unit)
+        }
     }
 
     private companion object {
         val MIN_POLL = 10.milliseconds
         val GATHER = 2.milliseconds
+
+        /** How long shutdown waits for each of its last steps (deregistering, the worker's own coroutines). */
+        val FINAL_WAIT = 1.seconds
     }
 }

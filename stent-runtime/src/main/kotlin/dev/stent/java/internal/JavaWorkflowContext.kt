@@ -2,18 +2,20 @@ package dev.stent.java.internal
 
 import dev.stent.Codec
 import dev.stent.RetryPolicy
-import dev.stent.WorkflowMisuseException
+import dev.stent.internal.engine.InStep
 import dev.stent.WorkflowScope
 import dev.stent.java.JavaCodecs
 import dev.stent.java.StepAction
 import dev.stent.java.StepSupplier
 import dev.stent.java.WorkflowContext
+import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.runInterruptible
 import java.time.Duration
 import java.time.Instant
 import java.util.UUID
 import kotlin.coroutines.CoroutineContext
+import kotlin.coroutines.EmptyCoroutineContext
 import kotlin.time.toKotlinDuration
 
 /**
@@ -22,48 +24,50 @@ import kotlin.time.toKotlinDuration
  * unload or a cancel reaches it). Step bodies run on [BlockingDispatchers.steps].
  */
 internal class JavaWorkflowContext(private val scope: WorkflowScope, private val runContext: CoroutineContext) : WorkflowContext {
-    /** The step whose body runs on this thread, to catch nested steps (Java bodies cannot carry coroutine context). */
-    private val inStep = ThreadLocal<String?>()
+    /**
+     * The step whose body runs on this thread (Java bodies cannot carry coroutine context): a call
+     * made from it carries the step into the engine, which rejects it as misuse and fails the run.
+     */
+    private val inStep = ThreadLocal<InStep?>()
 
-    private fun <T> call(block: suspend WorkflowScope.() -> T): T = runBlocking(runContext) { scope.block() }
+    private fun <T> call(block: suspend WorkflowScope.() -> T): T =
+        runBlocking(runContext + (inStep.get() ?: EmptyCoroutineContext)) { scope.block() }
 
     override fun runId(): String = scope.runId
     override fun workflowName(): String = scope.workflowName
 
     override fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T =
-        runStep(id, JavaCodecs.forClass(resultType), null, body)
+        runStep(id, JavaCodecs.forClass(resultType), null, null, body)
 
     override fun <T : Any> step(id: String, resultType: Class<T>, retry: RetryPolicy, body: StepSupplier<T>): T =
-        runStep(id, JavaCodecs.forClass(resultType), retry, body)
+        runStep(id, JavaCodecs.forClass(resultType), retry, null, body)
 
-    override fun <T> step(id: String, codec: Codec<T>, body: StepSupplier<T>): T = runStep(id, codec, null, body)
+    override fun <T> step(id: String, codec: Codec<T>, body: StepSupplier<T>): T = runStep(id, codec, null, null, body)
 
-    override fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy, body: StepSupplier<T>): T = runStep(id, codec, retry, body)
+    override fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy, body: StepSupplier<T>): T = runStep(id, codec, retry, null, body)
 
-    private fun <T> runStep(id: String, codec: Codec<T>, retry: RetryPolicy?, body: StepSupplier<T>): T {
-        inStep.get()?.let { outer ->
-            throw WorkflowMisuseException(
-                scope.runId, scope.workflowName, id,
-                "step '$id' was called inside step '$outer' in workflow '${scope.workflowName}' (run '${scope.runId}'): " +
-                    "steps cannot nest; call it from the workflow body, or make it plain code inside the outer step",
-            )
-        }
-        return call {
-            step(id, codec, retry) {
-                runInterruptible(BlockingDispatchers.steps) {
-                    inStep.set(id)
-                    try {
-                        body.get()
-                    } finally {
-                        inStep.remove()
-                    }
+    override fun <T : Any> step(id: String, resultType: Class<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T =
+        runStep(id, JavaCodecs.forClass(resultType), retry, timeout, body)
+
+    override fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T =
+        runStep(id, codec, retry, timeout, body)
+
+    private fun <T> runStep(id: String, codec: Codec<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T = call {
+        step(id, codec, retry, timeout?.toKotlinDuration()) {
+            val step = currentCoroutineContext()[InStep]
+            runInterruptible(BlockingDispatchers.steps) {
+                inStep.set(step)
+                try {
+                    body.get()
+                } finally {
+                    inStep.remove()
                 }
             }
         }
     }
 
     override fun step(id: String, body: StepAction) {
-        runStep(id, JavaCodecs.forClass(String::class.java), null) { body.run(); "done" }
+        runStep(id, JavaCodecs.forClass(String::class.java), null, null) { body.run(); "done" }
     }
 
     override fun sleep(duration: Duration) = call { sleep(duration.toKotlinDuration()) }

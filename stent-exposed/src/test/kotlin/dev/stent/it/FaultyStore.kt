@@ -1,0 +1,85 @@
+package dev.stent.it
+
+import dev.stent.RunStatus
+import dev.stent.store.CheckpointWrite
+import dev.stent.store.ClaimRequest
+import dev.stent.store.ClaimResult
+import dev.stent.store.FinishWrite
+import dev.stent.store.HeartbeatResult
+import dev.stent.store.StepRecord
+import dev.stent.store.UnloadOutcome
+import dev.stent.store.WorkflowStore
+import dev.stent.store.WriteOutcome
+import java.sql.SQLException
+import java.util.concurrent.atomic.AtomicInteger
+
+/**
+ * A real store with faults injected where recovery lives: each hook runs before (or around) the
+ * real call and may throw, block or count. Wraps the store of a real SQLite or PostgreSQL database,
+ * so everything not faulted is the real thing.
+ */
+class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
+    /** Runs before each checkpoint (single or grouped) with the write; throw to fail it. */
+    @Volatile var beforeCheckpoint: (CheckpointWrite) -> Unit = {}
+
+    /** Runs after each checkpoint (single or grouped) with the write and what the database answered. */
+    @Volatile var afterCheckpoint: (CheckpointWrite, WriteOutcome) -> Unit = { _, _ -> }
+
+    /** Wraps each claim: gets the real call, returns its result (run it, delay it, throw after it). */
+    @Volatile var aroundClaim: (() -> ClaimResult) -> ClaimResult = { it() }
+
+    /** Runs before each heartbeat; throw to fail it. */
+    @Volatile var beforeHeartbeat: () -> Unit = {}
+
+    /** Runs before each finish (single or grouped) with run id and status; throw to fail it. */
+    @Volatile var beforeFinish: (String, RunStatus) -> Unit = { _, _ -> }
+
+    /** Runs before each unload with the run id; throw to fail it. */
+    @Volatile var beforeUnload: (String) -> Unit = {}
+
+    val checkpointCalls = AtomicInteger()
+    val claims = AtomicInteger()
+
+    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome {
+        checkpointCalls.incrementAndGet()
+        val write = CheckpointWrite(runId, token, record)
+        beforeCheckpoint(write)
+        return real.checkpoint(runId, token, record).also { afterCheckpoint(write, it) }
+    }
+
+    override fun checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> {
+        checkpointCalls.addAndGet(writes.size)
+        writes.forEach(beforeCheckpoint)
+        return real.checkpoints(writes).also { outcomes -> writes.zip(outcomes).forEach { (w, o) -> afterCheckpoint(w, o) } }
+    }
+
+    override fun claim(request: ClaimRequest): ClaimResult {
+        claims.incrementAndGet()
+        return aroundClaim { real.claim(request) }
+    }
+
+    override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult {
+        beforeHeartbeat()
+        return real.heartbeat(workerId, runIds, leaseMs)
+    }
+
+    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+        beforeFinish(runId, status)
+        return real.finish(runId, token, status, output, failure)
+    }
+
+    override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> {
+        writes.forEach { beforeFinish(it.runId, it.status) }
+        return real.finishes(writes)
+    }
+
+    override fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
+        beforeUnload(runId)
+        return real.unload(runId, token, wakeAtMs, signalNames)
+    }
+
+    companion object {
+        /** What a database error looks like to the engine. */
+        fun dbError(what: String) = SQLException("injected fault: $what", "08006")
+    }
+}

@@ -30,23 +30,31 @@ import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.minutes
 import kotlin.time.Duration.Companion.seconds
 
-/** The log step bodies append to: `B <runId> <stepId> <pid> <epochMs>` at the start of every body execution. */
+/**
+ * The log step bodies append to: `B <runId> <stepId> <pid> <epochMs> <execution>` at the start of every body
+ * execution, where `execution` (`<pid>-<random>`) is also what the body returns: the recorded result names
+ * exactly which execution was recorded.
+ */
 private val chaosLog: File? = System.getProperty("stent.chaos.log")?.let(::File)
 
-private fun logBody(runId: String, stepId: String) {
-    val f = chaosLog ?: return
-    FileOutputStream(f, true).use { it.write("B $runId $stepId ${ProcessHandle.current().pid()} ${System.currentTimeMillis()}\n".toByteArray()) }
+private fun logBody(runId: String, stepId: String): String {
+    val pid = ProcessHandle.current().pid()
+    val execution = "$pid-${java.util.UUID.randomUUID().toString().take(8)}"
+    chaosLog?.let { f ->
+        FileOutputStream(f, true).use { it.write("B $runId $stepId $pid ${System.currentTimeMillis()} $execution\n".toByteArray()) }
+    }
+    return execution
 }
 
-/** Four steps around a durable sleep and a signal; each step's result names the process that recorded it. */
+/** Four steps around a durable sleep and a signal; each step's result names the execution that recorded it. */
 val chaosWorkflow = workflow<Int, String>("chaos") { i ->
-    val pid = { ProcessHandle.current().pid().toString() }
-    step("s1") { logBody(runId, stepId); delay(Random.nextLong(5, 40)); pid() }
+    suspend fun body(runId: String, stepId: String): String = logBody(runId, stepId).also { delay(Random.nextLong(5, 40)) }
+    step("s1") { body(runId, stepId) }
     sleep((300 + (i % 7) * 200).milliseconds, id = "nap")
-    step("s2") { logBody(runId, stepId); delay(Random.nextLong(5, 40)); pid() }
+    step("s2") { body(runId, stepId) }
     awaitSignal<String>("go")
-    step("s3") { logBody(runId, stepId); delay(Random.nextLong(5, 40)); pid() }
-    step("s4") { logBody(runId, stepId); delay(Random.nextLong(5, 40)); pid() }
+    step("s3") { body(runId, stepId) }
+    step("s4") { body(runId, stepId) }
     "done"
 }
 
@@ -202,7 +210,7 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
                             val (i, leased) = victim(workers, processArgs)
                             val pid = workers[i].pid().toString()
                             workers[i].destroyForcibly().waitFor()
-                            val at = System.currentTimeMillis() // once it is dead: nothing it started is later than this
+                            val at = System.currentTimeMillis() // once it is dead (waitFor): nothing it started is later
                             disruptions += Disruption("kill", setOf(pid), at, at, leased)
                             workers[i] = startWorker(processArgs)
                         }
@@ -210,13 +218,16 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
                             val (i, leased) = victim(workers, processArgs)
                             val victim = workers[i]
                             posix("STOP", victim)
-                            val at = System.currentTimeMillis() // once the signal is delivered: nothing it starts before CONT
+                            val at = System.currentTimeMillis()
                             delay(config.leaseMs * 2)
                             posix("CONT", victim)
-                            // on SQLite a frozen process may hold the file's write lock, which stalls every writer: there a
-                            // freeze disrupts every process; on PostgreSQL only its own
-                            val pids = if (store == "sqlite") null else setOf(victim.pid().toString())
-                            disruptions += Disruption("freeze", pids, at, at, leased)
+                            val resumed = System.currentTimeMillis()
+                            // The frozen process may have been about to start a body when it stopped (it logs the start when it
+                            // resumes), so the freeze lasts until it resumes, plus a moment for the signal to take effect. On SQLite
+                            // a frozen process may hold the file's write lock, which stalls every writer past its lease: there a
+                            // freeze disrupts every process until a lease after it ends.
+                            disruptions += if (store == "sqlite") Disruption("freeze", null, at, resumed + config.leaseMs, leased)
+                            else Disruption("freeze", setOf(victim.pid().toString()), at, resumed + SIGNAL_SLACK_MS, leased)
                         }
                         "restart" -> {
                             val at = System.currentTimeMillis()
@@ -245,6 +256,9 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
     private companion object {
         /** The average pause between two disruptions. */
         const val DISRUPTION_GAP_MS = 1_650L
+
+        /** How long a POSIX signal may take to reach every thread of a busy JVM after `kill` returns. */
+        const val SIGNAL_SLACK_MS = 100L
     }
 
     private suspend fun retrying(block: suspend () -> Unit) {
@@ -274,18 +288,24 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
         // every body execution but the one whose result was recorded was discarded: each needs a disruption of its own process
         var reExecuted = 0
         var explained = 0
+        val unexplainedKeys = mutableListOf<Pair<String, String>>()
         bodies.groupBy { it[1] to it[2] }.forEach { (key, runs) ->
-            val recorder = recorders[key]
-            var recordedSeen = false
+            val recorded = recorders[key]
             for (b in runs) {
-                if (!recordedSeen && b[3] == recorder) { recordedSeen = true; continue }
+                if (b[5] == recorded) continue
                 reExecuted++
                 if (explainedBy(b[3], b[4].toLong())) explained++
-                else if (reExecuted - explained <= 10) println("chaos: unexplained re-execution of ${key.first}/${key.second} by pid ${b[3]} at ${b[4]} (recorded by $recorder)")
+                else if (unexplainedKeys.add(key) && unexplainedKeys.size <= 10) println("chaos: unexplained re-execution of ${key.first}/${key.second} by pid ${b[3]} at ${b[4]} (recorded: $recorded)")
             }
         }
         if (explained < reExecuted || disruptions.any { !it.hitLeasedRuns }) {
             disruptions.forEach { println("chaos: disruption ${it.kind} of ${it.pids ?: "all"} from ${it.fromMs} to ${it.toMs}, on leased runs: ${it.hitLeasedRuns}") }
+            // what the workers said about losing runs: the first place to look for the cause
+            val unexplainedRuns = unexplainedKeys.map { "run ${it.first}:" }.toSet()
+            dir.listFiles { f -> f.name.startsWith("worker-") }.orEmpty().sortedBy { it.name }.forEach { f ->
+                f.readLines().filter { line -> "WARN" in line && "dev.stent" in line && (unexplainedRuns.any { it in line } || "run " !in line) }
+                    .take(30).forEach { println("chaos: ${f.name}: ${it.take(300)}") }
+            }
         }
         val shaken = disruptions.filter { it.kind != "restart" }
         return ChaosSummary(

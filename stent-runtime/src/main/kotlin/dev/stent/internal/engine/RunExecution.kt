@@ -89,7 +89,12 @@ internal sealed class Outcome {
  * abandoned: its body may go on, but nothing it returns is recorded).
  */
 @OptIn(InternalStentApi::class)
-internal class RunExecution(val worker: WorkerEngine, private val claimed: ClaimedRun) {
+internal class RunExecution(
+    val worker: WorkerEngine,
+    private val claimed: ClaimedRun,
+    /** When the claim that took this run started (System.nanoTime): its lease is at least as fresh as that. */
+    private val claimedAtNanos: Long,
+) {
     val runId: String = claimed.id
     val token: Long = claimed.token
     val workflow: String = claimed.workflow
@@ -107,9 +112,6 @@ internal class RunExecution(val worker: WorkerEngine, private val claimed: Claim
 
     /** Hears this JVM's cancel requests for the run; registered and removed by identity. */
     private val cancelHandler: (String) -> Unit = { stop(StopReason.Cancel) }
-
-    /** When this execution was claimed (System.nanoTime): its lease is at least as fresh as that. */
-    private val claimedAtNanos: Long = System.nanoTime()
 
     /**
      * True when neither the claim nor a heartbeat has renewed the lease within a lease duration of

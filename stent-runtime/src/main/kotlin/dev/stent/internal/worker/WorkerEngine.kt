@@ -116,11 +116,13 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                     // A claim that committed is launched or released, never dropped: not even a shutdown cancels it halfway.
                     withContext(NonCancellable) {
                         val before = System.currentTimeMillis()
+                        // the leases start at the claim statement: count them from before it, never later
+                        val claimedAtNanos = System.nanoTime()
                         val result = access.call("claiming runs") {
                             claim(ClaimRequest(id, names, queues ?: emptyList(), free, config.leaseDuration.inWholeMilliseconds))
                         }
                         observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
-                        if (stopping.get()) releaseUnstarted(result.runs) else result.runs.forEach(::launchRun)
+                        if (stopping.get()) releaseUnstarted(result.runs) else result.runs.forEach { launchRun(it, claimedAtNanos) }
                         claimed = result.runs.size
                         nextReadyAt = result.nextReadyAt
                     }
@@ -166,13 +168,15 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         }
     }
 
-    private fun launchRun(claimed: ClaimedRun) {
+    private fun launchRun(claimed: ClaimedRun, claimedAtNanos: Long) {
         // This worker claimed a run it still executes: the older execution lost its lease (its heartbeat
         // stalled past it). Stop that one first, and let it unwind before the new one starts (for at most
         // the stop timeout, after which it is abandoned); its cleanup removes only itself.
         val previous = active[claimed.id]?.also { it.stop(StopReason.LeaseLost) }
-        val execution = RunExecution(this, claimed)
+        val execution = RunExecution(this, claimed, claimedAtNanos)
+        val began = AtomicBoolean(false)
         val job = scope.launch(runDispatcher() + RunThread.element + CoroutineName("stent-run-${claimed.id}"), start = CoroutineStart.LAZY) {
+            began.set(true)
             try {
                 // not cancellable: a stop meanwhile must still reach execute(), which applies it (nothing is orphaned)
                 previous?.job?.let { old -> withContext(NonCancellable) { withTimeoutOrNull(config.stopTimeout) { old.join() } } }
@@ -181,9 +185,17 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                 if (active.remove(claimed.id, execution)) slotFreed.fire()
             }
         }
-        // the job is set before the run is visible in `active`, so a stop from the heartbeat or a shutdown always reaches it
+        // the job is set before the run is visible in `active`, so every stop reaches it
         execution.job = job
         active[claimed.id] = execution
+        // a run stopped before its coroutine ever ran (a heartbeat or a shutdown right after the claim) still gets its outcome
+        job.invokeOnCompletion {
+            if (!began.get()) {
+                if (active.remove(claimed.id, execution)) slotFreed.fire()
+                val reason = execution.stopReasonNow ?: StopReason.Shutdown
+                if (execution.settle()) detached.launch(start = CoroutineStart.ATOMIC) { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason)) } }
+            }
+        }
         job.start()
     }
 
@@ -224,7 +236,8 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         execution.forgetCancelHandler()
         when (reason) {
             // detached: a write that hangs must not hold up the caller (a shutdown has a bound to keep)
-            StopReason.Cancel, is StopReason.Deadline -> detached.launch { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason)) } }
+            StopReason.Cancel, is StopReason.Deadline ->
+                detached.launch(start = CoroutineStart.ATOMIC) { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason)) } }
             else -> log.warn("run {}: its lease is left to expire; then another worker resumes it", execution.runId)
         }
     }
@@ -237,14 +250,17 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         var registration: Deferred<Unit>? = null
         var inFlight: Renewal? = null
         // a reply counts from when its call started, however late it arrives
+        // and whatever it failed with, the loop goes on: it also runs the lease watchdog
         fun take(renewal: Renewal) {
             try {
                 @OptIn(kotlinx.coroutines.ExperimentalCoroutinesApi::class)
                 val result = renewal.reply.getCompleted()
                 lastRenewalNanos = maxOf(lastRenewalNanos, renewal.startedNanos)
                 applyHeartbeat(renewal.runs, result)
-            } catch (e: StentStoreException) {
-                log.warn("stent worker {}: heartbeat failed: {}", id, e.message)
+            } catch (e: VirtualMachineError) {
+                throw e
+            } catch (e: Throwable) {
+                log.warn("stent worker {}: heartbeat failed: {}", id, e.message ?: e.javaClass.name)
             }
         }
         while (true) {
@@ -264,7 +280,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             // no renewal for a whole lease (monotonic time), and none since the run was claimed: others may own it now
             snapshot.filter { it.leaseMayBeGone(now) }.forEach { it.stop(StopReason.LeaseLost) }
             // a run stuck in one store call for a whole lease is not renewed: another worker takes it over
-            val (stuck, renewable) = snapshot.partition { it.storeCallStartedBefore(now - leaseNanos) }
+            // (runs already stopped as lease-lost are not renewed: they write nothing more)
+            val (stuck, renewable) = snapshot.filter { it.stopReasonNow !== StopReason.LeaseLost }
+                .partition { it.storeCallStartedBefore(now - leaseNanos) }
             for (run in stuck) {
                 log.warn("run {}: a database call has been stuck for more than a lease; its lease is no longer renewed", run.runId)
                 run.stop(StopReason.LeaseLost)
@@ -312,6 +330,11 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             withTimeoutOrNull(bound) { stopped.await() }
             return
         }
+        // not cancellable: a caller that gives up waiting must not leave the worker half stopped (every wait below is bounded)
+        withContext(NonCancellable) { stopAll(grace) }
+    }
+
+    private suspend fun stopAll(grace: Duration) {
         try {
             // a claim in flight finishes on its own and releases what it took (see claimLoop)
             claimJob?.cancel()

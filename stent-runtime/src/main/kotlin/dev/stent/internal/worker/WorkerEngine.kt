@@ -192,8 +192,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         job.invokeOnCompletion {
             if (!began.get()) {
                 if (active.remove(claimed.id, execution)) slotFreed.fire()
-                val reason = execution.stopReasonNow ?: StopReason.Shutdown
-                if (execution.settle()) detached.launch(start = CoroutineStart.ATOMIC) { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason)) } }
+                if (execution.settle()) applyDetached(execution, execution.stopReasonNow ?: StopReason.Shutdown)
             }
         }
         job.start()
@@ -235,11 +234,18 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         if (active.remove(execution.runId, execution)) slotFreed.fire()
         execution.forgetCancelHandler()
         when (reason) {
-            // detached: a write that hangs must not hold up the caller (a shutdown has a bound to keep)
-            StopReason.Cancel, is StopReason.Deadline ->
-                detached.launch(start = CoroutineStart.ATOMIC) { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason)) } }
+            StopReason.Cancel, is StopReason.Deadline -> applyDetached(execution, reason)
             else -> log.warn("run {}: its lease is left to expire; then another worker resumes it", execution.runId)
         }
+    }
+
+    /**
+     * Applies a stopped run's outcome from outside its own coroutine: in [detached], so a write that hangs
+     * never holds up the caller (a shutdown has a bound to keep), and started atomically, so cancelling
+     * [detached] at shutdown cannot drop it.
+     */
+    private fun applyDetached(execution: RunExecution, reason: StopReason) {
+        detached.launch(start = CoroutineStart.ATOMIC) { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason)) } }
     }
 
     /** A heartbeat in flight: when it started, the runs it renews, and its reply. */

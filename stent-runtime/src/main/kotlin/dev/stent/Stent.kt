@@ -1,8 +1,8 @@
 package dev.stent
 
-import dev.stent.internal.ClientImpl
-import dev.stent.internal.LocalNotifier
-import dev.stent.internal.StoreAccess
+import dev.stent.runtime.internal.ClientImpl
+import dev.stent.runtime.internal.LocalNotifier
+import dev.stent.runtime.internal.StoreAccess
 import dev.stent.store.WorkflowStore
 import kotlinx.coroutines.CoroutineName
 import kotlinx.coroutines.CoroutineScope

@@ -1,6 +1,6 @@
 package dev.stent
 
-import dev.stent.internal.worker.WorkerEngine
+import dev.stent.runtime.internal.worker.WorkerEngine
 import kotlinx.coroutines.runBlocking
 import java.lang.management.ManagementFactory
 import java.util.UUID

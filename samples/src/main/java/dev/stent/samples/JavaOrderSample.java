@@ -3,7 +3,7 @@ package dev.stent.samples;
 import dev.stent.RunInfo;
 import dev.stent.Stent;
 import dev.stent.StentWorker;
-import dev.stent.Stents;
+import dev.stent.exposed.Stents;
 import dev.stent.WorkflowDefinition;
 import dev.stent.java.FutureClient;
 import dev.stent.java.RetryPolicies;

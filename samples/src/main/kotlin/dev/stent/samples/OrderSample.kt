@@ -3,7 +3,7 @@ package dev.stent.samples
 import dev.stent.Stent
 import dev.stent.awaitSignal
 import dev.stent.signal
-import dev.stent.sqlite
+import dev.stent.exposed.sqlite
 import dev.stent.step
 import dev.stent.stentWorker
 import dev.stent.workflow

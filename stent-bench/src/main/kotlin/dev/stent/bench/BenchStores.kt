@@ -1,7 +1,7 @@
 package dev.stent.bench
 
 import dev.stent.Stent
-import dev.stent.Stents
+import dev.stent.exposed.Stents
 import io.zonky.test.db.postgres.embedded.EmbeddedPostgres
 import org.sqlite.SQLiteConfig
 import java.io.File

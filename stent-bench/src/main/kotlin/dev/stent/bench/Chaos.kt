@@ -2,7 +2,7 @@ package dev.stent.bench
 
 import dev.stent.RunStatus
 import dev.stent.Stent
-import dev.stent.Stents
+import dev.stent.exposed.Stents
 import dev.stent.awaitSignal
 import dev.stent.codecOf
 import dev.stent.it.RestartablePg

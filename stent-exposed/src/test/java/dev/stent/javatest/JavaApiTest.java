@@ -6,7 +6,7 @@ import dev.stent.RunInfo;
 import dev.stent.RunStatus;
 import dev.stent.Stent;
 import dev.stent.StentWorker;
-import dev.stent.Stents;
+import dev.stent.exposed.Stents;
 import dev.stent.StepFailedException;
 import dev.stent.RetryPolicy;
 import dev.stent.StepTimeoutException;

@@ -2,7 +2,7 @@ package dev.stent.javatest;
 
 import dev.stent.Stent;
 import dev.stent.StentWorker;
-import dev.stent.Stents;
+import dev.stent.exposed.Stents;
 import dev.stent.java.Workers;
 
 import java.nio.file.Path;

@@ -3,11 +3,11 @@ package dev.stent.it
 import com.zaxxer.hikari.HikariConfig
 import com.zaxxer.hikari.HikariDataSource
 import dev.stent.StentStoreException
-import dev.stent.Stents
+import dev.stent.exposed.Stents
 import dev.stent.exposed.internal.Migrations
 import dev.stent.exposed.internal.SqliteStatements
-import dev.stent.postgres
-import dev.stent.sqlite
+import dev.stent.exposed.postgres
+import dev.stent.exposed.sqlite
 import dev.stent.Stent
 import dev.stent.stentWorker
 import dev.stent.step

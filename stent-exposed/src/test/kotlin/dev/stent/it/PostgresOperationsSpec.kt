@@ -3,7 +3,7 @@ package dev.stent.it
 import dev.stent.RunStatus
 import dev.stent.Stent
 import dev.stent.codecOf
-import dev.stent.postgres
+import dev.stent.exposed.postgres
 import dev.stent.startByName
 import dev.stent.step
 import dev.stent.stentWorker

@@ -2,7 +2,7 @@ package dev.stent.it
 
 import dev.stent.Stent
 import dev.stent.StentOptions
-import dev.stent.Stents
+import dev.stent.exposed.Stents
 import dev.stent.store.WorkflowStore
 import io.zonky.test.db.postgres.embedded.EmbeddedPostgres
 import java.io.File

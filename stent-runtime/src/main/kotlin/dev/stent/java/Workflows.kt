@@ -4,8 +4,8 @@ import dev.stent.Codec
 import dev.stent.InternalStentApi
 import dev.stent.RetryPolicy
 import dev.stent.WorkflowDefinition
-import dev.stent.java.internal.BlockingDispatchers
-import dev.stent.java.internal.JavaWorkflowContext
+import dev.stent.runtime.internal.java.BlockingDispatchers
+import dev.stent.runtime.internal.java.JavaWorkflowContext
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.runInterruptible
 import kotlin.time.toKotlinDuration

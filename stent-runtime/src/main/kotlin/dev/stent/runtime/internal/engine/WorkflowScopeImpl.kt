@@ -1,4 +1,4 @@
-package dev.stent.internal.engine
+package dev.stent.runtime.internal.engine
 
 import dev.stent.Codec
 import dev.stent.Codecs
@@ -14,11 +14,11 @@ import dev.stent.StepScope
 import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowMisuseException
 import dev.stent.WorkflowScope
-import dev.stent.internal.PayloadSite
-import dev.stent.internal.decodeFailure
-import dev.stent.internal.decodePayload
-import dev.stent.internal.encodeFailure
-import dev.stent.internal.encodePayload
+import dev.stent.runtime.internal.PayloadSite
+import dev.stent.runtime.internal.decodeFailure
+import dev.stent.runtime.internal.decodePayload
+import dev.stent.runtime.internal.encodeFailure
+import dev.stent.runtime.internal.encodePayload
 import dev.stent.store.StepKind
 import dev.stent.store.StepRecord
 import dev.stent.store.StepStatus

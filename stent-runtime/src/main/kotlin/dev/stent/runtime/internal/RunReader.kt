@@ -1,4 +1,4 @@
-package dev.stent.internal
+package dev.stent.runtime.internal
 
 import dev.stent.StentStoreException
 import dev.stent.store.RunRecord

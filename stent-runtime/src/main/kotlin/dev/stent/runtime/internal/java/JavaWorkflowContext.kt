@@ -1,8 +1,8 @@
-package dev.stent.java.internal
+package dev.stent.runtime.internal.java
 
 import dev.stent.Codec
 import dev.stent.RetryPolicy
-import dev.stent.internal.engine.InStep
+import dev.stent.runtime.internal.engine.InStep
 import dev.stent.WorkflowScope
 import dev.stent.java.JavaCodecs
 import dev.stent.java.StepAction

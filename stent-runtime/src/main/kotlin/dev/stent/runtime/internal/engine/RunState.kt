@@ -1,4 +1,4 @@
-package dev.stent.internal.engine
+package dev.stent.runtime.internal.engine
 
 import dev.stent.StentException
 import dev.stent.store.StepKind

@@ -1,4 +1,4 @@
-package dev.stent.internal
+package dev.stent.runtime.internal
 
 import dev.stent.AwaitTimeoutException
 import dev.stent.Codec

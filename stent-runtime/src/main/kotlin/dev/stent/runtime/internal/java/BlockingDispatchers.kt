@@ -1,4 +1,4 @@
-package dev.stent.java.internal
+package dev.stent.runtime.internal.java
 
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers

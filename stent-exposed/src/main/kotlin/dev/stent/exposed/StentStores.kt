@@ -1,12 +1,17 @@
 @file:JvmName("StentStores")
 
-package dev.stent
+package dev.stent.exposed
 
 import com.zaxxer.hikari.HikariConfig
 import com.zaxxer.hikari.HikariDataSource
+import dev.stent.InternalStentApi
+import dev.stent.Stent
+import dev.stent.StentOptions
+import dev.stent.StentStoreException
 import dev.stent.exposed.internal.ExposedStore
 import dev.stent.exposed.internal.Migrations
 import dev.stent.exposed.internal.SqlDialect
+import dev.stent.requireArgument
 import dev.stent.store.WorkflowStore
 import org.jetbrains.exposed.v1.core.DatabaseConfig
 import org.jetbrains.exposed.v1.jdbc.Database

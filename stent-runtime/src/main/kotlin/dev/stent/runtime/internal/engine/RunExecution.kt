@@ -1,4 +1,4 @@
-package dev.stent.internal.engine
+package dev.stent.runtime.internal.engine
 
 import dev.stent.Failure
 import dev.stent.InternalStentApi
@@ -7,11 +7,11 @@ import dev.stent.RunStatus
 import dev.stent.StentException
 import dev.stent.StentStoreException
 import dev.stent.WorkflowDefinition
-import dev.stent.internal.PayloadSite
-import dev.stent.internal.decodePayload
-import dev.stent.internal.encodeFailure
-import dev.stent.internal.encodePayload
-import dev.stent.internal.worker.WorkerEngine
+import dev.stent.runtime.internal.PayloadSite
+import dev.stent.runtime.internal.decodePayload
+import dev.stent.runtime.internal.encodeFailure
+import dev.stent.runtime.internal.encodePayload
+import dev.stent.runtime.internal.worker.WorkerEngine
 import dev.stent.store.ClaimedRun
 import dev.stent.store.LeaseLostException
 import dev.stent.store.StepRecord

@@ -1,13 +1,13 @@
-package dev.stent.internal.worker
+package dev.stent.runtime.internal.worker
 
 import dev.stent.Stent
 import dev.stent.StentStoreException
 import dev.stent.WorkerConfig
-import dev.stent.internal.WakeUp
-import dev.stent.internal.engine.Outcome
-import dev.stent.internal.engine.RunExecution
-import dev.stent.internal.engine.RunThread
-import dev.stent.internal.engine.StopReason
+import dev.stent.runtime.internal.WakeUp
+import dev.stent.runtime.internal.engine.Outcome
+import dev.stent.runtime.internal.engine.RunExecution
+import dev.stent.runtime.internal.engine.RunThread
+import dev.stent.runtime.internal.engine.StopReason
 import dev.stent.store.ClaimRequest
 import dev.stent.store.ClaimedRun
 import dev.stent.store.HeartbeatResult

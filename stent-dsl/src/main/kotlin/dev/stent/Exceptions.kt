@@ -124,7 +124,7 @@ public class DuplicateStepIdException(
     override val stepId: String,
 ) : StentException(
     "duplicate step id '$stepId' in workflow '$workflowName' (run '$runId'): step ids must be unique within a run; " +
-        "in a loop use step(\"$stepId-\$i\")",
+        "in a loop give each iteration its own id, such as '$stepId-1', '$stepId-2'",
 )
 
 /** Workflow code used the API in a way it cannot work, e.g. a step inside a step. */

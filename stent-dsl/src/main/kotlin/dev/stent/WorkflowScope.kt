@@ -14,6 +14,8 @@ import kotlin.time.Duration
  * Parallel branches (`coroutineScope { async { step("a") { … } } }`) run concurrently and replay
  * correctly, because steps are keyed by their explicit ids, not by position.
  */
+@OptIn(ExperimentalSubclassOptIn::class)
+@SubclassOptInRequired(InternalStentApi::class) // Stent implements it; user code only calls it
 @StentDsl
 public interface WorkflowScope {
     /** The run's id. */
@@ -86,6 +88,8 @@ public interface WorkflowScope {
 }
 
 /** What a step body can see about the step it runs. */
+@OptIn(ExperimentalSubclassOptIn::class)
+@SubclassOptInRequired(InternalStentApi::class) // Stent implements it; user code only reads it
 @StentDsl
 public interface StepScope {
     /** The run's id. */

@@ -1,3 +1,5 @@
+@file:OptIn(dev.stent.InternalStentApi::class)
+
 package dev.stent
 
 import dev.stent.runtime.internal.ClientImpl
@@ -26,18 +28,12 @@ public class Stent(
     /** Installation-wide options. */
     public val options: StentOptions = StentOptions(),
 ) : AutoCloseable {
-    @InternalStentApi
-    @get:JvmSynthetic
-    public val access: StoreAccess = StoreAccess(store, options.storeTimeout.inWholeMilliseconds)
+    internal val access: StoreAccess = StoreAccess(store, options.storeTimeout.inWholeMilliseconds)
 
-    @InternalStentApi
-    @get:JvmSynthetic
-    public val notifier: LocalNotifier = LocalNotifier()
+    internal val notifier: LocalNotifier = LocalNotifier()
 
     /** Owns the coroutines of futures handed to Java callers; cancelled by [close]. */
-    @InternalStentApi
-    @get:JvmSynthetic
-    public val scope: CoroutineScope = CoroutineScope(SupervisorJob() + Dispatchers.Default + CoroutineName("stent"))
+    internal val scope: CoroutineScope = CoroutineScope(SupervisorJob() + Dispatchers.Default + CoroutineName("stent"))
 
     /** Starts, signals, awaits, describes and cancels runs (Kotlin; Java uses `FutureClient.of(stent)`). */
     @get:JvmSynthetic

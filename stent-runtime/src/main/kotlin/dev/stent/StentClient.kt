@@ -7,6 +7,8 @@ import kotlin.time.Duration
  * Starts runs and talks to them. Obtain it from [Stent.client]. Thread-safe; every call is one
  * short database transaction.
  */
+@OptIn(ExperimentalSubclassOptIn::class)
+@SubclassOptInRequired(InternalStentApi::class) // Stent implements it; user code only calls it
 public interface StentClient {
     /**
      * Starts a run of [workflow] with [input]. With an [id] that exists already, returns a handle to
@@ -102,6 +104,8 @@ public suspend inline fun <reified I, reified O> StentClient.startByName(
 ): RunHandle<O> = start(workflowName, input, codecOf<I>(), codecOf<O>(), id, queue, priority, delay, deadline)
 
 /** A started run. */
+@OptIn(ExperimentalSubclassOptIn::class)
+@SubclassOptInRequired(InternalStentApi::class) // Stent implements it; user code only calls it
 public interface RunHandle<O> {
     /** The run's id. */
     public val id: String
@@ -117,7 +121,7 @@ public interface RunHandle<O> {
 }
 
 /** A run as [StentClient.describe] shows it. */
-public class RunInfo(
+public class RunInfo internal constructor(
     public val id: String,
     public val workflowName: String,
     public val status: RunStatus,
@@ -154,7 +158,7 @@ public class RunInfo(
 }
 
 /** One record of a run's history. */
-public class StepInfo(
+public class StepInfo internal constructor(
     public val id: String,
     /** STEP, SLEEP, SIGNAL, NOW, UUID or RANDOM. */
     public val kind: String,

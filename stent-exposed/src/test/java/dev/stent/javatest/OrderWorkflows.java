@@ -84,7 +84,7 @@ public final class OrderWorkflows {
         return Workflows.define("java-crash", String.class, String.class, (ctx, in) -> {
             for (int i = 1; i <= 5; i++) {
                 int n = i;
-                ctx.step("s" + n, () -> {
+                ctx.run("s" + n, () -> {
                     Files.writeString(dir.resolve("exec.log"), ctx.runId() + ":s" + n + ":" + ProcessHandle.current().pid() + "\n",
                         StandardOpenOption.CREATE, StandardOpenOption.APPEND);
                     if (n == 3) while (Files.exists(dir.resolve("block"))) Thread.sleep(50);

@@ -1,3 +1,5 @@
+@file:OptIn(dev.stent.InternalStentApi::class)
+
 package dev.stent.it
 
 import dev.stent.RunStatus

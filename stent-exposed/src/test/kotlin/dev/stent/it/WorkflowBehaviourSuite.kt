@@ -300,7 +300,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 val e = shouldThrow<WorkflowFailedException> { stent.client.start(wf, "", id = "d").await(10.seconds) }
                 e.failure.type shouldBe DuplicateStepIdException::class.java.name
                 e.failure.message shouldBe
-                    "duplicate step id 'charge' in workflow 'dup' (run 'd'): step ids must be unique within a run; in a loop use step(\"charge-\$i\")"
+                    "duplicate step id 'charge' in workflow 'dup' (run 'd'): step ids must be unique within a run; in a loop give each iteration its own id, such as 'charge-1', 'charge-2'"
             }
         }
     }

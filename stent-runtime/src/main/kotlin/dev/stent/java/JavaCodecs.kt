@@ -23,7 +23,7 @@ public object JavaCodecs {
      * error, never a silent default).
      */
     @JvmStatic
-    public val mapper: JsonMapper = JsonMapper.builder()
+    internal val mapper: JsonMapper = JsonMapper.builder()
         .addModule(JavaTimeModule())
         .addModule(ParameterNamesModule())
         .disable(SerializationFeature.WRITE_DATES_AS_TIMESTAMPS)

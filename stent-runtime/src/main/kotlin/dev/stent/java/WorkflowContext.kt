@@ -49,8 +49,12 @@ public interface WorkflowContext {
     /** [step] with an explicit [codec], a [timeout] per attempt and a retry policy, each nullable. */
     public fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T
 
-    /** A step without a result. */
-    public fun step(id: String, body: StepAction)
+    /**
+     * A step without a result: [body] runs once for this run and the step records only that it
+     * finished. Named apart from [step] so that a lambda that returns a value can never be taken
+     * for a step without one (and its value silently dropped).
+     */
+    public fun run(id: String, body: StepAction)
 
     /** `runId/stepId`: pass it to external services as an idempotency key. */
     public fun idempotencyKey(stepId: String): String = "${runId()}/$stepId"
@@ -72,6 +76,9 @@ public interface WorkflowContext {
 
     /** Like [awaitSignal], throwing `SignalTimeoutException` when none arrives within [timeout]. */
     public fun <T : Any> awaitSignal(name: String, type: Class<T>, timeout: Duration): T
+
+    /** [awaitSignal] with a [codec] and a [timeout]. */
+    public fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration): T
 
     /** Waits for the next signal [name] and decodes it with [codec] (for generic payloads). */
     public fun <T> awaitSignal(name: String, codec: Codec<T>): T

@@ -12,23 +12,22 @@ import kotlin.time.Duration
  * signal, a cancel request. Wake-ups are hints; every waiter re-reads the database, and polls
  * with back-off for what happens in other processes.
  */
-@InternalStentApi
-public class LocalNotifier : dev.stent.store.WakeUpSink {
+internal class LocalNotifier : dev.stent.store.WakeUpSink {
     /** New claimable work (a started run, a signal, a released lease). */
-    public val workAvailable: WakeUp = WakeUp()
+    val workAvailable: WakeUp = WakeUp()
 
     // Keyed wake-ups; an entry lives while someone may wait on it (removed on finish).
     private val finished = ConcurrentHashMap<String, WakeUp>()
     private val signals = ConcurrentHashMap<String, WakeUp>()
     private val cancels = ConcurrentHashMap<String, (String) -> Unit>()
 
-    public fun finishedFor(runId: String): WakeUp = finished.computeIfAbsent(runId) { WakeUp() }
+    fun finishedFor(runId: String): WakeUp = finished.computeIfAbsent(runId) { WakeUp() }
 
     /** Drops the wake-up of [runId] once an awaiter is done with it (another awaiter falls back to polling). */
-    public fun forgetFinished(runId: String) {
+    fun forgetFinished(runId: String) {
         finished.remove(runId)
     }
-    public fun signalFor(runId: String): WakeUp = signals.computeIfAbsent(runId) { WakeUp() }
+    fun signalFor(runId: String): WakeUp = signals.computeIfAbsent(runId) { WakeUp() }
 
     override fun work(): Unit = workAvailable.fire()
     override fun finished(runId: String): Unit = runFinished(runId)
@@ -40,38 +39,37 @@ public class LocalNotifier : dev.stent.store.WakeUpSink {
         signals.values.forEach { it.fire() }
     }
 
-    public fun runFinished(runId: String) {
+    fun runFinished(runId: String) {
         finished.remove(runId)?.fire()
         signals.remove(runId)
     }
 
-    public fun signalSent(runId: String) {
+    fun signalSent(runId: String) {
         signals[runId]?.fire()
         workAvailable.fire()
     }
 
     /** Registers the worker that executes [runId] in this JVM, to hear cancel requests at once. */
-    public fun onCancel(runId: String, handler: (String) -> Unit) { cancels[runId] = handler }
+    fun onCancel(runId: String, handler: (String) -> Unit) { cancels[runId] = handler }
     /** Removes [handler] if it is still the one registered for [runId] (a newer execution's handler stays). */
-    public fun removeCancel(runId: String, handler: (String) -> Unit) { cancels.remove(runId, handler) }
-    public fun cancelRequested(runId: String) { cancels[runId]?.invoke(runId) }
+    fun removeCancel(runId: String, handler: (String) -> Unit) { cancels.remove(runId, handler) }
+    fun cancelRequested(runId: String) { cancels[runId]?.invoke(runId) }
 }
 
 /**
  * A reusable wake-up: [arm] before checking the condition, then [awaitArmed]; a [fire] between
  * the two is not lost.
  */
-@InternalStentApi
-public class WakeUp {
+internal class WakeUp {
     private val current = AtomicReference(CompletableDeferred<Unit>())
 
-    public fun arm(): CompletableDeferred<Unit> = current.get()
+    fun arm(): CompletableDeferred<Unit> = current.get()
 
-    public fun fire() {
+    fun fire() {
         current.getAndSet(CompletableDeferred()).complete(Unit)
     }
 
     /** Waits for a fire after [armed] was taken, at most [timeout]. True if fired. */
-    public suspend fun awaitArmed(armed: CompletableDeferred<Unit>, timeout: Duration): Boolean =
+    suspend fun awaitArmed(armed: CompletableDeferred<Unit>, timeout: Duration): Boolean =
         withTimeoutOrNull(timeout) { armed.await() } != null
 }

@@ -21,10 +21,9 @@ import kotlinx.coroutines.withContext
  * caller's thread, and turns unexpected database errors into [StentStoreException]s that name the
  * operation.
  */
-@InternalStentApi
-public class StoreAccess(public val store: WorkflowStore, storeTimeoutMs: Long = 30_000) {
+internal class StoreAccess(val store: WorkflowStore, storeTimeoutMs: Long = 30_000) {
     /** Bounded to the pool size, so coroutines queue here instead of blocking on the pool. */
-    public val dispatcher: CoroutineDispatcher = Dispatchers.IO.limitedParallelism(store.maxConnections.coerceAtLeast(1))
+    val dispatcher: CoroutineDispatcher = Dispatchers.IO.limitedParallelism(store.maxConnections.coerceAtLeast(1))
 
     // a group write that fails is retried item by item: wait out both before giving up
     private val groupWaitMs = storeTimeoutMs * 2
@@ -33,25 +32,25 @@ public class StoreAccess(public val store: WorkflowStore, storeTimeoutMs: Long =
     private val finishes = GroupCommit<FinishWrite, WriteOutcome>(MAX_GROUP, groupWaitMs) { store.finishes(it) }
 
     /** [WorkflowStore.createRun], group-committed with concurrent starts of this JVM. Blocking: call it in [call] or [inline]. */
-    public fun createRun(run: NewRun): CreateRunResult = starts.submit(run)
+    fun createRun(run: NewRun): CreateRunResult = starts.submit(run)
 
     /** [WorkflowStore.checkpoint], group-committed with concurrent checkpoints of this JVM. Blocking. */
-    public fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome =
+    fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome =
         checkpoints.submit(CheckpointWrite(runId, token, record))
 
     /** [WorkflowStore.finish], group-committed with concurrent finishes of this JVM. Blocking. */
-    public fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+    fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
         finishes.submit(FinishWrite(runId, token, status, output, failure))
 
     /** Runs [block] against the store on the bounded dispatcher; [what] names the operation in errors. */
-    public suspend fun <T> call(what: String, block: WorkflowStore.() -> T): T = withContext(dispatcher) { inline(what, block) }
+    suspend fun <T> call(what: String, block: WorkflowStore.() -> T): T = withContext(dispatcher) { inline(what, block) }
 
     /**
      * Runs [block] on the calling thread, which must be one made for blocking (a run's serial view of
      * the IO pool). The pool's size still bounds how many statements run at once. Saves two thread
      * hops per step, which cost more than the commit itself on a small machine.
      */
-    public fun <T> inline(what: String, block: WorkflowStore.() -> T): T = try {
+    fun <T> inline(what: String, block: WorkflowStore.() -> T): T = try {
         store.block()
     } catch (e: StentException) {
         throw e

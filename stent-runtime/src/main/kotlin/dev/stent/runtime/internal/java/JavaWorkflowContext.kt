@@ -66,7 +66,7 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
         }
     }
 
-    override fun step(id: String, body: StepAction) {
+    override fun run(id: String, body: StepAction) {
         runStep(id, JavaCodecs.forClass(String::class.java), null, null) { body.run(); "done" }
     }
 
@@ -82,6 +82,9 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
         JavaCodecs.forClass(type).let { codec -> call { awaitSignal(name, codec, timeout.toKotlinDuration()) } }
 
     override fun <T> awaitSignal(name: String, codec: Codec<T>): T = call { awaitSignal(name, codec) }
+
+    override fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration): T =
+        call { awaitSignal(name, codec, timeout.toKotlinDuration()) }
 
     override fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration?, id: String?): T =
         call { awaitSignal(name, codec, timeout?.toKotlinDuration(), id) }

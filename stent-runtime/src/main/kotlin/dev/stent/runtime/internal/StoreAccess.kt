@@ -21,9 +21,12 @@ import kotlinx.coroutines.withContext
  * caller's thread, and turns unexpected database errors into [StentStoreException]s that name the
  * operation.
  */
-internal class StoreAccess(val store: WorkflowStore, storeTimeoutMs: Long = 30_000) {
-    /** Bounded to the pool size, so coroutines queue here instead of blocking on the pool. */
-    val dispatcher: CoroutineDispatcher = Dispatchers.IO.limitedParallelism(store.maxConnections.coerceAtLeast(1))
+internal class StoreAccess(
+    val store: WorkflowStore,
+    storeTimeoutMs: Long = 30_000,
+    /** Bounded to the pool size, so coroutines queue here instead of blocking on the pool (a test may pass its own). */
+    val dispatcher: CoroutineDispatcher = Dispatchers.IO.limitedParallelism(store.maxConnections.coerceAtLeast(1)),
+) {
 
     // a group write that fails is retried item by item: wait out both before giving up
     private val groupWaitMs = storeTimeoutMs * 2

@@ -11,14 +11,12 @@ import dev.stent.runtime.internal.PayloadSite
 import dev.stent.runtime.internal.decodePayload
 import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
-import dev.stent.runtime.internal.worker.WorkerEngine
 import dev.stent.store.ClaimedRun
 import dev.stent.store.LeaseLostException
 import dev.stent.store.StepRecord
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WriteOutcome
 import kotlinx.coroutines.CancellationException
-import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.Job
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.ensureActive
@@ -90,7 +88,7 @@ internal sealed class Outcome {
  */
 @OptIn(InternalStentApi::class)
 internal class RunExecution(
-    val worker: WorkerEngine,
+    val env: RunEnvironment,
     private val claimed: ClaimedRun,
     /** When the claim that took this run started (System.nanoTime): its lease is at least as fresh as that. */
     private val claimedAtNanos: Long,
@@ -118,8 +116,8 @@ internal class RunExecution(
      * [nowNanos] (monotonic time, which goes on while the process is frozen): another worker may own
      * the run now.
      */
-    fun leaseMayBeGone(nowNanos: Long = System.nanoTime()): Boolean =
-        nowNanos - maxOf(worker.lastRenewalNanos, claimedAtNanos) > worker.config.leaseDuration.inWholeNanoseconds
+    fun leaseMayBeGone(nowNanos: Long = env.clock.nanoTime()): Boolean =
+        nowNanos - maxOf(env.lastRenewalNanos(), claimedAtNanos) > env.config.leaseDuration.inWholeNanoseconds
 
     /** Before a step body starts: a run whose lease may be gone (a frozen worker, resumed) stops instead of running it. */
     fun checkLease() {
@@ -133,7 +131,7 @@ internal class RunExecution(
     fun stop(reason: StopReason) {
         if (stopReason.compareAndSet(null, reason)) {
             job?.cancel(RunStopped(reason))
-            if (reason.mayFindBodyBusy) worker.watchStopped(this)
+            if (reason.mayFindBodyBusy) env.onStopped(this)
         }
     }
 
@@ -146,18 +144,18 @@ internal class RunExecution(
     fun settle(): Boolean = settled.compareAndSet(false, true)
 
     suspend fun execute() {
-        worker.notifier.onCancel(runId, cancelHandler)
+        env.notifier.onCancel(runId, cancelHandler)
         try {
             val deadline = claimed.deadlineAtMs
             val stoppedEarly = stopReason.get()
             val outcome = when {
                 stoppedEarly != null -> Outcome.Stopped(stoppedEarly) // stopped before it began (a heartbeat, a shutdown)
                 claimed.cancelRequested -> Outcome.Stopped(StopReason.Cancel)
-                deadline != null && deadline <= worker.nowMs() -> Outcome.Stopped(StopReason.Deadline(deadline))
-                claimed.claimCount > worker.config.maxClaims -> Outcome.Failed(poisonFailure())
+                deadline != null && deadline <= env.clock.nowMs() -> Outcome.Stopped(StopReason.Deadline(deadline))
+                claimed.claimCount > env.config.maxClaims -> Outcome.Failed(poisonFailure())
                 else -> {
                     @Suppress("UNCHECKED_CAST")
-                    runBody(worker.config.definitions.getValue(workflow) as WorkflowDefinition<Any?, Any?>)
+                    runBody(env.config.definitions.getValue(workflow) as WorkflowDefinition<Any?, Any?>)
                 }
             }
             if (settle()) withContext(NonCancellable) { apply(outcome) }
@@ -167,17 +165,17 @@ internal class RunExecution(
     }
 
     /** Stops hearing this JVM's cancel requests (the run ended, or was abandoned). */
-    fun forgetCancelHandler() = worker.notifier.removeCancel(runId, cancelHandler)
+    fun forgetCancelHandler() = env.notifier.removeCancel(runId, cancelHandler)
 
     private suspend fun <I, O> runBody(definition: WorkflowDefinition<I, O>): Outcome {
-        val maxBytes = worker.stent.options.maxPayloadBytes
+        val maxBytes = env.maxPayloadBytes
         return try {
             val input = decodePayload(definition.inputCodec, claimed.input, PayloadSite("input", runId, workflow))
             val output = coroutineScope {
                 // on the default dispatcher: the run's own thread may be blocked by a step body when the deadline passes
                 val deadlineTimer = claimed.deadlineAtMs?.let { at ->
-                    launch(Dispatchers.Default) {
-                        delay((at - worker.nowMs()).coerceAtLeast(0).milliseconds)
+                    launch(env.timerDispatcher) {
+                        delay((at - env.clock.nowMs()).coerceAtLeast(0).milliseconds)
                         stop(StopReason.Deadline(at))
                     }
                 }
@@ -209,7 +207,7 @@ internal class RunExecution(
     private fun poisonFailure() = Failure(
         "dev.stent.PoisonRun",
         "run '$runId' of workflow '$workflow' was claimed ${claimed.claimCount} times without finishing " +
-            "(its worker died, lost the lease or could not write each time); the poison guard (maxClaims=${worker.config.maxClaims}) failed it. " +
+            "(its worker died, lost the lease or could not write each time); the poison guard (maxClaims=${env.config.maxClaims}) failed it. " +
             "Inspect it with describe(); fix the cause and start it again",
     )
 
@@ -220,7 +218,7 @@ internal class RunExecution(
             when (outcome) {
                 is Outcome.Completed -> finish(RunStatus.COMPLETED, outcome.output, null)
                 is Outcome.Failed -> {
-                    worker.log.info("run {} of workflow {} failed: {}", runId, workflow, outcome.failure)
+                    env.log.info("run {} of workflow {} failed: {}", runId, workflow, outcome.failure)
                     finish(RunStatus.FAILED, null, encodeFailure(outcome.failure))
                 }
                 is Outcome.Stopped -> when (val reason = outcome.reason) {
@@ -229,8 +227,8 @@ internal class RunExecution(
                         val wakeAt = listOfNotNull(reason.wakeAtMs, claimed.deadlineAtMs).minOrNull()
                         val result = blockingOnRunThread("unloading run '$runId'") { unload(runId, token, wakeAt, reason.signalNames) }
                         when (result) {
-                            UnloadOutcome.READY -> worker.notifier.workAvailable.fire()
-                            UnloadOutcome.CANCELLED -> worker.notifier.runFinished(runId)
+                            UnloadOutcome.READY -> env.notifier.workAvailable.fire()
+                            UnloadOutcome.CANCELLED -> env.notifier.runFinished(runId)
                             else -> Unit
                         }
                     }
@@ -238,20 +236,20 @@ internal class RunExecution(
                     is StopReason.Deadline -> finish(RunStatus.CANCELLED, null, encodeFailure(deadlineFailure(reason.atMs)))
                     StopReason.Shutdown -> {
                         blockingOnRunThread("releasing run '$runId'") { release(runId, token) }
-                        worker.notifier.workAvailable.fire()
+                        env.notifier.workAvailable.fire()
                     }
                     StopReason.StoreFailure -> {
                         val backOff = failureBackOffMs(claimed.claimCount)
-                        worker.log.warn("run {}: stopped by a database failure; released, to be claimed again in {} ms", runId, backOff)
+                        env.log.warn("run {}: stopped by a database failure; released, to be claimed again in {} ms", runId, backOff)
                         blockingOnRunThread("releasing run '$runId' after a database failure") { release(runId, token, backOff) }
                     }
-                    StopReason.LeaseLost -> worker.log.warn("run {}: lease lost; another worker resumes it", runId)
+                    StopReason.LeaseLost -> env.log.warn("run {}: lease lost; another worker resumes it", runId)
                 }
             }
         } catch (e: StentException) {
-            worker.log.warn("run {}: could not record its outcome ({}); its lease will expire and another claim resumes it", runId, e.message)
+            env.log.warn("run {}: could not record its outcome ({}); its lease will expire and another claim resumes it", runId, e.message)
         } catch (e: LeaseLostException) {
-            worker.log.warn("run {}: lease lost before its outcome was recorded", runId)
+            env.log.warn("run {}: lease lost before its outcome was recorded", runId)
         }
     }
 
@@ -261,9 +259,9 @@ internal class RunExecution(
     )
 
     private suspend fun finish(status: RunStatus, output: String?, failure: String?) {
-        val result = blockingOnRunThread("finishing run '$runId'") { worker.access.finish(runId, token, status, output, failure) }
-        if (result == WriteOutcome.OK) worker.notifier.runFinished(runId)
-        else worker.log.warn("run {}: lease lost before it could finish as {}", runId, status)
+        val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(runId, token, status, output, failure) }
+        if (result == WriteOutcome.OK) env.notifier.runFinished(runId)
+        else env.log.warn("run {}: lease lost before it could finish as {}", runId, status)
     }
 
     /**
@@ -273,7 +271,7 @@ internal class RunExecution(
      */
     suspend fun checkpoint(record: StepRecord) {
         currentCoroutineContext().ensureActive()
-        val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { worker.access.checkpoint(runId, token, record) }
+        val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { env.access.checkpoint(runId, token, record) }
         if (result == WriteOutcome.LEASE_LOST) throw lost()
         state.record(record)
     }
@@ -297,9 +295,9 @@ internal class RunExecution(
     // the run's own thread is an IO thread: block on it rather than hop to the store dispatcher and back
     private suspend fun <T> blockingOnRunThread(what: String, block: dev.stent.store.WorkflowStore.() -> T): T {
         val n = callNumbers.incrementAndGet()
-        storeCalls[n] = System.nanoTime()
+        storeCalls[n] = env.clock.nanoTime()
         try {
-            return if (currentCoroutineContext()[RunThread] != null) worker.access.inline(what, block) else worker.access.call(what, block)
+            return if (currentCoroutineContext()[RunThread] != null) env.access.inline(what, block) else env.access.call(what, block)
         } finally {
             storeCalls.remove(n)
         }

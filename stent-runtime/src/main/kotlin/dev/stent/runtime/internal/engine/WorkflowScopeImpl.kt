@@ -34,7 +34,6 @@ import kotlinx.coroutines.ThreadContextElement
 import kotlinx.coroutines.awaitCancellation
 import kotlinx.coroutines.job
 import kotlinx.coroutines.DisposableHandle
-import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.currentCoroutineContext
@@ -133,8 +132,8 @@ internal class WorkflowScopeImpl(
     override val runId: String get() = run.runId
     override val workflowName: String get() = definition.name
     private val state get() = run.state
-    private val worker get() = run.worker
-    private val maxBytes get() = worker.stent.options.maxPayloadBytes
+    private val env get() = run.env
+    private val maxBytes get() = env.maxPayloadBytes
 
     // ---- steps ---------------------------------------------------------------------------
 
@@ -197,7 +196,7 @@ internal class WorkflowScopeImpl(
                 coroutineScope {
                     val work = async { interruptible(inStep, body) }
                     // on the default dispatcher: the body may block the run's own thread
-                    val timer = launch(Dispatchers.Default) {
+                    val timer = launch(env.timerDispatcher) {
                         delay(timeoutMs.milliseconds)
                         timedOut.set(true)
                         work.cancel()
@@ -254,7 +253,7 @@ internal class WorkflowScopeImpl(
             run.checkpoint(StepRecord(id, StepKind.STEP, StepStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
             throw stepFailed(id, attempt, failure)
         }
-        val wakeAt = TimeMath.plus(worker.nowMs(), TimeMath.delayMs(policy.delayBefore(attempt + 1)))
+        val wakeAt = TimeMath.plus(env.clock.nowMs(), TimeMath.delayMs(policy.delayBefore(attempt + 1)))
         run.checkpoint(
             StepRecord(id, StepKind.STEP, StepStatus.RETRYING, failure = encodeFailure(failure), attempts = attempt, wakeAt = wakeAt),
         )
@@ -281,7 +280,7 @@ internal class WorkflowScopeImpl(
     override suspend fun sleep(duration: Duration, id: String?) {
         checkNotInStep("sleep", id)
         if (duration.isNegative()) throw invalid("sleep: duration must not be negative, was $duration", id)
-        sleepRecorded(id) { TimeMath.wakeAt(worker.nowMs(), duration) }
+        sleepRecorded(id) { TimeMath.wakeAt(env.clock.nowMs(), duration) }
     }
 
     override suspend fun sleepUntil(instant: Instant, id: String?) {
@@ -302,7 +301,7 @@ internal class WorkflowScopeImpl(
     /** Suspends until the database clock reaches [wakeAtMs]; the run may unload meanwhile. */
     private suspend fun waitUntil(wakeAtMs: Long, signalName: String?) {
         while (true) {
-            val remaining = wakeAtMs - worker.nowMs()
+            val remaining = wakeAtMs - env.clock.nowMs()
             if (remaining <= 0) return
             waiting(Waiter(wakeAtMs, signalName)) { delay(remaining.milliseconds) }
         }
@@ -332,12 +331,12 @@ internal class WorkflowScopeImpl(
         }
         val deadline = record?.wakeAt ?: limit?.let { t ->
             busy {
-                TimeMath.plus(worker.nowMs(), TimeMath.delayMs(t)).also {
+                TimeMath.plus(env.clock.nowMs(), TimeMath.delayMs(t)).also {
                     run.checkpoint(StepRecord(waitId, StepKind.SIGNAL, StepStatus.WAITING, wakeAt = it))
                 }
             }
         }
-        val wake = worker.notifier.signalFor(runId)
+        val wake = env.notifier.signalFor(runId)
         while (true) {
             currentCoroutineContext().ensureActive()
             val armed = wake.arm()
@@ -346,7 +345,7 @@ internal class WorkflowScopeImpl(
                 state.record(consumed)
                 return decodePayload(codec, consumed.result ?: "null", site)
             }
-            val left = deadline?.let { it - worker.nowMs() }
+            val left = deadline?.let { it - env.clock.nowMs() }
             if (left != null && left <= 0) {
                 busy { run.checkpoint(StepRecord(waitId, StepKind.SIGNAL, StepStatus.TIMED_OUT, wakeAt = deadline)) }
                 throw SignalTimeoutException(runId, workflowName, waitId, name, limit ?: Duration.ZERO)
@@ -359,7 +358,7 @@ internal class WorkflowScopeImpl(
     // ---- recorded values -----------------------------------------------------------------
 
     override suspend fun now(id: String?): Instant =
-        Instant.ofEpochMilli(recorded(id, "now", StepKind.NOW, longCodec) { worker.nowMs() })
+        Instant.ofEpochMilli(recorded(id, "now", StepKind.NOW, longCodec) { env.clock.nowMs() })
 
     override suspend fun randomUuid(id: String?): UUID =
         UUID.fromString(recorded(id, "uuid", StepKind.UUID, stringCodec) { UUID.randomUUID().toString() })
@@ -455,7 +454,7 @@ internal class WorkflowScopeImpl(
     private fun scheduleQuiescenceCheck() {
         runScope.launch {
             repeat(QUIESCENCE_YIELDS) { yield() }
-            val decision = state.quiescence(worker.nowMs(), worker.config.unloadThreshold.inWholeMilliseconds)
+            val decision = state.quiescence(env.clock.nowMs(), env.config.unloadThreshold.inWholeMilliseconds)
             if (decision is Quiescence.Unload) run.stop(StopReason.Unload(decision.wakeAtMs, decision.signalNames))
         }
     }

@@ -4,7 +4,9 @@ import dev.stent.Stent
 import dev.stent.StentStoreException
 import dev.stent.WorkerConfig
 import dev.stent.runtime.internal.WakeUp
+import dev.stent.runtime.internal.engine.EngineClock
 import dev.stent.runtime.internal.engine.Outcome
+import dev.stent.runtime.internal.engine.RunEnvironment
 import dev.stent.runtime.internal.engine.RunExecution
 import dev.stent.runtime.internal.engine.RunThread
 import dev.stent.runtime.internal.engine.StopReason
@@ -85,6 +87,25 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
 
     /** The database clock, estimated from the local clock and the last measured offset. */
     fun nowMs(): Long = System.currentTimeMillis() + clockOffsetMs
+
+    /** What every run of this worker executes in. */
+    private val env = RunEnvironment(
+        config = config,
+        access = access,
+        notifier = notifier,
+        maxPayloadBytes = stent.options.maxPayloadBytes,
+        clock = object : EngineClock {
+            override fun nowMs(): Long = this@WorkerEngine.nowMs()
+            override fun nanoTime(): Long = System.nanoTime()
+        },
+        // one serial view of the IO pool per run: a run's coroutines never run on two threads at once,
+        // and its checkpoints block its own thread instead of hopping to the store dispatcher
+        runDispatcher = { Dispatchers.IO.limitedParallelism(1) },
+        timerDispatcher = Dispatchers.Default,
+        log = log,
+        lastRenewalNanos = { lastRenewalNanos },
+        onStopped = ::watchStopped,
+    )
 
     private fun observeDbClock(dbNowMs: Long, before: Long, after: Long) {
         clockOffsetMs = dbNowMs - (before + after) / 2
@@ -173,9 +194,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         // stalled past it). Stop that one first, and let it unwind before the new one starts (for at most
         // the stop timeout, after which it is abandoned); its cleanup removes only itself.
         val previous = active[claimed.id]?.also { it.stop(StopReason.LeaseLost) }
-        val execution = RunExecution(this, claimed, claimedAtNanos)
+        val execution = RunExecution(env, claimed, claimedAtNanos)
         val began = AtomicBoolean(false)
-        val job = scope.launch(runDispatcher() + RunThread.element + CoroutineName("stent-run-${claimed.id}"), start = CoroutineStart.LAZY) {
+        val job = scope.launch(env.runDispatcher() + RunThread.element + CoroutineName("stent-run-${claimed.id}"), start = CoroutineStart.LAZY) {
             began.set(true)
             try {
                 // not cancellable: a stop meanwhile must still reach execute(), which applies it (nothing is orphaned)
@@ -197,12 +218,6 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         }
         job.start()
     }
-
-    /**
-     * One serial view of the IO pool per run: a run's coroutines never run on two threads at once,
-     * and its checkpoints block its own thread instead of hopping to the store dispatcher.
-     */
-    private fun runDispatcher() = Dispatchers.IO.limitedParallelism(1)
 
     /**
      * Called when [execution] is stopped for [reason] while a step body may be running: its thread

@@ -1,0 +1,222 @@
+package dev.stent.runtime.internal
+
+import dev.stent.RunStatus
+import dev.stent.UnknownRunException
+import dev.stent.store.ClaimRequest
+import dev.stent.store.ClaimResult
+import dev.stent.store.ClaimedRun
+import dev.stent.store.CreateRunResult
+import dev.stent.store.HeartbeatResult
+import dev.stent.store.HeldLease
+import dev.stent.store.LeaseLostException
+import dev.stent.store.NewRun
+import dev.stent.store.RunQuery
+import dev.stent.store.RunRecord
+import dev.stent.store.StepKind
+import dev.stent.store.StepRecord
+import dev.stent.store.StepStatus
+import dev.stent.store.UnloadOutcome
+import dev.stent.store.WorkflowStore
+import dev.stent.store.WriteOutcome
+
+/**
+ * A fake of the store SPI in memory, for fast engine specs in virtual time: the same rules as the
+ * SQL stores (fencing tokens, final records never overwritten, signals consumed once, unload
+ * re-checking for signals and cancels), on a clock the test drives. The real-database suites in
+ * stent-exposed stay the source of truth; this fake only has to agree with them.
+ */
+internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
+    private class Run(val id: String, val workflow: String, val input: String, val queue: String, val priority: Int, val createdAt: Long) {
+        var status = RunStatus.PENDING
+        var output: String? = null
+        var failure: String? = null
+        var readyAt: Long? = null
+        var waitSignals: Set<String> = emptySet()
+        var owner: String? = null
+        var token = 0L
+        var leaseExpiresAt: Long? = null
+        var claimCount = 0
+        var cancelRequested = false
+        var startedAt: Long? = null
+        var updatedAt = createdAt
+        var completedAt: Long? = null
+        var deadlineAt: Long? = null
+    }
+
+    private class Signal(val seq: Long, val runId: String, val name: String, val payload: String) {
+        var consumedBy: String? = null
+    }
+
+    // guarded by this
+    private val runs = LinkedHashMap<String, Run>()
+    private val steps = HashMap<String, LinkedHashMap<String, StepRecord>>()
+    private val signals = ArrayList<Signal>()
+    private var seq = 0L
+
+    override val maxConnections: Int get() = 1
+
+    override fun dbNowMs(): Long = clock()
+
+    @Synchronized
+    override fun createRun(run: NewRun): CreateRunResult {
+        runs[run.id]?.let { return CreateRunResult(false, it.workflow) }
+        val now = clock()
+        runs[run.id] = Run(run.id, run.workflow, run.input, run.queue, run.priority, now).apply {
+            deadlineAt = run.deadlineAtMs ?: run.timeoutMs?.let { now + it }
+            readyAt = listOfNotNull(now + run.delayMs, deadlineAt).min()
+        }
+        return CreateRunResult(true, run.workflow)
+    }
+
+    @Synchronized
+    override fun claim(request: ClaimRequest): ClaimResult {
+        val now = clock()
+        fun eligible(r: Run) = r.workflow in request.workflows && (request.queues.isEmpty() || r.queue in request.queues)
+        val expired = runs.values.filter { eligible(it) && it.status == RunStatus.RUNNING && it.leaseExpiresAt!! < now }
+        val ready = runs.values.filter { eligible(it) && it.status in setOf(RunStatus.PENDING, RunStatus.WAITING) && (it.readyAt ?: Long.MAX_VALUE) <= now }
+            .sortedWith(compareByDescending<Run> { it.priority }.thenBy { it.readyAt })
+        val taken = (expired + ready).take(request.limit)
+        for (r in taken) {
+            r.status = RunStatus.RUNNING
+            r.owner = request.workerId
+            r.token++
+            r.leaseExpiresAt = now + request.leaseMs
+            r.claimCount++
+            r.startedAt = r.startedAt ?: now
+            r.readyAt = null
+            r.waitSignals = emptySet()
+            r.updatedAt = now
+        }
+        val claimed = taken.map {
+            ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, steps[it.id]?.values?.toList().orEmpty(), it.cancelRequested, it.deadlineAt)
+        }
+        val next = if (claimed.isNotEmpty()) null else runs.values.filter(::eligible)
+            .mapNotNull { if (it.status == RunStatus.RUNNING) it.leaseExpiresAt else if (it.status.isTerminal) null else it.readyAt }.minOrNull()
+        return ClaimResult(claimed, now, next)
+    }
+
+    private fun holds(runId: String, token: Long): Run? = runs[runId]?.takeIf { it.status == RunStatus.RUNNING && it.token == token }
+
+    @Synchronized
+    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome {
+        holds(runId, token) ?: return WriteOutcome.LEASE_LOST
+        val records = steps.getOrPut(runId) { LinkedHashMap() }
+        if (records[record.stepId]?.status?.isFinal != true) {
+            records[record.stepId] = StepRecord(
+                record.stepId, record.kind, record.status, record.result, record.failure, record.attempts, record.wakeAt, clock(),
+            )
+        }
+        return WriteOutcome.OK
+    }
+
+    @Synchronized
+    override fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StepRecord? {
+        holds(runId, token) ?: throw LeaseLostException(runId)
+        val signal = signals.firstOrNull { it.runId == runId && it.name == name && it.consumedBy == null } ?: return null
+        signal.consumedBy = stepId
+        val record = StepRecord(stepId, StepKind.SIGNAL, StepStatus.COMPLETED, result = signal.payload, updatedAt = clock())
+        steps.getOrPut(runId) { LinkedHashMap() }[stepId] = record
+        return record
+    }
+
+    @Synchronized
+    override fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
+        val run = holds(runId, token) ?: return UnloadOutcome.LEASE_LOST
+        if (run.cancelRequested) {
+            end(run, RunStatus.CANCELLED, null, null)
+            return UnloadOutcome.CANCELLED
+        }
+        run.owner = null
+        run.leaseExpiresAt = null
+        run.claimCount = 0
+        run.updatedAt = clock()
+        return if (signals.any { it.runId == runId && it.consumedBy == null && it.name in signalNames }) {
+            run.status = RunStatus.PENDING
+            run.readyAt = clock()
+            UnloadOutcome.READY
+        } else {
+            run.status = RunStatus.WAITING
+            run.readyAt = wakeAtMs
+            run.waitSignals = signalNames
+            UnloadOutcome.WAITING
+        }
+    }
+
+    private fun end(run: Run, status: RunStatus, output: String?, failure: String?) {
+        run.status = status
+        run.output = output
+        run.failure = failure
+        run.completedAt = clock()
+        run.updatedAt = clock()
+        run.owner = null
+        run.leaseExpiresAt = null
+        run.readyAt = null
+        run.waitSignals = emptySet()
+    }
+
+    @Synchronized
+    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+        require(status.isTerminal) { "finish needs a final status, not $status" }
+        val run = holds(runId, token) ?: return WriteOutcome.LEASE_LOST
+        end(run, status, output, failure)
+        return WriteOutcome.OK
+    }
+
+    @Synchronized
+    override fun release(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome {
+        val run = holds(runId, token) ?: return WriteOutcome.LEASE_LOST
+        run.status = RunStatus.PENDING
+        run.owner = null
+        run.leaseExpiresAt = null
+        run.readyAt = clock() + (retryAfterMs ?: 0)
+        if (retryAfterMs == null) run.claimCount = 0
+        run.updatedAt = clock()
+        return WriteOutcome.OK
+    }
+
+    @Synchronized
+    override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult {
+        val held = runIds.mapNotNull { runs[it] }.filter { it.owner == workerId && it.status == RunStatus.RUNNING }
+        held.forEach { it.leaseExpiresAt = clock() + leaseMs }
+        return HeartbeatResult(held.map { HeldLease(it.id, it.token, it.cancelRequested) }, clock())
+    }
+
+    @Synchronized
+    override fun sendSignal(runId: String, name: String, payload: String) {
+        val run = runs[runId] ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started")
+        if (run.status.isTerminal) throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.status})")
+        signals += Signal(++seq, runId, name, payload)
+        if (run.status == RunStatus.WAITING && name in run.waitSignals) {
+            run.status = RunStatus.PENDING
+            run.readyAt = clock()
+        }
+    }
+
+    @Synchronized
+    override fun requestCancel(runId: String): RunStatus? {
+        val run = runs[runId] ?: return null
+        return when (run.status) {
+            RunStatus.PENDING, RunStatus.WAITING -> RunStatus.CANCELLED.also { end(run, it, null, null) }
+            RunStatus.RUNNING -> RunStatus.RUNNING.also { run.cancelRequested = true }
+            else -> run.status
+        }
+    }
+
+    @Synchronized
+    override fun getRun(runId: String): RunRecord? = runs[runId]?.let(::record)
+
+    @Synchronized
+    override fun listSteps(runId: String): List<StepRecord> = steps[runId]?.values?.toList().orEmpty()
+
+    @Synchronized
+    override fun listRuns(query: RunQuery): List<RunRecord> = runs.values.reversed()
+        .filter { (query.status == null || it.status == query.status) && (query.workflow == null || it.workflow == query.workflow) }
+        .drop(query.offset).take(query.limit).map(::record)
+
+    private fun record(r: Run) = RunRecord(
+        r.id, r.workflow, r.status, r.input, r.output, r.failure, r.queue, r.priority, r.createdAt, r.startedAt, r.updatedAt,
+        r.completedAt, r.readyAt, r.claimCount, r.owner, r.leaseExpiresAt, r.cancelRequested, r.deadlineAt,
+    )
+
+    override fun close() = Unit
+}

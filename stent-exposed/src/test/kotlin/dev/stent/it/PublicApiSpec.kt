@@ -85,7 +85,8 @@ private class ApiDump(private val classes: File) {
             .map { it.relativeTo(classes).path.removeSuffix(".class").replace(File.separatorChar, '.') }
             .sorted()
             .mapNotNull { name -> runCatching { Class.forName(name, false, loader) }.getOrNull() }
-            .filter(::isPublicApi)
+            // a class file of a deleted source, left behind without `mvn clean`, may no longer link: it is not API
+            .filter { runCatching { isPublicApi(it) }.getOrElse { e -> if (e is LinkageError) false else throw e } }
             .map(::describe)
             .filter { it.size > 1 || metadata(classFor(it.first())) !is KotlinClassMetadata.FileFacade }
             .flatten()

@@ -2,7 +2,6 @@ package dev.stent.runtime.internal.engine
 
 import dev.stent.Failure
 import dev.stent.InternalStentApi
-import dev.stent.NonDeterminismException
 import dev.stent.RunStatus
 import dev.stent.StentException
 import dev.stent.StentStoreException
@@ -96,7 +95,8 @@ internal class RunExecution(
     val runId: String = claimed.id
     val token: Long = claimed.token
     val workflow: String = claimed.workflow
-    val state = RunState(claimed.records)
+    val replay = Replay(claimed.id, claimed.workflow, claimed.records)
+    val state = RunState()
 
     /** Set once by the claim loop before the job starts. */
     @Volatile
@@ -185,8 +185,7 @@ internal class RunExecution(
                     deadlineTimer?.cancel()
                 }
             }
-            state.fatal?.let { return Outcome.Failed(Failure.of(it)) }
-            state.unvisited().firstOrNull()?.let { return Outcome.Failed(Failure.of(notReached(it))) }
+            replay.verdict()?.let { return Outcome.Failed(Failure.of(it)) }
             Outcome.Completed(encodePayload(definition.outputCodec, output, maxBytes, PayloadSite("output", runId, workflow)))
         } catch (e: Throwable) {
             val reason = stopReason.get()
@@ -194,15 +193,10 @@ internal class RunExecution(
                 reason != null -> Outcome.Stopped(reason)
                 e is CancellationException && !currentCoroutineContext().isActive -> Outcome.Stopped(StopReason.Shutdown)
                 e is Error && e !is StackOverflowError && e !is AssertionError -> throw e
-                else -> Outcome.Failed(Failure.of(state.fatal ?: e))
+                else -> Outcome.Failed(Failure.of(replay.fatal ?: e))
             }
         }
     }
-
-    private fun notReached(record: StepRecord) = NonDeterminismException(
-        runId, workflow, record.stepId,
-        "a ${record.kind} '${record.stepId}'", "finished without reaching it",
-    )
 
     private fun poisonFailure() = Failure(
         "dev.stent.PoisonRun",
@@ -273,7 +267,7 @@ internal class RunExecution(
         currentCoroutineContext().ensureActive()
         val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { env.access.checkpoint(runId, token, record) }
         if (result == WriteOutcome.LEASE_LOST) throw lost()
-        state.record(record)
+        replay.record(record)
     }
 
     /** Runs a store call for this run; a database failure stops the run (it is released with a back-off, or its lease expires). */

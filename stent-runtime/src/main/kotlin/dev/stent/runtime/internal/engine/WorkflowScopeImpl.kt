@@ -4,17 +4,14 @@ package dev.stent.runtime.internal.engine
 
 import dev.stent.Codec
 import dev.stent.Codecs
-import dev.stent.DuplicateStepIdException
 import dev.stent.Failure
 import dev.stent.InternalStentApi
-import dev.stent.NonDeterminismException
 import dev.stent.PayloadException
 import dev.stent.RetryPolicy
 import dev.stent.SignalTimeoutException
 import dev.stent.StepFailedException
 import dev.stent.StepScope
 import dev.stent.WorkflowDefinition
-import dev.stent.WorkflowMisuseException
 import dev.stent.WorkflowScope
 import dev.stent.runtime.internal.PayloadSite
 import dev.stent.runtime.internal.decodeFailure
@@ -132,6 +129,7 @@ internal class WorkflowScopeImpl(
     override val runId: String get() = run.runId
     override val workflowName: String get() = definition.name
     private val state get() = run.state
+    private val replay get() = run.replay
     private val env get() = run.env
     private val maxBytes get() = env.maxPayloadBytes
 
@@ -290,7 +288,7 @@ internal class WorkflowScopeImpl(
 
     /** Records a timer due at [wakeAt] (null: no timer, only a cancel or the deadline ends it) and waits for it. */
     private suspend fun sleepRecorded(id: String?, wakeAt: () -> Long?) {
-        val timerId = id?.also { checkUserId(it, "sleep") } ?: state.nextId("sleep")
+        val timerId = id?.also { checkUserId(it, "sleep") } ?: replay.nextId("sleep")
         val record = visit(timerId, StepKind.SLEEP)
         val due = if (record != null) record.wakeAt else busy {
             wakeAt().also { run.checkpoint(StepRecord(timerId, StepKind.SLEEP, StepStatus.WAITING, wakeAt = it)) }
@@ -321,7 +319,7 @@ internal class WorkflowScopeImpl(
             throw invalid("awaitSignal('$name'): timeout must not be negative (null or INFINITE for none), was $timeout", id)
         }
         val limit = timeout?.takeUnless { it.isInfinite() }
-        val waitId = id?.also { checkUserId(it, "signal wait") } ?: state.nextId("signal:$name")
+        val waitId = id?.also { checkUserId(it, "signal wait") } ?: replay.nextId("signal:$name")
         val record = visit(waitId, StepKind.SIGNAL)
         val site = PayloadSite("payload of signal '$name'", runId, workflowName, waitId)
         when (record?.status) {
@@ -342,7 +340,7 @@ internal class WorkflowScopeImpl(
             val armed = wake.arm()
             val consumed = busy { run.storeCall("consuming signal '$name' for run '$runId'") { consumeSignal(runId, run.token, name, waitId) } }
             if (consumed != null) {
-                state.record(consumed)
+                replay.record(consumed)
                 return decodePayload(codec, consumed.result ?: "null", site)
             }
             val left = deadline?.let { it - env.clock.nowMs() }
@@ -368,7 +366,7 @@ internal class WorkflowScopeImpl(
 
     private suspend fun <T> recorded(explicitId: String?, prefix: String, kind: StepKind, codec: Codec<T>, make: () -> T): T {
         checkNotInStep(prefix, explicitId)
-        val id = explicitId?.also { checkUserId(it, prefix) } ?: state.nextId(prefix)
+        val id = explicitId?.also { checkUserId(it, prefix) } ?: replay.nextId(prefix)
         val record = visit(id, kind)
         if (record?.result != null) return decodePayload(codec, record.result, PayloadSite("recorded $prefix", runId, workflowName, id))
         val value = make()
@@ -381,21 +379,7 @@ internal class WorkflowScopeImpl(
     /** Reaches [id] in this replay: its record, or null; a duplicate or a kind mismatch is fatal. */
     private suspend fun visit(id: String, kind: StepKind): StepRecord? {
         currentCoroutineContext().ensureActive()
-        return when (val v = state.visit(id)) {
-            RunState.Visit.Duplicate -> throw state.fail(DuplicateStepIdException(runId, workflowName, id))
-            is RunState.Visit.First -> {
-                val record = v.record
-                if (record != null && record.kind != kind) {
-                    throw state.fail(
-                        NonDeterminismException(
-                            runId, workflowName, id,
-                            "a ${RunState.kindName(record.kind)} '$id'", "calls ${RunState.kindName(kind)} '$id'",
-                        ),
-                    )
-                }
-                record
-            }
-        }
+        return replay.visit(id, kind)
     }
 
     private fun checkUserId(id: String, what: String) {
@@ -415,15 +399,7 @@ internal class WorkflowScopeImpl(
      */
     private suspend fun checkNotInStep(call: String, id: String?) {
         val outer = currentCoroutineContext()[InStep] ?: return
-        val what = if (id != null) "$call('$id')" else "$call()"
-        throw state.fail(
-            WorkflowMisuseException(
-                runId, workflowName, id ?: outer.stepId,
-                "$what was called inside step '${outer.stepId}' in workflow '$workflowName' (run '$runId'): " +
-                    "Stent calls (steps, sleeps, signals, now, random) cannot run inside a step body; " +
-                    "call them from the workflow body, or make the inner work plain code inside the step",
-            ),
-        )
+        throw replay.misuse(call, id, outer.stepId)
     }
 
     /** Marks the run busy (doing work or I/O) around [block]; the end of the last busy section may let it unload. */

@@ -10,7 +10,9 @@ import dev.stent.StentOptions
 import dev.stent.StentStoreException
 import dev.stent.exposed.internal.ExposedStore
 import dev.stent.exposed.internal.Migrations
+import dev.stent.exposed.internal.PostgresDialect
 import dev.stent.exposed.internal.SqlDialect
+import dev.stent.exposed.internal.SqliteDialect
 import dev.stent.requireArgument
 import dev.stent.store.WorkflowStore
 import org.jetbrains.exposed.v1.core.DatabaseConfig
@@ -87,7 +89,7 @@ public object Stents {
         } catch (e: Exception) {
             throw StentStoreException("cannot open the SQLite file '$path': ${e.message}", e)
         }
-        return open(ds, SqlDialect.Sqlite, null, 1, null, ds::close, options, wrap)
+        return open(ds, SqliteDialect, null, 1, null, ds::close, options, wrap)
     }
 
     /**
@@ -153,7 +155,7 @@ public object Stents {
             }
             DriverManager.getConnection(jdbcUrl, props).also { c -> schema?.let { c.schema = it } }
         }
-        return open(ds, SqlDialect.Postgres, schema, poolSize, listen, ds::close, options, wrap)
+        return open(ds, PostgresDialect, schema, poolSize, listen, ds::close, options, wrap)
     }
 
     /**
@@ -174,7 +176,7 @@ public object Stents {
         schema?.let(::checkSchema)
         val connect = { dataSource.connection.also { c -> schema?.let { c.schema = it } } }
         val scoped = if (schema == null) dataSource else SchemaDataSource(dataSource, schema)
-        return open(scoped, SqlDialect.Postgres, schema, maxConnections, connect, {}, options) { it }
+        return open(scoped, PostgresDialect, schema, maxConnections, connect, {}, options) { it }
     }
 }
 

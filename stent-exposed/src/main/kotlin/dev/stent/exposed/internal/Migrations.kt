@@ -21,7 +21,7 @@ internal object Migrations {
         // table objects cannot change what migration 1 does on a new database.
         Migration(1, "runs, steps and signals") { dialect ->
             val ddl = when (dialect) {
-                SqlDialect.Sqlite -> listOf(
+                SqliteDialect -> listOf(
                     """CREATE TABLE IF NOT EXISTS stent_runs (id VARCHAR(200) NOT NULL PRIMARY KEY, workflow VARCHAR(200) NOT NULL,
                        status VARCHAR(16) NOT NULL, "input" TEXT NOT NULL, "output" TEXT NULL, failure TEXT NULL, queue VARCHAR(200) NOT NULL,
                        priority INT NOT NULL, ready_at BIGINT NULL, wait_signals TEXT NULL, lease_owner VARCHAR(200) NULL,
@@ -37,7 +37,7 @@ internal object Migrations {
                        "name" VARCHAR(200) NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL, consumed_by VARCHAR(400) NULL,
                        consumed_at BIGINT NULL)""",
                 )
-                SqlDialect.Postgres -> listOf(
+                PostgresDialect -> listOf(
                     """CREATE TABLE IF NOT EXISTS stent_runs (id VARCHAR(200) PRIMARY KEY, workflow VARCHAR(200) NOT NULL, status VARCHAR(16) NOT NULL,
                        "input" TEXT NOT NULL, "output" TEXT NULL, failure TEXT NULL, queue VARCHAR(200) NOT NULL, priority INT NOT NULL,
                        ready_at BIGINT NULL, wait_signals TEXT NULL, lease_owner VARCHAR(200) NULL, lease_token BIGINT NOT NULL,

@@ -48,7 +48,7 @@ internal class PgWakeUps(
                     val pg = conn.unwrap(PGConnection::class.java)
                     var lastPing = System.nanoTime()
                     while (!closed) {
-                        for (n in pg.getNotifications(POLL_MS) ?: emptyArray()) dispatch(n.parameter)
+                        for (n in pg.getNotifications(POLL_MS) ?: emptyArray()) WakeUpMessage.dispatch(n.parameter, sink)
                         if (System.nanoTime() - lastPing > PING_NANOS) {
                             // a half-open connection reports no error while reading notifications: probe it
                             conn.createStatement().use { it.execute("SELECT 1") }
@@ -70,17 +70,6 @@ internal class PgWakeUps(
             } finally {
                 synchronized(this) { current = null }
             }
-        }
-    }
-
-    private fun dispatch(payload: String) {
-        val kind = payload.firstOrNull() ?: return
-        val runId = payload.substringAfter(':', "")
-        when (kind) {
-            ExposedStore.WORK -> sink.work()
-            ExposedStore.FINISHED -> sink.finished(runId)
-            ExposedStore.SIGNAL -> sink.signal(runId)
-            ExposedStore.CANCEL -> sink.cancel(runId)
         }
     }
 

@@ -1,0 +1,102 @@
+package dev.stent.exposed.internal
+
+import dev.stent.RunStatus
+import dev.stent.UnknownRunException
+import dev.stent.store.FinishWrite
+import dev.stent.store.UnloadOutcome
+import dev.stent.store.WriteOutcome
+
+// Ending a turn of a run: unload it, finish it (one or a group); and what clients do to runs: signal, cancel.
+
+internal fun StoreContext.unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome = tx {
+    unloadIn(runId, token, wakeAtMs, signalNames)
+}.also {
+    when (it) {
+        UnloadOutcome.READY -> wake(WakeUpMessage.WORK)
+        UnloadOutcome.CANCELLED -> wake(WakeUpMessage.FINISHED, runId)
+        else -> Unit
+    }
+}
+
+internal fun StoreContext.finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+    autocommit { finishIn(runId, token, status, output, failure) }.also { if (it == WriteOutcome.OK) wake(WakeUpMessage.FINISHED, runId) }
+
+// One statement for a group of finishes, each fenced by its own token.
+internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome> {
+    if (writes.size == 1) return writes.map { finish(it.runId, it.token, it.status, it.output, it.failure) }
+    require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
+    writes.forEach { require(it.status.isTerminal) { "finish needs a final status, not ${it.status}" } }
+    val finished = autocommit {
+        val (v, vArgs) = groupTable(
+            listOf("id" to "TEXT", "token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
+            writes.inLockOrder { it.runId }.map { listOf(it.runId, it.token, it.status.name, it.output, it.failure) },
+        )
+        // PostgreSQL: lock the rows in id order first (as the heartbeat and the other group writes do), since the
+        // plan of UPDATE … FROM may visit them in any order, and two statements locking in other orders can deadlock
+        val locked = when (dialect) {
+            PostgresDialect -> """, l AS (SELECT id FROM stent_runs WHERE id IN (SELECT id FROM v) ORDER BY id COLLATE "C" FOR UPDATE)"""
+            SqliteDialect -> ""
+        }
+        val lockedJoin = if (locked.isEmpty()) "" else " AND stent_runs.id IN (SELECT id FROM l)"
+        query(
+            """$v$locked
+               UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, completed_at = $now,
+                   updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
+               FROM v WHERE stent_runs.id = v.id AND stent_runs.lease_token = v.token AND stent_runs.status = 'RUNNING'$lockedJoin
+               RETURNING ${dialect.updatedId}""",
+            vArgs,
+        ) { it.getString(1) }.toHashSet()
+    }
+    finished.forEach { wake(WakeUpMessage.FINISHED, it) }
+    return writes.map { if (it.runId in finished) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
+}
+
+internal fun StoreContext.sendSignal(runId: String, name: String, payload: String) = tx {
+    val run = query(
+        "SELECT status, wait_signals FROM stent_runs WHERE id = ? ${dialect.rowLock}",
+        listOf(runId),
+    ) { RunStatus.valueOf(it.getString("status")) to it.getString("wait_signals") }.firstOrNull()
+        ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started in this database; check the id")
+    if (run.first.isTerminal) {
+        throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.first}); signals go only to runs that are not finished")
+    }
+    update(
+        "INSERT INTO stent_signals (run_id, name, payload, created_at) VALUES (?, ?, ?, $now)",
+        listOf(runId, name, payload),
+    )
+    val waitsForIt = run.second?.let { namesJson.decodeFromString(namesSerializer, it) }?.contains(name) == true
+    if (run.first == RunStatus.WAITING && waitsForIt) {
+        update(
+            "UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'",
+            listOf(runId),
+        )
+    }
+}.also { wake(WakeUpMessage.SIGNAL, runId) } // a signal wake-up also tells workers there may be work
+
+internal fun StoreContext.requestCancel(runId: String): RunStatus? {
+    var announce: WakeUpMessage? = null
+    val result = tx {
+        val status = query("SELECT status FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(runId)) {
+            RunStatus.valueOf(it.getString("status"))
+        }.firstOrNull() ?: return@tx null
+        when (status) {
+            RunStatus.PENDING, RunStatus.WAITING -> {
+                update(
+                    """UPDATE stent_runs SET status = 'CANCELLED', completed_at = $now, updated_at = $now, ready_at = NULL,
+                           wait_signals = NULL WHERE id = ?""",
+                    listOf(runId),
+                )
+                announce = WakeUpMessage.FINISHED
+                RunStatus.CANCELLED
+            }
+            RunStatus.RUNNING -> {
+                update("UPDATE stent_runs SET cancel_requested = TRUE, updated_at = $now WHERE id = ?", listOf(runId))
+                announce = WakeUpMessage.CANCEL
+                RunStatus.RUNNING
+            }
+            else -> status
+        }
+    }
+    announce?.let { wake(it, runId) }
+    return result
+}

@@ -1,0 +1,32 @@
+package dev.stent.exposed.internal
+
+import dev.stent.store.RunQuery
+import dev.stent.store.RunRecord
+import org.jetbrains.exposed.v1.core.SortOrder
+import org.jetbrains.exposed.v1.core.eq
+import org.jetbrains.exposed.v1.jdbc.andWhere
+import org.jetbrains.exposed.v1.jdbc.selectAll
+import org.jetbrains.exposed.v1.jdbc.transactions.transaction
+
+// Reading runs for clients: one, many, a filtered page.
+
+// One autocommit SELECT: await() calls this for every run it waits for.
+internal fun StoreContext.getRun(runId: String): RunRecord? = autocommit {
+    query("SELECT * FROM stent_runs WHERE id = ?", listOf(runId), ::runRecord).singleOrNull()
+}
+
+internal fun StoreContext.getRuns(runIds: Collection<String>): List<RunRecord> = if (runIds.isEmpty()) emptyList() else autocommit {
+    val (ids, idArgs) = inList("id", runIds)
+    query("SELECT * FROM stent_runs WHERE $ids", idArgs, ::runRecord)
+}
+
+internal fun StoreContext.listRuns(query: RunQuery): List<RunRecord> = transaction(db) {
+    RunsTable.selectAll()
+        .apply {
+            query.status?.let { s -> andWhere { RunsTable.status eq s.name } }
+            query.workflow?.let { w -> andWhere { RunsTable.workflow eq w } }
+        }
+        .orderBy(RunsTable.createdAt to SortOrder.DESC, RunsTable.id to SortOrder.DESC)
+        .limit(query.limit).offset(query.offset.toLong())
+        .map(::runRecord)
+}

@@ -1,0 +1,55 @@
+package dev.stent.exposed.internal
+
+import dev.stent.store.CreateRunResult
+import dev.stent.store.NewRun
+
+// Starting runs: one statement for one start or a group of them; an id that exists is left as it is.
+
+// One autocommit statement when the id is new (the common case).
+internal fun StoreContext.createRun(run: NewRun): CreateRunResult = autocommit {
+    val inserted = query(
+        """WITH v (id, workflow, input, queue, priority, delay_ms, deadline_at, timeout_ms) AS
+             (VALUES (CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),
+                      CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)))
+           $insertRuns FROM v WHERE TRUE
+           ON CONFLICT (id) DO NOTHING RETURNING id""",
+        listOf<Any?>(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs, run.deadlineAtMs, run.timeoutMs),
+    ) { true }.isNotEmpty()
+    if (inserted) wake(WakeUpMessage.WORK)
+    if (inserted) CreateRunResult(true, run.workflow)
+    else CreateRunResult(false, query("SELECT workflow FROM stent_runs WHERE id = ?", listOf(run.id)) { it.getString(1) }.single())
+}
+
+// One statement for a group of starts: a multi-row insert that skips ids that exist.
+internal fun StoreContext.createRuns(runs: List<NewRun>): List<CreateRunResult> {
+    if (runs.size == 1) return listOf(createRun(runs.single()))
+    val first = runs.distinctBy { it.id }
+    val inserted = autocommit {
+        val (v, vArgs) = groupTable(
+            listOf(
+                "id" to "TEXT", "workflow" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER",
+                "delay_ms" to "BIGINT", "deadline_at" to "BIGINT", "timeout_ms" to "BIGINT",
+            ),
+            first.map { listOf(it.id, it.workflow, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs) },
+        )
+        query(
+            """$v
+               $insertRuns FROM v WHERE TRUE
+               ON CONFLICT (id) DO NOTHING RETURNING id""",
+            vArgs,
+        ) { it.getString(1) }.toHashSet()
+    }
+    // announced before anything else can fail: the runs exist now
+    if (inserted.isNotEmpty()) wake(WakeUpMessage.WORK)
+    val existing = runs.map { it.id }.filter { it !in inserted }.toSet()
+    val workflows = if (existing.isEmpty()) emptyMap() else autocommit {
+        val (ids, idArgs) = inList("id", existing)
+        query("SELECT id, workflow FROM stent_runs WHERE $ids", idArgs) { it.getString(1) to it.getString(2) }.toMap()
+    }
+    val seen = HashSet<String>()
+    return runs.map { run ->
+        val created = run.id in inserted && seen.add(run.id)
+        // a later duplicate in the group sees the run its first occurrence created
+        CreateRunResult(created, if (run.id in inserted) first.first { it.id == run.id }.workflow else workflows.getValue(run.id))
+    }
+}

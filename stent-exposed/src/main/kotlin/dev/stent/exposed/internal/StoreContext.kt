@@ -1,0 +1,225 @@
+package dev.stent.exposed.internal
+
+import dev.stent.RunStatus
+import dev.stent.store.RunRecord
+import dev.stent.store.StepKind
+import dev.stent.store.StepRecord
+import dev.stent.store.StepStatus
+import dev.stent.store.UnloadOutcome
+import dev.stent.store.WriteOutcome
+import kotlinx.serialization.builtins.ListSerializer
+import kotlinx.serialization.builtins.serializer
+import kotlinx.serialization.json.Json
+import org.jetbrains.exposed.v1.core.ResultRow
+import org.jetbrains.exposed.v1.jdbc.Database
+import org.jetbrains.exposed.v1.jdbc.transactions.transaction
+import java.sql.Connection
+import java.sql.ResultSet
+
+
+/**
+ * What every operation of [ExposedStore] shares: the connections (one autocommit statement on a
+ * pooled connection, or an Exposed transaction), the dialect's clock, the row-level statements more
+ * than one operation runs (upsert a record, check a lease, finish, release, unload a run), row
+ * mapping, the SQL that binds lists of rows per dialect, and the wake-up sender. The operations
+ * themselves are extension functions on it, one file per concern: `Starts.kt`, `Claims.kt`,
+ * `Records.kt`, `Outcomes.kt`, `Reads.kt`, `WorkerRegistry.kt`.
+ */
+internal class StoreContext(
+    /** For single-statement writes on the hot path: one autocommit statement, one round trip. */
+    internal val dataSource: javax.sql.DataSource,
+    internal val db: Database,
+    internal val dialect: SqlDialect,
+    /** The channel wake-ups are sent on (PostgreSQL), specific to the schema. */
+    channel: String,
+    sendsWakeUps: Boolean,
+) {
+    internal val now = dialect.now
+
+    /** Prepared statements kept per SQLite connection (PostgreSQL's driver keeps its own). */
+    internal val sqliteStatements = SqliteStatements()
+
+    /** Sends wake-ups to other processes, coalesced, after the commit that they announce (PostgreSQL). */
+    internal val sender: PgNotifySender? = if (sendsWakeUps) PgNotifySender(dataSource, channel) else null
+
+    /**
+     * The insert of new runs from a `v` table of (id, workflow, input, queue, priority, delay_ms, deadline_at,
+     * timeout_ms): the deadline is absolute or relative to now, and a run becomes ready at the earlier of its
+     * delay and its deadline (a run whose deadline passes before its delay is cancelled then).
+     */
+    internal val insertRuns = """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, deadline_at,
+               lease_token, claim_count, cancel_requested, created_at, updated_at)
+           SELECT id, workflow, 'PENDING', input, queue, priority,
+               CASE WHEN COALESCE(deadline_at, $now + timeout_ms) < $now + delay_ms
+                    THEN COALESCE(deadline_at, $now + timeout_ms) ELSE $now + delay_ms END,
+               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now"""
+
+    /** Announces a committed change to the other processes on this database; call it after the commit. */
+    internal fun wake(message: WakeUpMessage, runId: String = "") {
+        sender?.send(message.payload(runId))
+    }
+
+    /** Sends what is queued and stops the sender. */
+    fun close() {
+        sender?.close()
+    }
+
+    internal fun <T> tx(block: Connection.() -> T): T = transaction(db) { (connection.connection as Connection).block() }
+
+    /** Runs [block] on a pooled connection in autocommit mode: each statement is its own transaction. */
+    internal fun <T> autocommit(block: Connection.() -> T): T = dataSource.connection.use { c ->
+        check(c.autoCommit) { "Stent's pool must hand out connections in autocommit mode" }
+        when (dialect) {
+            SqliteDialect -> sqliteStatements.wrap(c).block()
+            PostgresDialect -> c.block()
+        }
+    }
+
+    internal fun Connection.nowMs(): Long = query("SELECT $now AS now", emptyList()) { it.getLong("now") }.single()
+
+    /** Inserts or updates a record if [token] holds the lease; a final record is never overwritten. */
+    internal fun Connection.upsertStep(runId: String, token: Long, r: StepRecord): Int = update(
+        """INSERT INTO stent_steps (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
+           SELECT ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, CAST(? AS BIGINT), $now, $now
+           WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.shareLock})
+           $UPSERT_STEP""",
+        listOf(runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt, runId, token),
+    )
+
+    internal fun Connection.holdsLease(runId: String, token: Long): Boolean = query(
+        "SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
+        listOf(runId, token),
+    ) { true }.isNotEmpty()
+
+    internal fun Connection.unloadIn(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
+        val cancel = query(
+            "SELECT cancel_requested FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
+            listOf(runId, token),
+        ) { it.getBoolean("cancel_requested") }.firstOrNull() ?: return UnloadOutcome.LEASE_LOST
+        if (cancel) {
+            finishIn(runId, token, RunStatus.CANCELLED, null, null)
+            return UnloadOutcome.CANCELLED
+        }
+        val signalled = signalNames.isNotEmpty() && query(
+            "SELECT 1 FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND name IN (${marks(signalNames.size)}) LIMIT 1",
+            listOf(runId) + signalNames,
+        ) { true }.isNotEmpty()
+        return if (signalled) {
+            update(
+                """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
+                       claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ?""",
+                listOf(runId, token),
+            )
+            UnloadOutcome.READY
+        } else {
+            update(
+                """UPDATE stent_runs SET status = 'WAITING', ready_at = CAST(? AS BIGINT), wait_signals = CAST(? AS TEXT),
+                       lease_owner = NULL, lease_expires_at = NULL, claim_count = 0, updated_at = $now
+                   WHERE id = ? AND lease_token = ?""",
+                listOf(wakeAtMs, if (signalNames.isEmpty()) null else namesJson.encodeToString(namesSerializer, signalNames.toList()), runId, token),
+            )
+            UnloadOutcome.WAITING
+        }
+    }
+
+    internal fun Connection.finishIn(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+        require(status.isTerminal) { "finish needs a final status, not $status" }
+        val n = update(
+            """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), completed_at = $now,
+                   updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
+               WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
+            listOf(status.name, output, failure, runId, token),
+        )
+        return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
+    }
+
+    internal fun Connection.releaseIn(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome {
+        val n = if (retryAfterMs == null) {
+            update(
+                """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
+                       claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
+                listOf(runId, token),
+            )
+        } else {
+            // not a clean release: the claim count stays, so a run whose writes keep failing trips the poison guard
+            update(
+                """UPDATE stent_runs SET status = 'PENDING', ready_at = $now + ?, lease_owner = NULL, lease_expires_at = NULL,
+                       updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
+                listOf(retryAfterMs, runId, token),
+            )
+        }
+        return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
+    }
+
+    internal fun runRecord(rs: ResultSet) = RunRecord(
+        rs.getString("id"), rs.getString("workflow"), RunStatus.valueOf(rs.getString("status")), rs.getString("input"),
+        rs.getString("output"), rs.getString("failure"), rs.getString("queue"), rs.getInt("priority"), rs.getLong("created_at"),
+        rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("completed_at"), rs.longOrNull("ready_at"),
+        rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
+        rs.longOrNull("deadline_at"),
+    )
+
+    internal fun runRecord(r: ResultRow) = RunRecord(
+        r[RunsTable.id], r[RunsTable.workflow], RunStatus.valueOf(r[RunsTable.status]), r[RunsTable.input],
+        r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
+        r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.completedAt], r[RunsTable.readyAt],
+        r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
+        r[RunsTable.deadlineAt],
+    )
+
+    internal fun stepRecord(r: ResultRow) = StepRecord(
+        r[StepsTable.stepId], StepKind.valueOf(r[StepsTable.kind]), StepStatus.valueOf(r[StepsTable.status]),
+        r[StepsTable.result], r[StepsTable.failure], r[StepsTable.attempts], r[StepsTable.wakeAt], r[StepsTable.updatedAt],
+    )
+
+    internal fun stepRecord(rs: ResultSet) = StepRecord(
+        rs.getString("step_id"), StepKind.valueOf(rs.getString("kind")), StepStatus.valueOf(rs.getString("status")),
+        rs.getString("result"), rs.getString("failure"), rs.getInt("attempts"), rs.longOrNull("wake_at"), rs.getLong("updated_at"),
+    )
+
+    /**
+     * `WITH v (columns) AS (…)` over [rows], and its arguments. PostgreSQL gets one array per column and
+     * `unnest`, so the statement's text, and the prepared statement the driver caches for it, is the same
+     * for any number of rows; SQLite gets a `VALUES` list of typed placeholders.
+     */
+    internal fun Connection.groupTable(columns: List<Pair<String, String>>, rows: List<List<Any?>>): Pair<String, List<Any?>> {
+        val names = columns.joinToString(", ") { it.first }
+        return when (dialect) {
+            PostgresDialect -> {
+                val arrays = columns.mapIndexed { i, (_, type) ->
+                    createArrayOf(type.lowercase(), Array(rows.size) { r -> rows[r][i] })
+                }
+                "WITH v AS (SELECT * FROM unnest(${columns.joinToString(", ") { "CAST(? AS ${it.second}[])" }}) AS t ($names))" to arrays
+            }
+            SqliteDialect -> {
+                val row = columns.joinToString(", ", "(", ")") { "CAST(? AS ${it.second})" }
+                "WITH v ($names) AS (VALUES ${List(rows.size) { row }.joinToString(", ")})" to rows.flatten()
+            }
+        }
+    }
+
+    /**
+     * Rows of a group write in the order PostgreSQL's heartbeat locks runs (`COLLATE "C"`: by UTF-8
+     * bytes). A group statement locks its runs' rows in the order of its rows, so every multi-row lock
+     * in Stent goes the same way and two of them never wait on each other in a cycle.
+     */
+    internal fun <T> List<T>.inLockOrder(id: (T) -> String): List<T> =
+        sortedWith { a, b -> java.util.Arrays.compareUnsigned(id(a).toByteArray(), id(b).toByteArray()) }
+
+    /** `column IN (…)` for [values]: `= ANY(?)` with one array on PostgreSQL, so the statement's text does not vary. */
+    internal fun Connection.inList(column: String, values: Collection<String>): Pair<String, List<Any?>> = when (dialect) {
+        PostgresDialect -> "$column = ANY(?)" to listOf(createArrayOf("text", values.toTypedArray()))
+        SqliteDialect -> "$column IN (${marks(values.size)})" to values.toList()
+    }
+
+    internal companion object {
+        /** A record is updated in place until it is final; a final record is never overwritten. */
+        const val UPSERT_STEP = """ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
+               failure = excluded.failure, attempts = excluded.attempts, wake_at = excluded.wake_at, updated_at = excluded.updated_at
+           WHERE stent_steps.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')"""
+    }
+}
+
+/** JSON arrays of names (signals a run waits for, a worker's workflows and queues). */
+internal val namesJson = Json
+internal val namesSerializer = ListSerializer(String.serializer())

@@ -23,5 +23,5 @@ public enum class RunStatus {
     CANCELLED;
 
     /** True for the three final states. */
-    public val isTerminal: Boolean get() = this == COMPLETED || this == FAILED || this == CANCELLED
+    public val isFinished: Boolean get() = this == COMPLETED || this == FAILED || this == CANCELLED
 }

@@ -130,7 +130,7 @@ public class RunInfo internal constructor(
     public val createdAt: Instant,
     public val startedAt: Instant?,
     public val updatedAt: Instant,
-    public val completedAt: Instant?,
+    public val finishedAt: Instant?,
     /** When a PENDING or WAITING run becomes claimable; null when only a signal wakes it. */
     public val readyAt: Instant?,
     /** Claims since the run was last unloaded or released cleanly (the poison guard's count). */
@@ -144,7 +144,7 @@ public class RunInfo internal constructor(
     /** The encoded output of a COMPLETED run. */
     public val output: String?,
     /** Every record, oldest first (empty in [StentClient.list] results). */
-    public val steps: List<StepInfo>,
+    public val records: List<RecordInfo>,
     /** When the run's deadline passes, if it has one. */
     public val deadline: Instant? = null,
     /**
@@ -154,16 +154,15 @@ public class RunInfo internal constructor(
      */
     public val diagnosis: String? = null,
 ) {
-    override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, steps=${steps.size})"
+    override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, records=${records.size})"
 }
 
-/** One record of a run's history. */
-public class StepInfo internal constructor(
+/** One record of a run's history: a step, a sleep, a signal wait or a recorded value, as [StentClient.describe] shows it. */
+public class RecordInfo internal constructor(
     public val id: String,
-    /** STEP, SLEEP, SIGNAL, NOW, UUID or RANDOM. */
-    public val kind: String,
-    /** COMPLETED, FAILED, RETRYING, WAITING or TIMED_OUT. */
-    public val status: String,
+    /** What the record is: a step, a sleep, a signal wait, a recorded value. */
+    public val kind: RecordKind,
+    public val status: RecordStatus,
     public val attempts: Int,
     /** The encoded result. */
     public val result: String?,
@@ -172,5 +171,5 @@ public class StepInfo internal constructor(
     public val wakeAt: Instant?,
     public val updatedAt: Instant,
 ) {
-    override fun toString(): String = "StepInfo($id, $kind, $status, attempts=$attempts)"
+    override fun toString(): String = "RecordInfo($id, $kind, $status, attempts=$attempts)"
 }

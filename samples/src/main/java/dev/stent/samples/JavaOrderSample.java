@@ -52,7 +52,7 @@ public final class JavaOrderSample {
             System.out.println(run.result().join());
             RunInfo info = run.describe().join();
             System.out.println("run " + info.getId() + ": " + info.getStatus() + ", steps: "
-                + info.getSteps().stream().map(s -> s.getId() + "=" + s.getStatus()).collect(Collectors.joining(", ")));
+                + info.getRecords().stream().map(s -> s.getId() + "=" + s.getStatus()).collect(Collectors.joining(", ")));
         }
     }
 }

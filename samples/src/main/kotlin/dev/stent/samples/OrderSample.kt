@@ -52,7 +52,7 @@ fun main(args: Array<String>) = runBlocking {
             stent.client.signal("o-42", "approval", Approval("ana"))
             println(run.await())
             val info = run.describe()
-            println("run ${info.id}: ${info.status}, steps: " + info.steps.joinToString { "${it.id}=${it.status}" })
+            println("run ${info.id}: ${info.status}, steps: " + info.records.joinToString { "${it.id}=${it.status}" })
         }
     }
 }

@@ -162,7 +162,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
         val store = stent.store
         store.createRun(dev.stent.store.NewRun("direct", "bench-steps", "1", "default", 0, 0))
         val run = store.claim(dev.stent.store.ClaimRequest("bench", listOf("bench-steps"), emptyList(), 1, 600_000)).runs.single()
-        fun write(i: Int) = store.checkpoint("direct", run.token, dev.stent.store.StepRecord("s$i", dev.stent.store.StepKind.STEP, dev.stent.store.StepStatus.COMPLETED, result = "1", attempts = 1))
+        fun write(i: Int) = store.checkpoint("direct", run.token, dev.stent.store.StoredRecord("s$i", dev.stent.RecordKind.STEP, dev.stent.RecordStatus.COMPLETED, result = "1", attempts = 1))
         repeat(100) { write(-1 - it) }
         val t0 = System.nanoTime()
         repeat(sizes.steps) { write(it) }

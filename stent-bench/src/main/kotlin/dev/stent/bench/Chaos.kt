@@ -281,7 +281,7 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
         for (id in ids) {
             val info = stent.client.describe(id)
             if (info.status != RunStatus.COMPLETED) lost++
-            info.steps.filter { it.kind == "STEP" && it.status == "COMPLETED" }.forEach { recorders[id to it.id] = it.result!!.trim('"') }
+            info.records.filter { it.kind == dev.stent.RecordKind.STEP && it.status == dev.stent.RecordStatus.COMPLETED }.forEach { recorders[id to it.id] = it.result!!.trim('"') }
         }
         val (finalWrites, duplicates) = connect(processArgs).use(::countFinalWrites)
         val bodies = log.readLines().filter { it.startsWith("B ") }.map { it.split(" ") }
@@ -329,13 +329,13 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
             "CREATE TABLE chaos_final_writes (run_id TEXT NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL)",
             """CREATE FUNCTION chaos_log_final() RETURNS trigger AS ${'$'}${'$'} BEGIN
                  INSERT INTO chaos_final_writes VALUES (NEW.run_id, NEW.step_id, NEW.status); RETURN NULL; END ${'$'}${'$'} LANGUAGE plpgsql""",
-            """CREATE TRIGGER chaos_log_final AFTER INSERT OR UPDATE ON stent_steps FOR EACH ROW
+            """CREATE TRIGGER chaos_log_final AFTER INSERT OR UPDATE ON stent_records FOR EACH ROW
                  WHEN (NEW.status IN ('COMPLETED', 'FAILED', 'TIMED_OUT')) EXECUTE FUNCTION chaos_log_final()""",
         ) else listOf(
             "CREATE TABLE chaos_final_writes (run_id TEXT NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL)",
-            """CREATE TRIGGER chaos_log_final_ins AFTER INSERT ON stent_steps WHEN NEW.status IN ('COMPLETED', 'FAILED', 'TIMED_OUT')
+            """CREATE TRIGGER chaos_log_final_ins AFTER INSERT ON stent_records WHEN NEW.status IN ('COMPLETED', 'FAILED', 'TIMED_OUT')
                  BEGIN INSERT INTO chaos_final_writes VALUES (NEW.run_id, NEW.step_id, NEW.status); END""",
-            """CREATE TRIGGER chaos_log_final_upd AFTER UPDATE ON stent_steps WHEN NEW.status IN ('COMPLETED', 'FAILED', 'TIMED_OUT')
+            """CREATE TRIGGER chaos_log_final_upd AFTER UPDATE ON stent_records WHEN NEW.status IN ('COMPLETED', 'FAILED', 'TIMED_OUT')
                  BEGIN INSERT INTO chaos_final_writes VALUES (NEW.run_id, NEW.step_id, NEW.status); END""",
         )
         c.createStatement().use { st -> statements.forEach(st::execute) }

@@ -5,9 +5,9 @@ import dev.stent.it.TestStore
 import dev.stent.store.ClaimRequest
 import dev.stent.store.ClaimResult
 import dev.stent.store.ClaimedRun
-import dev.stent.store.StepKind
-import dev.stent.store.StepRecord
-import dev.stent.store.StepStatus
+import dev.stent.RecordKind
+import dev.stent.store.StoredRecord
+import dev.stent.RecordStatus
 import dev.stent.store.WorkflowStore
 import dev.stent.store.WriteOutcome
 import java.sql.Connection
@@ -35,7 +35,7 @@ private class ForgetfulStore(private val real: WorkflowStore) : WorkflowStore by
         val r = real.claim(request)
         return ClaimResult(
             r.runs.map { c ->
-                val kept = c.records.filterNot { it.kind == StepKind.STEP && it.status == StepStatus.COMPLETED }
+                val kept = c.records.filterNot { it.kind == RecordKind.STEP && it.status == RecordStatus.COMPLETED }
                 ClaimedRun(c.id, c.workflow, c.input, c.token, c.claimCount, kept, c.cancelRequested, c.deadlineAtMs)
             },
             r.dbNowMs, r.nextReadyAt,
@@ -45,16 +45,16 @@ private class ForgetfulStore(private val real: WorkflowStore) : WorkflowStore by
 
 /** After recording a finished step, writes the record again, as a store that overwrites final records would. */
 private class OverwritingStore(private val real: WorkflowStore, private val connect: () -> Connection) : WorkflowStore by real {
-    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome =
+    override fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome =
         real.checkpoint(runId, token, record).also { if (it == WriteOutcome.OK) overwrite(runId, record) }
 
     override fun checkpoints(writes: List<dev.stent.store.CheckpointWrite>): List<WriteOutcome> =
         real.checkpoints(writes).also { outcomes -> writes.zip(outcomes).forEach { (w, o) -> if (o == WriteOutcome.OK) overwrite(w.runId, w.record) } }
 
-    private fun overwrite(runId: String, record: StepRecord) {
-        if (record.kind != StepKind.STEP || record.status != StepStatus.COMPLETED) return
+    private fun overwrite(runId: String, record: StoredRecord) {
+        if (record.kind != RecordKind.STEP || record.status != RecordStatus.COMPLETED) return
         connect().use { c ->
-            c.prepareStatement("UPDATE stent_steps SET result = result WHERE run_id = ? AND step_id = ?").use {
+            c.prepareStatement("UPDATE stent_records SET result = result WHERE run_id = ? AND step_id = ?").use {
                 it.setString(1, runId)
                 it.setString(2, record.stepId)
                 it.executeUpdate()

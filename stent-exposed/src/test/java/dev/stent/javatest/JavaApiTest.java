@@ -93,16 +93,16 @@ class JavaApiTest {
 
             RunInfo info = get(run.describe());
             // the receipt carries the recorded time and token, not fresh ones
-            Map<String, String> results = info.getSteps().stream()
+            Map<String, String> results = info.getRecords().stream()
                 .filter(s -> s.getResult() != null).collect(Collectors.toMap(s -> s.getId(), s -> s.getResult()));
             Instant recordedAt = Instant.ofEpochMilli(Long.parseLong(results.get("now#1")));
             String recordedToken = results.get("uuid#1").replace("\"", "");
             assertEquals(new Receipt("o-42", "auth-o-42", "ana", recordedAt, recordedToken, 2), receipt);
             assertEquals(RunStatus.COMPLETED, info.getStatus());
-            Map<String, String> steps = info.getSteps().stream().collect(Collectors.toMap(s -> s.getId(), s -> s.getStatus()));
+            Map<String, String> steps = info.getRecords().stream().collect(Collectors.toMap(s -> s.getId(), s -> s.getStatus().name()));
             assertEquals(Map.of("authorize", "COMPLETED", "sleep#1", "WAITING", "signal:approval#1", "COMPLETED",
                 "now#1", "COMPLETED", "uuid#1", "COMPLETED", "count", "COMPLETED", "ship", "COMPLETED"), steps);
-            assertEquals(2, info.getSteps().stream().filter(s -> s.getId().equals("authorize")).findFirst().orElseThrow().getAttempts());
+            assertEquals(2, info.getRecords().stream().filter(s -> s.getId().equals("authorize")).findFirst().orElseThrow().getAttempts());
             assertEquals(2, OrderWorkflows.AUTHORIZE_CALLS.get(), "a replay after the unload did not run authorize again");
         }
     }
@@ -165,7 +165,7 @@ class JavaApiTest {
             ExecutionException cancelled = assertThrows(ExecutionException.class, () -> run.result().get(30, TimeUnit.SECONDS));
             assertInstanceOf(WorkflowCancelledException.class, cancelled.getCause());
             assertTrue(interrupted.get(), "the blocked Java step was interrupted");
-            assertEquals(List.of(), get(run.describe()).getSteps());
+            assertEquals(List.of(), get(run.describe()).getRecords());
 
             ExecutionException timedOut = assertThrows(ExecutionException.class,
                 () -> get(client.start(timed, "x")).result().get(30, TimeUnit.SECONDS));
@@ -335,7 +335,7 @@ class JavaApiTest {
             Map<String, Integer> expected = Map.of("a", 5, "b", 1, "tags", 2, "recorded", 1);
             assertEquals(expected, get(run.result()));
             assertEquals(expected, get(client.result("gen-1", COUNTS)));
-            Set<String> ids = get(run.describe()).getSteps().stream().map(s -> s.getId()).collect(Collectors.toSet());
+            Set<String> ids = get(run.describe()).getRecords().stream().map(s -> s.getId()).collect(Collectors.toSet());
             assertEquals(Set.of("count", "at", "roll", "token", "tags-wait"), ids);
         }
     }

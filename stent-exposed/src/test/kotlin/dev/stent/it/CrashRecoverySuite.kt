@@ -1,5 +1,7 @@
 package dev.stent.it
 
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowFailedException
@@ -52,7 +54,7 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
             log.pids shouldHaveSize 2
             val info = stent.client.describe("k1")
             info.status shouldBe RunStatus.COMPLETED
-            info.steps.map { it.id to it.status } shouldBe (1..5).map { "s$it" to "COMPLETED" }
+            info.records.map { it.id to it.status } shouldBe (1..5).map { "s$it" to RecordStatus.COMPLETED }
         }
     }
 
@@ -76,7 +78,7 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
             for (i in listOf(1, 77, 200)) {
                 val info = stent.client.describe("r$i")
                 info.status shouldBe RunStatus.COMPLETED
-                info.steps.map { it.id } shouldBe (1..5).map { "s$it" }
+                info.records.map { it.id } shouldBe (1..5).map { "s$it" }
             }
         }
     }
@@ -121,7 +123,7 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
             }
             val a = stentWorker(stent) { register(wf) }
             stent.client.start(wf, "", id = "h")
-            eventually("three steps are recorded") { stent.client.describe("h").steps.size >= 3 }
+            eventually("three steps are recorded") { stent.client.describe("h").records.size >= 3 }
             a.shutdown(grace = 50.milliseconds)
             val released = stent.client.describe("h")
             released.status shouldBe RunStatus.PENDING
@@ -129,7 +131,7 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
             stentWorker(stent) { register(wf) }.use {
                 stent.client.await("h", codecOf<Int>(), 20.seconds) shouldBe 55
             }
-            stent.client.describe("h").steps.map { it.id } shouldBe (1..10).map { "s$it" }
+            stent.client.describe("h").records.map { it.id } shouldBe (1..10).map { "s$it" }
             executions.keys shouldBe (1..10).map { "s$it" }.toSet()
             // only the step in flight at the shutdown may have run twice
             executions.values.sumOf { it.get() } shouldBeLessThanOrEqual 11
@@ -160,7 +162,7 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
             }
             val log = ExecutionLog(dir)
             (1..5).map { log.count("cx", "s$it") } shouldBe listOf(1, 1, 1, 0, 0) // s3 was not run again, s4 never
-            stent.client.describe("cx").steps.map { it.id } shouldBe listOf("s1", "s2")
+            stent.client.describe("cx").records.map { it.id } shouldBe listOf("s1", "s2")
         }
     }
 })

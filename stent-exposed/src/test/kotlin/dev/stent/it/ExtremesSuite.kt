@@ -4,6 +4,8 @@ import dev.stent.AwaitTimeoutException
 import dev.stent.InvalidArgumentException
 import dev.stent.PayloadException
 import dev.stent.PayloadProblem
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.SignalTimeoutException
 import dev.stent.StentException
@@ -60,7 +62,7 @@ abstract class ExtremesSuite(store: TestStore) : FunSpec({
                 eventually("all four are unloaded") { listOf("f", "m", "n", "h").all { stent.statusOf(it) == RunStatus.WAITING } }
                 val before = listOf("f", "m", "n", "h").associateWith { stent.client.describe(it) }
                 before.getValue("f").readyAt shouldBe null
-                before.getValue("f").steps.single().wakeAt shouldBe null
+                before.getValue("f").records.single().wakeAt shouldBe null
                 before.getValue("n").readyAt shouldBe null
                 before.getValue("m").readyAt shouldBe Instant.ofEpochMilli(TimeMath.MAX_EPOCH_MS)
                 before.getValue("h").readyAt!!.toEpochMilli() shouldBeGreaterThanOrEqual before.getValue("h").createdAt.toEpochMilli() + TimeMath.MAX_DELAY_MS - 1
@@ -126,8 +128,8 @@ abstract class ExtremesSuite(store: TestStore) : FunSpec({
                 eventually("the run waits for its retry") { stent.statusOf("p") == RunStatus.WAITING }
                 delay(500.milliseconds)
                 attempts.get() shouldBe 1
-                val step = stent.client.describe("p").steps.single()
-                step.status shouldBe "RETRYING"
+                val step = stent.client.describe("p").records.single()
+                step.status shouldBe RecordStatus.RETRYING
                 step.wakeAt!!.toEpochMilli() shouldBeGreaterThanOrEqual step.updatedAt.toEpochMilli() + 2.days.inWholeMilliseconds - 1_000
             }
         }

@@ -11,9 +11,9 @@ import dev.stent.stentWorker
 import dev.stent.store.CheckpointWrite
 import dev.stent.store.ClaimRequest
 import dev.stent.store.NewRun
-import dev.stent.store.StepKind
-import dev.stent.store.StepRecord
-import dev.stent.store.StepStatus
+import dev.stent.RecordKind
+import dev.stent.store.StoredRecord
+import dev.stent.RecordStatus
 import dev.stent.store.WriteOutcome
 import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
@@ -63,7 +63,7 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
             faulty.checkpointCalls.get() shouldBe 2
             val info = stent.client.describe("pw")
             // released with a back-off of 1 s after the first failure: the claims were not back to back
-            info.completedAt!!.toEpochMilli() - info.createdAt.toEpochMilli() shouldBeGreaterThan 1_000
+            info.finishedAt!!.toEpochMilli() - info.createdAt.toEpochMilli() shouldBeGreaterThan 1_000
         }
     }
 
@@ -83,7 +83,7 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
                 stent.client.start(wf, "", id = "fd").await(30.seconds) shouldBe "1,2,3"
             }
             listOf(runs.count("s1"), runs.count("s2"), runs.count("s3")) shouldBe listOf(1, 2, 1)
-            stent.client.describe("fd").steps.map { it.id } shouldBe listOf("s1", "s2", "s3")
+            stent.client.describe("fd").records.map { it.id } shouldBe listOf("s1", "s2", "s3")
         }
     }
 
@@ -142,7 +142,7 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
             }
             maxRunning.get() shouldBe 1
             interrupted.get() shouldBeGreaterThanOrEqual 1 // the first body was interrupted; later claims may be stopped before their body starts
-            stent.client.describe("hb").steps.shouldBeEmpty()
+            stent.client.describe("hb").records.shouldBeEmpty()
         }
     }
 
@@ -209,7 +209,7 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
                     release.countDown()
                     eventually("the late write reached the database") { outcomes.size > hungWrite }
                     outcomes.last() shouldBe WriteOutcome.LEASE_LOST // refused by the fence
-                    b.client.describe("hang").steps.map { it.result } shouldBe List(2) { "\"${output.first()}\"" }
+                    b.client.describe("hang").records.map { it.result } shouldBe List(2) { "\"${output.first()}\"" }
                 } finally {
                     release.countDown()
                     workerA.close()
@@ -227,7 +227,7 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
             val tokens = db.claim(ClaimRequest("w", listOf("wf"), emptyList(), 10, 30_000)).runs.associate { it.id to it.token }
             testDb.rejectStepId("poison")
             fun write(run: String, step: String) =
-                CheckpointWrite(run, tokens.getValue(run), StepRecord(step, StepKind.STEP, StepStatus.COMPLETED, result = "1"))
+                CheckpointWrite(run, tokens.getValue(run), StoredRecord(step, RecordKind.STEP, RecordStatus.COMPLETED, result = "1"))
             shouldThrowAny { db.checkpoints(listOf(write("g1", "ok"), write("g2", "poison"), write("g3", "ok"))) }
             listOf("g1", "g2", "g3").forEach { db.listSteps(it).shouldBeEmpty() }
             // what group commit falls back to: each alone, so only the bad one fails
@@ -246,11 +246,11 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
             s.createRun(NewRun("rr", "wf", "\"\"", "default", 0, 0))
             val first = s.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.single()
             s.release("rr", first.token) shouldBe WriteOutcome.OK
-            db.connect().use { c -> c.createStatement().use { it.execute("ALTER TABLE stent_steps RENAME TO stent_steps_away") } }
+            db.connect().use { c -> c.createStatement().use { it.execute("ALTER TABLE stent_records RENAME TO stent_steps_away") } }
             try {
                 shouldThrowAny { s.claim(ClaimRequest("w2", listOf("wf"), emptyList(), 10, 30_000)) } // token 2: it must read records
             } finally {
-                db.connect().use { c -> c.createStatement().use { it.execute("ALTER TABLE stent_steps_away RENAME TO stent_steps") } }
+                db.connect().use { c -> c.createStatement().use { it.execute("ALTER TABLE stent_steps_away RENAME TO stent_records") } }
             }
             val run = s.getRun("rr")!!
             run.status shouldBe RunStatus.PENDING
@@ -265,12 +265,12 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
 fun TestDb.rejectStepId(stepId: String) {
     val sql = when (store) {
         TestStore.Sqlite -> listOf(
-            "CREATE TRIGGER reject_$stepId BEFORE INSERT ON stent_steps WHEN NEW.step_id = '$stepId' BEGIN SELECT RAISE(ABORT, 'rejected $stepId'); END",
+            "CREATE TRIGGER reject_$stepId BEFORE INSERT ON stent_records WHEN NEW.step_id = '$stepId' BEGIN SELECT RAISE(ABORT, 'rejected $stepId'); END",
         )
         TestStore.Postgres -> listOf(
             """CREATE FUNCTION reject_$stepId() RETURNS trigger AS ${'$'}${'$'} BEGIN
                  IF NEW.step_id = '$stepId' THEN RAISE EXCEPTION 'rejected $stepId'; END IF; RETURN NEW; END ${'$'}${'$'} LANGUAGE plpgsql""",
-            "CREATE TRIGGER reject_$stepId BEFORE INSERT ON stent_steps FOR EACH ROW EXECUTE FUNCTION reject_$stepId()",
+            "CREATE TRIGGER reject_$stepId BEFORE INSERT ON stent_records FOR EACH ROW EXECUTE FUNCTION reject_$stepId()",
         )
     }
     connect().use { c -> c.createStatement().use { st -> sql.forEach(st::execute) } }

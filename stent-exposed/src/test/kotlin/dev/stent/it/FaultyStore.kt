@@ -6,7 +6,7 @@ import dev.stent.store.ClaimRequest
 import dev.stent.store.ClaimResult
 import dev.stent.store.FinishWrite
 import dev.stent.store.HeartbeatResult
-import dev.stent.store.StepRecord
+import dev.stent.store.StoredRecord
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WorkflowStore
 import dev.stent.store.WriteOutcome
@@ -40,7 +40,7 @@ class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
     val checkpointCalls = AtomicInteger()
     val claims = AtomicInteger()
 
-    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome {
+    override fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome {
         checkpointCalls.incrementAndGet()
         val write = CheckpointWrite(runId, token, record)
         beforeCheckpoint(write)

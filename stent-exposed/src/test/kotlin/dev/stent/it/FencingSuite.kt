@@ -7,9 +7,9 @@ import dev.stent.store.CheckpointWrite
 import dev.stent.store.ClaimRequest
 import dev.stent.store.FinishWrite
 import dev.stent.store.NewRun
-import dev.stent.store.StepKind
-import dev.stent.store.StepRecord
-import dev.stent.store.StepStatus
+import dev.stent.RecordKind
+import dev.stent.store.StoredRecord
+import dev.stent.RecordStatus
 import dev.stent.store.WriteOutcome
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldBeEmpty
@@ -23,17 +23,17 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             val store = stent.store
             store.createRun(NewRun("z", "wf", "\"\"", "default", 0, 0))
             val zombie = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 500)).runs.single()
-            store.checkpoint("z", zombie.token, StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "1")) shouldBe WriteOutcome.OK
+            store.checkpoint("z", zombie.token, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1")) shouldBe WriteOutcome.OK
             Thread.sleep(700) // the zombie's lease expires
             val owner = store.claim(ClaimRequest("w2", listOf("wf"), emptyList(), 10, 30_000)).runs.single()
             owner.token shouldBe zombie.token + 1
             owner.records.map { it.stepId } shouldBe listOf("a")
 
-            store.checkpoint("z", zombie.token, StepRecord("b", StepKind.STEP, StepStatus.COMPLETED, result = "2")) shouldBe WriteOutcome.LEASE_LOST
+            store.checkpoint("z", zombie.token, StoredRecord("b", RecordKind.STEP, RecordStatus.COMPLETED, result = "2")) shouldBe WriteOutcome.LEASE_LOST
             store.finish("z", zombie.token, RunStatus.COMPLETED, "\"zombie\"", null) shouldBe WriteOutcome.LEASE_LOST
             store.heartbeat("w1", listOf("z"), 30_000).leases.shouldBeEmpty()
 
-            store.checkpoint("z", owner.token, StepRecord("b", StepKind.STEP, StepStatus.COMPLETED, result = "3")) shouldBe WriteOutcome.OK
+            store.checkpoint("z", owner.token, StoredRecord("b", RecordKind.STEP, RecordStatus.COMPLETED, result = "3")) shouldBe WriteOutcome.OK
             store.finish("z", owner.token, RunStatus.COMPLETED, "\"owner\"", null) shouldBe WriteOutcome.OK
             val run = store.getRun("z")!!
             run.output shouldBe "\"owner\""
@@ -46,8 +46,8 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             val store = stent.store
             store.createRun(NewRun("f", "wf", "\"\"", "default", 0, 0))
             val run = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.single()
-            store.checkpoint("f", run.token, StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "1"))
-            store.checkpoint("f", run.token, StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "2"))
+            store.checkpoint("f", run.token, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1"))
+            store.checkpoint("f", run.token, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "2"))
             store.listSteps("f").single().result shouldBe "1"
         }
     }
@@ -69,13 +69,13 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             val claimed = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.associateBy { it.id }
             claimed.keys shouldBe setOf("old", "g1", "g2")
             fun token(id: String) = claimed.getValue(id).token
-            store.checkpoint("g2", token("g2"), StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "first"))
+            store.checkpoint("g2", token("g2"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "first"))
 
             store.checkpoints(
                 listOf(
-                    CheckpointWrite("g1", token("g1"), StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "1")),
-                    CheckpointWrite("g2", token("g2"), StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "again")),
-                    CheckpointWrite("old", token("old") - 1, StepRecord("a", StepKind.STEP, StepStatus.COMPLETED, result = "stale")),
+                    CheckpointWrite("g1", token("g1"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1")),
+                    CheckpointWrite("g2", token("g2"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "again")),
+                    CheckpointWrite("old", token("old") - 1, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "stale")),
                 ),
             ) shouldBe listOf(WriteOutcome.OK, WriteOutcome.OK, WriteOutcome.LEASE_LOST)
             store.listSteps("g1").single().result shouldBe "1"

@@ -59,11 +59,11 @@ class PostgresOperationsSpec : FunSpec({
                 for (i in listOf(1, 500, 1000)) {
                     val info = stent.client.describe("r$i")
                     info.status shouldBe RunStatus.COMPLETED
-                    info.steps.map { it.id } shouldBe (1..5).map { "s$it" }
+                    info.records.map { it.id } shouldBe (1..5).map { "s$it" }
                 }
                 DriverManager.getConnection(TestPg.url, TestPg.user, TestPg.password).use { c ->
                     c.createStatement().executeQuery(
-                        "SELECT count(*), count(DISTINCT (run_id, step_id)) FROM ${db.processArgs[4]}.stent_steps",
+                        "SELECT count(*), count(DISTINCT (run_id, step_id)) FROM ${db.processArgs[4]}.stent_records",
                     ).use { rs ->
                         rs.next()
                         rs.getInt(1) shouldBe 5000
@@ -97,7 +97,7 @@ class PostgresOperationsSpec : FunSpec({
                 linesOf(writes).single { it.startsWith("z s3 ") } shouldBe "z s3 1 LEASE_LOST"
                 val info = stent.client.describe("z")
                 info.status shouldBe RunStatus.COMPLETED
-                info.steps.forEach { it.result!! shouldEndWith "-${if (it.id < "s3") zombie.pid() else successor.pid()}\"" }
+                info.records.forEach { it.result!! shouldEndWith "-${if (it.id < "s3") zombie.pid() else successor.pid()}\"" }
                 val log = ExecutionLog(dir)
                 log.pidsOf("z:s3") shouldBe listOf(zombie.pid().toString(), successor.pid().toString())
                 log.count("z", "s4") shouldBe 1
@@ -125,7 +125,7 @@ class PostgresOperationsSpec : FunSpec({
                     val runs = (1..100).map { stent.client.start(wf, it, id = "p$it") }
                     eventually("some runs finished") { stent.client.describe("p1").status == RunStatus.COMPLETED }
                     // under load: the server goes down while runs are in flight
-                    val unfinished = stent.client.list(limit = 200).count { !it.status.isTerminal }
+                    val unfinished = stent.client.list(limit = 200).count { !it.status.isFinished }
                     unfinished shouldBeGreaterThan 0
                     withContext(Dispatchers.IO) { pg.stop() }
                     delay(2.seconds)

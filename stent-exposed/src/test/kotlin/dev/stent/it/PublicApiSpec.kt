@@ -52,7 +52,7 @@ class PublicApiSpec : FunSpec({
         // Kotlin-only types (WorkflowScope, StentClient, the DSL builders such as RetryPolicy.Builder, whose constructors
         // Java cannot call) are not listed: Java uses the facade in dev.stent.java and its builders
         val javaFacing = Regex(
-            """dev\.stent\.java\.\w+|dev\.stent\.exposed\.Stents|dev\.stent\.(Stent|StentOptions|StentWorker|RunInfo|StepInfo|RunStatus|""" +
+            """dev\.stent\.java\.\w+|dev\.stent\.exposed\.Stents|dev\.stent\.(Stent|StentOptions|StentWorker|RunInfo|RecordInfo|RunStatus|""" +
                 """Failure|Codec|Codecs|WorkflowDefinition|RetryPolicy|NonRetryableException|RecordedException|\w+Exception)""",
         )
         val leaks = listOf("stent-dsl", "stent-runtime", "stent-exposed").flatMap { module ->

@@ -76,7 +76,7 @@ abstract class StopSuite(store: TestStore) : FunSpec({
                 shouldThrow<WorkflowCancelledException> { run.await(20.seconds) }
                 interrupted.get() shouldBe true
                 after.get() shouldBe 0
-                run.describe().steps.shouldBeEmpty() // no failed attempt, no result
+                run.describe().records.shouldBeEmpty() // no failed attempt, no result
             }
         }
     }
@@ -106,7 +106,7 @@ abstract class StopSuite(store: TestStore) : FunSpec({
                 delay(300.milliseconds) // let the late return reach the engine (it must not write)
                 val info = run.describe()
                 info.status shouldBe RunStatus.CANCELLED
-                info.steps.shouldBeEmpty()
+                info.records.shouldBeEmpty()
             } finally {
                 release.countDown()
                 worker.close()
@@ -171,7 +171,7 @@ abstract class StopSuite(store: TestStore) : FunSpec({
                 run.cancel()
                 shouldThrow<WorkflowCancelledException> { run.await(20.seconds) }
                 withContext(Dispatchers.IO) { swallowed.await(20, TimeUnit.SECONDS) } shouldBe true
-                run.describe().steps.shouldBeEmpty()
+                run.describe().records.shouldBeEmpty()
             }
         }
     }
@@ -203,7 +203,7 @@ abstract class StopSuite(store: TestStore) : FunSpec({
                 stent.client.start(wf, "", id = "to").await(20.seconds) shouldBe "third time"
                 interruptions.get() shouldBe 2
                 val info = stent.client.describe("to")
-                info.steps.single().attempts shouldBe 3
+                info.records.single().attempts shouldBe 3
 
                 val e = shouldThrow<WorkflowFailedException> { stent.client.start(always, "", id = "to2").await(20.seconds) }
                 e.failure.type shouldBe StepFailedException::class.java.name
@@ -237,8 +237,8 @@ abstract class StopSuite(store: TestStore) : FunSpec({
                 }
                 interrupted.get() shouldBe true
                 stent.client.describe("dl-c").startedAt shouldNotBe null // claimed only to be cancelled
-                stent.client.describe("dl-c").steps.shouldBeEmpty()
-                stent.client.describe("dl-b").steps.shouldBeEmpty()
+                stent.client.describe("dl-c").records.shouldBeEmpty()
+                stent.client.describe("dl-b").records.shouldBeEmpty()
             }
         }
     }

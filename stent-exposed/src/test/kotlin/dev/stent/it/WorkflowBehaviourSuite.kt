@@ -5,6 +5,8 @@ import dev.stent.NonRetryableException
 import dev.stent.PayloadException
 import dev.stent.PayloadProblem
 import dev.stent.RunConflictException
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.SignalTimeoutException
 import dev.stent.StentOptions
@@ -57,10 +59,10 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 run.await(10.seconds) shouldBe "auth-o1/42"
                 val info = run.describe()
                 info.status shouldBe RunStatus.COMPLETED
-                info.steps.map { it.id } shouldContainExactly listOf("authorize", "capture")
-                info.steps.map { it.result } shouldContainExactly listOf("\"auth-o1\"", "42")
+                info.records.map { it.id } shouldContainExactly listOf("authorize", "capture")
+                info.records.map { it.result } shouldContainExactly listOf("\"auth-o1\"", "42")
                 info.startedAt!!.isBefore(info.createdAt) shouldBe false
-                info.completedAt!!.isBefore(info.startedAt!!) shouldBe false
+                info.finishedAt!!.isBefore(info.startedAt!!) shouldBe false
                 info.output shouldBe "\"auth-o1/42\""
                 runs.get() shouldBe 2
             }
@@ -97,7 +99,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 eventually("the run is WAITING") { stent.statusOf("sleepy") == RunStatus.WAITING }
                 val waiting = run.describe()
                 waiting.leaseOwner shouldBe null
-                waiting.readyAt shouldBe waiting.steps.single { it.kind == "SLEEP" }.wakeAt
+                waiting.readyAt shouldBe waiting.records.single { it.kind == RecordKind.SLEEP }.wakeAt
                 worker.activeRuns shouldBe 0
                 run.await(10.seconds) shouldBe "woke"
                 before.get() shouldBe 1
@@ -119,7 +121,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
             stentWorker(stent) { register(wf); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
                 eventually("the run waits for the third signal") {
                     val info = stent.client.describe("sig")
-                    info.status == RunStatus.WAITING && info.steps.count { it.status == "COMPLETED" } == 2
+                    info.status == RunStatus.WAITING && info.records.count { it.status == RecordStatus.COMPLETED } == 2
                 }
                 stent.client.signal("sig", "s", "three")
                 run.await(10.seconds) shouldBe "one,two,three"
@@ -140,7 +142,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
             }
             stentWorker(stent) { register(wf); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
                 stent.client.start(wf, "", id = "t").await(10.seconds) shouldBe "timed out: never"
-                stent.client.describe("t").steps.first().status shouldBe "TIMED_OUT"
+                stent.client.describe("t").records.first().status shouldBe RecordStatus.TIMED_OUT
             }
         }
     }
@@ -169,7 +171,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
             }
             stentWorker(stent) { register(wf) }.use {
                 stent.client.start(wf, "", id = "f").await(10.seconds) shouldBe 3
-                stent.client.describe("f").steps.single().attempts shouldBe 3
+                stent.client.describe("f").records.single().attempts shouldBe 3
             }
             // the gaps are the policy's delays (200 ms, then 400 ms), never shorter
             val gapsMs = at.zipWithNext { a, b -> (b - a) / 1_000_000 }
@@ -190,7 +192,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 val run = stent.client.start(wf, "", id = "sr")
                 eventually("the run waits for its retry") {
                     val info = run.describe()
-                    info.status == RunStatus.WAITING && info.steps.singleOrNull()?.status == "RETRYING"
+                    info.status == RunStatus.WAITING && info.records.singleOrNull()?.status == RecordStatus.RETRYING
                 }
                 run.await(10.seconds) shouldBe 2
             }
@@ -222,7 +224,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 cause.cause!!.type shouldBe "java.io.IOException"
                 cause.cause!!.message shouldBe "socket closed"
                 cause.stackTrace shouldContain "WorkflowBehaviourSuite"
-                stent.client.describe("ex").steps.single().status shouldBe "FAILED"
+                stent.client.describe("ex").records.single().status shouldBe RecordStatus.FAILED
             }
         }
     }
@@ -376,7 +378,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 val run = stent.client.start(wf, "", id = "rec")
                 eventually("the run unloads") { stent.statusOf("rec") == RunStatus.WAITING }
                 run.await(10.seconds) shouldBe firstSeen["v"]
-                run.describe().steps.map { it.kind }.toSet() shouldBe setOf("NOW", "UUID", "RANDOM", "SLEEP")
+                run.describe().records.map { it.kind }.toSet() shouldBe setOf(RecordKind.NOW, RecordKind.UUID, RecordKind.RANDOM, RecordKind.SLEEP)
             }
         }
     }
@@ -403,7 +405,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 shouldThrow<WorkflowCancelledException> { b.await(10.seconds) }
                 delay(1500.milliseconds) // past the moment the step would have ended
                 after.get() shouldBe 0
-                b.describe().steps.shouldBeEmpty()
+                b.describe().records.shouldBeEmpty()
             }
         }
     }
@@ -478,7 +480,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 e.failure.type shouldBe StepFailedException::class.java.name
                 e.failure.message!! shouldContain "step 'bad'"
                 cancelled.get() shouldBe 1
-                stent.client.describe("ff").steps.associate { it.id to it.status } shouldBe mapOf("ok" to "COMPLETED", "bad" to "FAILED")
+                stent.client.describe("ff").records.associate { it.id to it.status } shouldBe mapOf("ok" to RecordStatus.COMPLETED, "bad" to RecordStatus.FAILED)
             }
         }
     }
@@ -497,7 +499,7 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 stent.client.signal("tn", "a", "a1")
                 eventually("it waits for the second a") {
                     val info = stent.client.describe("tn")
-                    info.status == RunStatus.WAITING && info.steps.count { it.status == "COMPLETED" } == 2
+                    info.status == RunStatus.WAITING && info.records.count { it.status == RecordStatus.COMPLETED } == 2
                 }
                 stent.client.signal("tn", "a", "a2")
                 run.await(10.seconds) shouldBe "a1 b1 a2"

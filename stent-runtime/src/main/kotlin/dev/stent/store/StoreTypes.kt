@@ -1,54 +1,14 @@
 package dev.stent.store
 
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RunStatus
 
-/** What a record in a run's history is. */
-public enum class StepKind {
-    /** A `step("id") { }` result or failure. */
-    STEP,
-
-    /** A durable timer from `sleep`/`sleepUntil`. */
-    SLEEP,
-
-    /** A consumed signal (or a timed-out signal wait). */
-    SIGNAL,
-
-    /** A recorded `now()`. */
-    NOW,
-
-    /** A recorded `randomUuid()`. */
-    UUID,
-
-    /** A recorded `random()`. */
-    RANDOM,
-}
-
-/** The state of one record. */
-public enum class StepStatus {
-    /** Finished with a result: final. */
-    COMPLETED,
-
-    /** Finished with a failure: final. */
-    FAILED,
-
-    /** Failed an attempt; the next attempt is due at `wakeAt`. */
-    RETRYING,
-
-    /** A timer or a signal wait with a deadline at `wakeAt`. */
-    WAITING,
-
-    /** A signal wait whose deadline passed: final. */
-    TIMED_OUT;
-
-    /** True for the states that are never overwritten. */
-    public val isFinal: Boolean get() = this == COMPLETED || this == FAILED || this == TIMED_OUT
-}
-
 /** One record of a run's history, keyed by `(runId, stepId)`. Times are epoch milliseconds, database clock. */
-public class StepRecord(
+public class StoredRecord(
     public val stepId: String,
-    public val kind: StepKind,
-    public val status: StepStatus,
+    public val kind: RecordKind,
+    public val status: RecordStatus,
     /** The encoded result (COMPLETED) or signal payload. */
     public val result: String? = null,
     /** The JSON-encoded [dev.stent.Failure] (FAILED, RETRYING). */
@@ -60,7 +20,7 @@ public class StepRecord(
     /** When this record was last written. */
     public val updatedAt: Long = 0,
 ) {
-    override fun toString(): String = "StepRecord($stepId, $kind, $status, attempts=$attempts, wakeAt=$wakeAt)"
+    override fun toString(): String = "StoredRecord($stepId, $kind, $status, attempts=$attempts, wakeAt=$wakeAt)"
 }
 
 /** A run as a client creates it. */
@@ -79,7 +39,7 @@ public class NewRun(
 )
 
 /** One write of [WorkflowStore.checkpoints]: [record] for [runId] if [token] still holds its lease. */
-public class CheckpointWrite(public val runId: String, public val token: Long, public val record: StepRecord)
+public class CheckpointWrite(public val runId: String, public val token: Long, public val record: StoredRecord)
 
 /** One write of [WorkflowStore.finishes]: [runId] finishes as [status] if [token] still holds its lease. */
 public class FinishWrite(
@@ -119,7 +79,7 @@ public class ClaimedRun(
     public val token: Long,
     /** Claims since the run last finished, unloaded or was released cleanly (for the poison guard). */
     public val claimCount: Int,
-    public val records: List<StepRecord>,
+    public val records: List<StoredRecord>,
     /** A client asked to cancel the run before this claim: the worker cancels it without running a step. */
     public val cancelRequested: Boolean = false,
     /** When the run's deadline passes (epoch milliseconds, database clock), or null. */
@@ -184,7 +144,7 @@ public class RunRecord(
     public val createdAt: Long,
     public val startedAt: Long?,
     public val updatedAt: Long,
-    public val completedAt: Long?,
+    public val finishedAt: Long?,
     /** When a PENDING or WAITING run becomes claimable (null: only a signal wakes it). */
     public val readyAt: Long?,
     public val claimCount: Int,

@@ -35,7 +35,7 @@ public interface WorkflowStore : AutoCloseable {
     public fun claim(request: ClaimRequest): ClaimResult
 
     /** Writes [record] for [runId] if [token] still holds the lease. A final record is never overwritten. */
-    public fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome
+    public fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome
 
     /**
      * [checkpoint] for several runs in one transaction (group commit), one outcome per write in
@@ -49,7 +49,7 @@ public interface WorkflowStore : AutoCloseable {
      * transaction. Returns the new record, or null when no such signal is stored.
      * Throws [LeaseLostException] when [token] no longer holds the lease.
      */
-    public fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StepRecord?
+    public fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StoredRecord?
 
     /**
      * Writes the run back as WAITING until [wakeAtMs] (null: until a signal), waiting for
@@ -114,7 +114,7 @@ public interface WorkflowStore : AutoCloseable {
     public fun getRuns(runIds: Collection<String>): List<RunRecord> = runIds.mapNotNull(::getRun)
 
     /** Every record of the run, oldest first. */
-    public fun listSteps(runId: String): List<StepRecord>
+    public fun listSteps(runId: String): List<StoredRecord>
 
     /** Runs matching [query], newest first. */
     public fun listRuns(query: RunQuery): List<RunRecord>

@@ -53,7 +53,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
     val records = if (resumed.isEmpty()) emptyMap() else try {
         val (ids, idArgs) = inList("run_id", resumed)
         query(
-            "SELECT * FROM stent_steps WHERE $ids ORDER BY created_at",
+            "SELECT * FROM stent_records WHERE $ids ORDER BY created_at",
             idArgs,
         ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
     } catch (e: Exception) {

@@ -10,7 +10,7 @@ import dev.stent.store.HeartbeatResult
 import dev.stent.store.NewRun
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
-import dev.stent.store.StepRecord
+import dev.stent.store.StoredRecord
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WakeUpSink
 import dev.stent.store.WorkerRecord
@@ -49,10 +49,10 @@ internal class ExposedStore(
     override fun claim(request: ClaimRequest): ClaimResult = ctx.claim(request)
     override fun release(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome = ctx.release(runId, token, retryAfterMs)
     override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = ctx.heartbeat(workerId, runIds, leaseMs)
-    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome = ctx.checkpoint(runId, token, record)
+    override fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome = ctx.checkpoint(runId, token, record)
     override fun checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> = ctx.checkpoints(writes)
-    override fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StepRecord? = ctx.consumeSignal(runId, token, name, stepId)
-    override fun listSteps(runId: String): List<StepRecord> = ctx.listSteps(runId)
+    override fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StoredRecord? = ctx.consumeSignal(runId, token, name, stepId)
+    override fun listSteps(runId: String): List<StoredRecord> = ctx.listSteps(runId)
     override fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome = ctx.unload(runId, token, wakeAtMs, signalNames)
     override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome = ctx.finish(runId, token, status, output, failure)
     override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> = ctx.finishes(writes)

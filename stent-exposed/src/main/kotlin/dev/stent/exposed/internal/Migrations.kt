@@ -83,6 +83,10 @@ internal object Migrations {
                    started_at BIGINT NOT NULL, last_seen_at BIGINT NOT NULL, stopped_at BIGINT NULL)""",
             )
         },
+        // one name per concept: a run's history is made of records, in code, docs and tables alike
+        Migration(4, "stent_steps is renamed stent_records") {
+            exec("ALTER TABLE stent_steps RENAME TO stent_records")
+        },
     )
 
     val latest: Int get() = all.last().version

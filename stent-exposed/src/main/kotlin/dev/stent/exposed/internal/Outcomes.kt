@@ -25,7 +25,7 @@ internal fun StoreContext.finish(runId: String, token: Long, status: RunStatus, 
 internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome> {
     if (writes.size == 1) return writes.map { finish(it.runId, it.token, it.status, it.output, it.failure) }
     require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
-    writes.forEach { require(it.status.isTerminal) { "finish needs a final status, not ${it.status}" } }
+    writes.forEach { require(it.status.isFinished) { "finish needs a final status, not ${it.status}" } }
     val finished = autocommit {
         val (v, vArgs) = groupTable(
             listOf("id" to "TEXT", "token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
@@ -57,7 +57,7 @@ internal fun StoreContext.sendSignal(runId: String, name: String, payload: Strin
         listOf(runId),
     ) { RunStatus.valueOf(it.getString("status")) to it.getString("wait_signals") }.firstOrNull()
         ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started in this database; check the id")
-    if (run.first.isTerminal) {
+    if (run.first.isFinished) {
         throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.first}); signals go only to runs that are not finished")
     }
     update(

@@ -2,9 +2,9 @@ package dev.stent.exposed.internal
 
 import dev.stent.store.CheckpointWrite
 import dev.stent.store.LeaseLostException
-import dev.stent.store.StepKind
-import dev.stent.store.StepRecord
-import dev.stent.store.StepStatus
+import dev.stent.RecordKind
+import dev.stent.store.StoredRecord
+import dev.stent.RecordStatus
 import dev.stent.store.WriteOutcome
 import org.jetbrains.exposed.v1.core.SortOrder
 import org.jetbrains.exposed.v1.core.eq
@@ -14,7 +14,7 @@ import org.jetbrains.exposed.v1.jdbc.transactions.transaction
 // A run's records: checkpoints (one or a group), consuming a signal into a record, reading them.
 
 // One statement, fenced inside itself: no transaction round trips around it.
-internal fun StoreContext.checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome = autocommit {
+internal fun StoreContext.checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome = autocommit {
     if (upsertStep(runId, token, record) == 1) WriteOutcome.OK
     else if (holdsLease(runId, token)) WriteOutcome.OK // a final record was there already; it stays
     else WriteOutcome.LEASE_LOST
@@ -37,7 +37,7 @@ internal fun StoreContext.checkpoints(writes: List<CheckpointWrite>): List<Write
         )
         val written = query(
             """$v
-               INSERT INTO stent_steps (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
+               INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
                SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM v
                WHERE EXISTS (SELECT 1 FROM stent_runs r WHERE r.id = v.run_id AND r.lease_token = v.token AND r.status = 'RUNNING' ${dialect.shareLock})
                ${StoreContext.UPSERT_STEP}
@@ -50,7 +50,7 @@ internal fun StoreContext.checkpoints(writes: List<CheckpointWrite>): List<Write
 }
 
 
-internal fun StoreContext.consumeSignal(runId: String, token: Long, name: String, stepId: String): StepRecord? = tx {
+internal fun StoreContext.consumeSignal(runId: String, token: Long, name: String, stepId: String): StoredRecord? = tx {
     if (!holdsLease(runId, token)) throw LeaseLostException(runId)
     val signal = query(
         """SELECT seq, payload FROM stent_signals WHERE run_id = ? AND name = ? AND consumed_by IS NULL
@@ -58,13 +58,13 @@ internal fun StoreContext.consumeSignal(runId: String, token: Long, name: String
         listOf(runId, name),
     ) { it.getLong("seq") to it.getString("payload") }.firstOrNull() ?: return@tx null
     update("UPDATE stent_signals SET consumed_by = ?, consumed_at = $now WHERE seq = ?", listOf(stepId, signal.first))
-    val record = StepRecord(stepId, StepKind.SIGNAL, StepStatus.COMPLETED, result = signal.second)
+    val record = StoredRecord(stepId, RecordKind.SIGNAL, RecordStatus.COMPLETED, result = signal.second)
     check(upsertStep(runId, token, record) == 1) { "signal wait '$stepId' of run '$runId' was already final" }
     record
 }
 
-internal fun StoreContext.listSteps(runId: String): List<StepRecord> = transaction(db) {
-    StepsTable.selectAll().where { StepsTable.runId eq runId }
-        .orderBy(StepsTable.createdAt to SortOrder.ASC, StepsTable.stepId to SortOrder.ASC)
+internal fun StoreContext.listSteps(runId: String): List<StoredRecord> = transaction(db) {
+    RecordsTable.selectAll().where { RecordsTable.runId eq runId }
+        .orderBy(RecordsTable.createdAt to SortOrder.ASC, RecordsTable.stepId to SortOrder.ASC)
         .map(::stepRecord)
 }

@@ -31,7 +31,7 @@ internal object RunsTable : Table("stent_runs") {
     val createdAt = long("created_at")
     val startedAt = long("started_at").nullable()
     val updatedAt = long("updated_at")
-    val completedAt = long("completed_at").nullable()
+    val finishedAt = long("completed_at").nullable()
 
     override val primaryKey = PrimaryKey(id)
 

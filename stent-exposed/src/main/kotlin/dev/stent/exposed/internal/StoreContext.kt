@@ -2,9 +2,9 @@ package dev.stent.exposed.internal
 
 import dev.stent.RunStatus
 import dev.stent.store.RunRecord
-import dev.stent.store.StepKind
-import dev.stent.store.StepRecord
-import dev.stent.store.StepStatus
+import dev.stent.RecordKind
+import dev.stent.store.StoredRecord
+import dev.stent.RecordStatus
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WriteOutcome
 import kotlinx.serialization.builtins.ListSerializer
@@ -78,8 +78,8 @@ internal class StoreContext(
     internal fun Connection.nowMs(): Long = query("SELECT $now AS now", emptyList()) { it.getLong("now") }.single()
 
     /** Inserts or updates a record if [token] holds the lease; a final record is never overwritten. */
-    internal fun Connection.upsertStep(runId: String, token: Long, r: StepRecord): Int = update(
-        """INSERT INTO stent_steps (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
+    internal fun Connection.upsertStep(runId: String, token: Long, r: StoredRecord): Int = update(
+        """INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
            SELECT ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, CAST(? AS BIGINT), $now, $now
            WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.shareLock})
            $UPSERT_STEP""",
@@ -123,7 +123,7 @@ internal class StoreContext(
     }
 
     internal fun Connection.finishIn(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
-        require(status.isTerminal) { "finish needs a final status, not $status" }
+        require(status.isFinished) { "finish needs a final status, not $status" }
         val n = update(
             """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), completed_at = $now,
                    updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
@@ -162,18 +162,18 @@ internal class StoreContext(
     internal fun runRecord(r: ResultRow) = RunRecord(
         r[RunsTable.id], r[RunsTable.workflow], RunStatus.valueOf(r[RunsTable.status]), r[RunsTable.input],
         r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
-        r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.completedAt], r[RunsTable.readyAt],
+        r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.finishedAt], r[RunsTable.readyAt],
         r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
         r[RunsTable.deadlineAt],
     )
 
-    internal fun stepRecord(r: ResultRow) = StepRecord(
-        r[StepsTable.stepId], StepKind.valueOf(r[StepsTable.kind]), StepStatus.valueOf(r[StepsTable.status]),
-        r[StepsTable.result], r[StepsTable.failure], r[StepsTable.attempts], r[StepsTable.wakeAt], r[StepsTable.updatedAt],
+    internal fun stepRecord(r: ResultRow) = StoredRecord(
+        r[RecordsTable.stepId], RecordKind.valueOf(r[RecordsTable.kind]), RecordStatus.valueOf(r[RecordsTable.status]),
+        r[RecordsTable.result], r[RecordsTable.failure], r[RecordsTable.attempts], r[RecordsTable.wakeAt], r[RecordsTable.updatedAt],
     )
 
-    internal fun stepRecord(rs: ResultSet) = StepRecord(
-        rs.getString("step_id"), StepKind.valueOf(rs.getString("kind")), StepStatus.valueOf(rs.getString("status")),
+    internal fun stepRecord(rs: ResultSet) = StoredRecord(
+        rs.getString("step_id"), RecordKind.valueOf(rs.getString("kind")), RecordStatus.valueOf(rs.getString("status")),
         rs.getString("result"), rs.getString("failure"), rs.getInt("attempts"), rs.longOrNull("wake_at"), rs.getLong("updated_at"),
     )
 
@@ -216,7 +216,7 @@ internal class StoreContext(
         /** A record is updated in place until it is final; a final record is never overwritten. */
         const val UPSERT_STEP = """ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
                failure = excluded.failure, attempts = excluded.attempts, wake_at = excluded.wake_at, updated_at = excluded.updated_at
-           WHERE stent_steps.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')"""
+           WHERE stent_records.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')"""
     }
 }
 

@@ -12,7 +12,7 @@ import dev.stent.RunStatus
 import dev.stent.Stent
 import dev.stent.StentClient
 import dev.stent.StentStoreException
-import dev.stent.StepInfo
+import dev.stent.RecordInfo
 import dev.stent.UnknownRunException
 import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowDefinition
@@ -121,7 +121,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
             } catch (e: StentStoreException) {
                 null
             }
-            if (run != null && run.status.isTerminal) return outcome(run, outputCodec)
+            if (run != null && run.status.isFinished) return outcome(run, outputCodec)
             val left = timeout?.let { it - started.elapsedNow() }
             if (left != null && left <= Duration.ZERO) throw AwaitTimeoutException(runId, timeout)
             wake.awaitArmed(armed, if (left != null && left < poll) left else poll)
@@ -144,8 +144,8 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
 
     override suspend fun describe(runId: String): RunInfo {
         val run = getRun(runId, "describing")
-        val steps = access.call("listing the steps of run '$runId'") { listSteps(runId) }
-        return info(run, steps, if (run.status == RunStatus.PENDING) diagnose(run) else null)
+        val records = access.call("listing the records of run '$runId'") { listSteps(runId) }
+        return info(run, records, if (run.status == RunStatus.PENDING) diagnose(run) else null)
     }
 
     /** Says so when no live worker serves a PENDING run's workflow and queue. */
@@ -160,14 +160,14 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         else "$what since ${instant(last)}: the run waits until a worker that registers it starts"
     }
 
-    private fun info(run: RunRecord, steps: List<dev.stent.store.StepRecord>, diagnosis: String? = null): RunInfo =
+    private fun info(run: RunRecord, records: List<dev.stent.store.StoredRecord>, diagnosis: String? = null): RunInfo =
         RunInfo(
             run.id, run.workflow, run.status, run.queue, run.priority,
-            instant(run.createdAt), run.startedAt?.let(::instant), instant(run.updatedAt), run.completedAt?.let(::instant),
+            instant(run.createdAt), run.startedAt?.let(::instant), instant(run.updatedAt), run.finishedAt?.let(::instant),
             run.readyAt?.let(::instant), run.claimCount, run.leaseOwner, decodeFailure(run.failure), run.input, run.output,
-            steps.map {
-                StepInfo(
-                    it.stepId, it.kind.name, it.status.name, it.attempts, it.result, decodeFailure(it.failure),
+            records.map {
+                RecordInfo(
+                    it.stepId, it.kind, it.status, it.attempts, it.result, decodeFailure(it.failure),
                     it.wakeAt?.let(::instant), instant(it.updatedAt),
                 )
             },

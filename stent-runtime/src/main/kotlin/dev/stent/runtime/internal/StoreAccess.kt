@@ -9,7 +9,7 @@ import dev.stent.store.CreateRunResult
 import dev.stent.store.FinishWrite
 import dev.stent.store.LeaseLostException
 import dev.stent.store.NewRun
-import dev.stent.store.StepRecord
+import dev.stent.store.StoredRecord
 import dev.stent.store.WriteOutcome
 import dev.stent.store.WorkflowStore
 import kotlinx.coroutines.CoroutineDispatcher
@@ -38,7 +38,7 @@ internal class StoreAccess(
     fun createRun(run: NewRun): CreateRunResult = starts.submit(run)
 
     /** [WorkflowStore.checkpoint], group-committed with concurrent checkpoints of this JVM. Blocking. */
-    fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome =
+    fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome =
         checkpoints.submit(CheckpointWrite(runId, token, record))
 
     /** [WorkflowStore.finish], group-committed with concurrent finishes of this JVM. Blocking. */

@@ -12,9 +12,9 @@ import dev.stent.store.LeaseLostException
 import dev.stent.store.NewRun
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
-import dev.stent.store.StepKind
-import dev.stent.store.StepRecord
-import dev.stent.store.StepStatus
+import dev.stent.RecordKind
+import dev.stent.store.StoredRecord
+import dev.stent.RecordStatus
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WorkflowStore
 import dev.stent.store.WriteOutcome
@@ -39,7 +39,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         var cancelRequested = false
         var startedAt: Long? = null
         var updatedAt = createdAt
-        var completedAt: Long? = null
+        var finishedAt: Long? = null
         var deadlineAt: Long? = null
     }
 
@@ -49,7 +49,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
 
     // guarded by this
     private val runs = LinkedHashMap<String, Run>()
-    private val steps = HashMap<String, LinkedHashMap<String, StepRecord>>()
+    private val steps = HashMap<String, LinkedHashMap<String, StoredRecord>>()
     private val signals = ArrayList<Signal>()
     private var seq = 0L
 
@@ -91,18 +91,18 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
             ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, steps[it.id]?.values?.toList().orEmpty(), it.cancelRequested, it.deadlineAt)
         }
         val next = if (claimed.isNotEmpty()) null else runs.values.filter(::eligible)
-            .mapNotNull { if (it.status == RunStatus.RUNNING) it.leaseExpiresAt else if (it.status.isTerminal) null else it.readyAt }.minOrNull()
+            .mapNotNull { if (it.status == RunStatus.RUNNING) it.leaseExpiresAt else if (it.status.isFinished) null else it.readyAt }.minOrNull()
         return ClaimResult(claimed, now, next)
     }
 
     private fun holds(runId: String, token: Long): Run? = runs[runId]?.takeIf { it.status == RunStatus.RUNNING && it.token == token }
 
     @Synchronized
-    override fun checkpoint(runId: String, token: Long, record: StepRecord): WriteOutcome {
+    override fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome {
         holds(runId, token) ?: return WriteOutcome.LEASE_LOST
         val records = steps.getOrPut(runId) { LinkedHashMap() }
         if (records[record.stepId]?.status?.isFinal != true) {
-            records[record.stepId] = StepRecord(
+            records[record.stepId] = StoredRecord(
                 record.stepId, record.kind, record.status, record.result, record.failure, record.attempts, record.wakeAt, clock(),
             )
         }
@@ -110,11 +110,11 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     }
 
     @Synchronized
-    override fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StepRecord? {
+    override fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StoredRecord? {
         holds(runId, token) ?: throw LeaseLostException(runId)
         val signal = signals.firstOrNull { it.runId == runId && it.name == name && it.consumedBy == null } ?: return null
         signal.consumedBy = stepId
-        val record = StepRecord(stepId, StepKind.SIGNAL, StepStatus.COMPLETED, result = signal.payload, updatedAt = clock())
+        val record = StoredRecord(stepId, RecordKind.SIGNAL, RecordStatus.COMPLETED, result = signal.payload, updatedAt = clock())
         steps.getOrPut(runId) { LinkedHashMap() }[stepId] = record
         return record
     }
@@ -146,7 +146,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         run.status = status
         run.output = output
         run.failure = failure
-        run.completedAt = clock()
+        run.finishedAt = clock()
         run.updatedAt = clock()
         run.owner = null
         run.leaseExpiresAt = null
@@ -156,7 +156,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
 
     @Synchronized
     override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
-        require(status.isTerminal) { "finish needs a final status, not $status" }
+        require(status.isFinished) { "finish needs a final status, not $status" }
         val run = holds(runId, token) ?: return WriteOutcome.LEASE_LOST
         end(run, status, output, failure)
         return WriteOutcome.OK
@@ -184,7 +184,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     @Synchronized
     override fun sendSignal(runId: String, name: String, payload: String) {
         val run = runs[runId] ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started")
-        if (run.status.isTerminal) throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.status})")
+        if (run.status.isFinished) throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.status})")
         signals += Signal(++seq, runId, name, payload)
         if (run.status == RunStatus.WAITING && name in run.waitSignals) {
             run.status = RunStatus.PENDING
@@ -206,7 +206,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     override fun getRun(runId: String): RunRecord? = runs[runId]?.let(::record)
 
     @Synchronized
-    override fun listSteps(runId: String): List<StepRecord> = steps[runId]?.values?.toList().orEmpty()
+    override fun listSteps(runId: String): List<StoredRecord> = steps[runId]?.values?.toList().orEmpty()
 
     @Synchronized
     override fun listRuns(query: RunQuery): List<RunRecord> = runs.values.reversed()
@@ -215,7 +215,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
 
     private fun record(r: Run) = RunRecord(
         r.id, r.workflow, r.status, r.input, r.output, r.failure, r.queue, r.priority, r.createdAt, r.startedAt, r.updatedAt,
-        r.completedAt, r.readyAt, r.claimCount, r.owner, r.leaseExpiresAt, r.cancelRequested, r.deadlineAt,
+        r.finishedAt, r.readyAt, r.claimCount, r.owner, r.leaseExpiresAt, r.cancelRequested, r.deadlineAt,
     )
 
     override fun close() = Unit

@@ -4,8 +4,8 @@ import dev.stent.DuplicateStepIdException
 import dev.stent.NonDeterminismException
 import dev.stent.StentException
 import dev.stent.WorkflowMisuseException
-import dev.stent.store.StepKind
-import dev.stent.store.StepRecord
+import dev.stent.RecordKind
+import dev.stent.store.StoredRecord
 
 /**
  * Replay by memoization: matches the calls a run's workflow code makes, in this execution, against
@@ -22,7 +22,7 @@ import dev.stent.store.StepRecord
  * Each of these errors is fatal: it is kept, and fails the run even if the workflow code catches it.
  * Branches may run on other threads (user code can switch dispatchers), so state is guarded by [lock].
  */
-internal class Replay(private val runId: String, private val workflow: String, records: List<StepRecord>) {
+internal class Replay(private val runId: String, private val workflow: String, records: List<StoredRecord>) {
     private val lock = Any()
 
     // guarded by lock
@@ -48,7 +48,7 @@ internal class Replay(private val runId: String, private val workflow: String, r
     }
 
     /** Reaches [id] as a call of [kind]: its record, or null when it has none yet. A duplicate or another kind is fatal. */
-    fun visit(id: String, kind: StepKind): StepRecord? {
+    fun visit(id: String, kind: RecordKind): StoredRecord? {
         val record = synchronized(lock) {
             if (!visited.add(id)) throw fail(DuplicateStepIdException(runId, workflow, id))
             records[id]
@@ -60,7 +60,7 @@ internal class Replay(private val runId: String, private val workflow: String, r
     }
 
     /** Keeps [record], just written, as the answer to its call. */
-    fun record(record: StepRecord) = synchronized(lock) { records[record.stepId] = record }
+    fun record(record: StoredRecord) = synchronized(lock) { records[record.stepId] = record }
 
     /** A Stent call ([call], with its id if it has one) made inside the body of step [outerStepId]: fatal misuse. */
     fun misuse(call: String, id: String?, outerStepId: String): StentException {
@@ -81,6 +81,6 @@ internal class Replay(private val runId: String, private val workflow: String, r
     }
 
     private companion object {
-        fun kindName(kind: StepKind): String = kind.name.lowercase()
+        fun kindName(kind: RecordKind): String = kind.name.lowercase()
     }
 }

@@ -12,7 +12,7 @@ import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
 import dev.stent.store.ClaimedRun
 import dev.stent.store.LeaseLostException
-import dev.stent.store.StepRecord
+import dev.stent.store.StoredRecord
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WriteOutcome
 import kotlinx.coroutines.CancellationException
@@ -263,7 +263,7 @@ internal class RunExecution(
      * database fails. Nothing is written once the run is stopping (a body that swallowed the
      * cancellation cannot record its result).
      */
-    suspend fun checkpoint(record: StepRecord) {
+    suspend fun checkpoint(record: StoredRecord) {
         currentCoroutineContext().ensureActive()
         val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { env.access.checkpoint(runId, token, record) }
         if (result == WriteOutcome.LEASE_LOST) throw lost()

@@ -18,9 +18,9 @@ import dev.stent.runtime.internal.decodeFailure
 import dev.stent.runtime.internal.decodePayload
 import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
-import dev.stent.store.StepKind
-import dev.stent.store.StepRecord
-import dev.stent.store.StepStatus
+import dev.stent.RecordKind
+import dev.stent.store.StoredRecord
+import dev.stent.RecordStatus
 import dev.stent.InvalidArgumentException
 import dev.stent.StepTimeoutException
 import dev.stent.TimeMath
@@ -148,13 +148,13 @@ internal class WorkflowScopeImpl(
             if (!t.isPositive()) throw invalid("step '$id': timeout must be positive (or null for none), was $t", id)
             TimeMath.delayMs(t).coerceAtLeast(1)
         }
-        val record = visit(id, StepKind.STEP)
+        val record = visit(id, RecordKind.STEP)
         val site = PayloadSite("result of step '$id'", runId, workflowName, id)
         var attempts = 0
         when (record?.status) {
-            StepStatus.COMPLETED -> return decodePayload(codec, record.result ?: "null", site)
-            StepStatus.FAILED -> throw stepFailed(id, record.attempts, decodeFailure(record.failure))
-            StepStatus.RETRYING -> {
+            RecordStatus.COMPLETED -> return decodePayload(codec, record.result ?: "null", site)
+            RecordStatus.FAILED -> throw stepFailed(id, record.attempts, decodeFailure(record.failure))
+            RecordStatus.RETRYING -> {
                 attempts = record.attempts
                 record.wakeAt?.let { waitUntil(it, null) }
             }
@@ -248,12 +248,12 @@ internal class WorkflowScopeImpl(
     private suspend fun failedAttempt(id: String, attempt: Int, policy: RetryPolicy, error: Throwable): Long {
         val failure = Failure.of(error)
         if (attempt >= policy.maxAttempts || !policy.shouldRetry(error)) {
-            run.checkpoint(StepRecord(id, StepKind.STEP, StepStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
+            run.checkpoint(StoredRecord(id, RecordKind.STEP, RecordStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
             throw stepFailed(id, attempt, failure)
         }
         val wakeAt = TimeMath.plus(env.clock.nowMs(), TimeMath.delayMs(policy.delayBefore(attempt + 1)))
         run.checkpoint(
-            StepRecord(id, StepKind.STEP, StepStatus.RETRYING, failure = encodeFailure(failure), attempts = attempt, wakeAt = wakeAt),
+            StoredRecord(id, RecordKind.STEP, RecordStatus.RETRYING, failure = encodeFailure(failure), attempts = attempt, wakeAt = wakeAt),
         )
         return wakeAt
     }
@@ -263,10 +263,10 @@ internal class WorkflowScopeImpl(
             encodePayload(codec, value, maxBytes, site)
         } catch (e: PayloadException) {
             val failure = Failure.of(e)
-            run.checkpoint(StepRecord(id, StepKind.STEP, StepStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
+            run.checkpoint(StoredRecord(id, RecordKind.STEP, RecordStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
             throw stepFailed(id, attempt, failure)
         }
-        run.checkpoint(StepRecord(id, StepKind.STEP, StepStatus.COMPLETED, result = encoded, attempts = attempt))
+        run.checkpoint(StoredRecord(id, RecordKind.STEP, RecordStatus.COMPLETED, result = encoded, attempts = attempt))
         return value
     }
 
@@ -289,9 +289,9 @@ internal class WorkflowScopeImpl(
     /** Records a timer due at [wakeAt] (null: no timer, only a cancel or the deadline ends it) and waits for it. */
     private suspend fun sleepRecorded(id: String?, wakeAt: () -> Long?) {
         val timerId = id?.also { checkUserId(it, "sleep") } ?: replay.nextId("sleep")
-        val record = visit(timerId, StepKind.SLEEP)
+        val record = visit(timerId, RecordKind.SLEEP)
         val due = if (record != null) record.wakeAt else busy {
-            wakeAt().also { run.checkpoint(StepRecord(timerId, StepKind.SLEEP, StepStatus.WAITING, wakeAt = it)) }
+            wakeAt().also { run.checkpoint(StoredRecord(timerId, RecordKind.SLEEP, RecordStatus.WAITING, wakeAt = it)) }
         }
         if (due == null) waitForever() else waitUntil(due, null)
     }
@@ -320,17 +320,17 @@ internal class WorkflowScopeImpl(
         }
         val limit = timeout?.takeUnless { it.isInfinite() }
         val waitId = id?.also { checkUserId(it, "signal wait") } ?: replay.nextId("signal:$name")
-        val record = visit(waitId, StepKind.SIGNAL)
+        val record = visit(waitId, RecordKind.SIGNAL)
         val site = PayloadSite("payload of signal '$name'", runId, workflowName, waitId)
         when (record?.status) {
-            StepStatus.COMPLETED -> return decodePayload(codec, record.result ?: "null", site)
-            StepStatus.TIMED_OUT -> throw SignalTimeoutException(runId, workflowName, waitId, name, limit ?: Duration.ZERO)
+            RecordStatus.COMPLETED -> return decodePayload(codec, record.result ?: "null", site)
+            RecordStatus.TIMED_OUT -> throw SignalTimeoutException(runId, workflowName, waitId, name, limit ?: Duration.ZERO)
             else -> Unit
         }
         val deadline = record?.wakeAt ?: limit?.let { t ->
             busy {
                 TimeMath.plus(env.clock.nowMs(), TimeMath.delayMs(t)).also {
-                    run.checkpoint(StepRecord(waitId, StepKind.SIGNAL, StepStatus.WAITING, wakeAt = it))
+                    run.checkpoint(StoredRecord(waitId, RecordKind.SIGNAL, RecordStatus.WAITING, wakeAt = it))
                 }
             }
         }
@@ -345,7 +345,7 @@ internal class WorkflowScopeImpl(
             }
             val left = deadline?.let { it - env.clock.nowMs() }
             if (left != null && left <= 0) {
-                busy { run.checkpoint(StepRecord(waitId, StepKind.SIGNAL, StepStatus.TIMED_OUT, wakeAt = deadline)) }
+                busy { run.checkpoint(StoredRecord(waitId, RecordKind.SIGNAL, RecordStatus.TIMED_OUT, wakeAt = deadline)) }
                 throw SignalTimeoutException(runId, workflowName, waitId, name, limit ?: Duration.ZERO)
             }
             val pause = minOf(left ?: Long.MAX_VALUE, SIGNAL_POLL_MS).milliseconds
@@ -356,28 +356,28 @@ internal class WorkflowScopeImpl(
     // ---- recorded values -----------------------------------------------------------------
 
     override suspend fun now(id: String?): Instant =
-        Instant.ofEpochMilli(recorded(id, "now", StepKind.NOW, longCodec) { env.clock.nowMs() })
+        Instant.ofEpochMilli(recorded(id, "now", RecordKind.NOW, longCodec) { env.clock.nowMs() })
 
     override suspend fun randomUuid(id: String?): UUID =
-        UUID.fromString(recorded(id, "uuid", StepKind.UUID, stringCodec) { UUID.randomUUID().toString() })
+        UUID.fromString(recorded(id, "uuid", RecordKind.UUID, stringCodec) { UUID.randomUUID().toString() })
 
     override suspend fun random(id: String?): Double =
-        recorded(id, "random", StepKind.RANDOM, doubleCodec) { Random.nextDouble() }
+        recorded(id, "random", RecordKind.RANDOM, doubleCodec) { Random.nextDouble() }
 
-    private suspend fun <T> recorded(explicitId: String?, prefix: String, kind: StepKind, codec: Codec<T>, make: () -> T): T {
+    private suspend fun <T> recorded(explicitId: String?, prefix: String, kind: RecordKind, codec: Codec<T>, make: () -> T): T {
         checkNotInStep(prefix, explicitId)
         val id = explicitId?.also { checkUserId(it, prefix) } ?: replay.nextId(prefix)
         val record = visit(id, kind)
         if (record?.result != null) return decodePayload(codec, record.result, PayloadSite("recorded $prefix", runId, workflowName, id))
         val value = make()
-        busy { run.checkpoint(StepRecord(id, kind, StepStatus.COMPLETED, result = codec.encode(value))) }
+        busy { run.checkpoint(StoredRecord(id, kind, RecordStatus.COMPLETED, result = codec.encode(value))) }
         return value
     }
 
     // ---- bookkeeping ---------------------------------------------------------------------
 
     /** Reaches [id] in this replay: its record, or null; a duplicate or a kind mismatch is fatal. */
-    private suspend fun visit(id: String, kind: StepKind): StepRecord? {
+    private suspend fun visit(id: String, kind: RecordKind): StoredRecord? {
         currentCoroutineContext().ensureActive()
         return replay.visit(id, kind)
     }

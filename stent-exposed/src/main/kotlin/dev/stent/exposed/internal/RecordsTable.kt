@@ -2,8 +2,8 @@ package dev.stent.exposed.internal
 
 import org.jetbrains.exposed.v1.core.Table
 
-/** `stent_steps`: the records of each run's history, keyed by run and step id (which also serves "steps by run"). */
-internal object StepsTable : Table("stent_steps") {
+/** `stent_records` (`stent_steps` before migration 4): the records of each run's history, keyed by run and record id (which also serves "records by run"). */
+internal object RecordsTable : Table("stent_records") {
     val runId = varchar("run_id", 200)
     val stepId = varchar("step_id", 400)
     val kind = varchar("kind", 16)

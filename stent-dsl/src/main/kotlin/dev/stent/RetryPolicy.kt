@@ -7,6 +7,7 @@ import kotlin.reflect.KClass
 import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
+import kotlin.time.toJavaDuration
 
 /**
  * How a failing step is retried: up to [maxAttempts] attempts (the first one included), waiting
@@ -39,6 +40,14 @@ public class RetryPolicy private constructor(
     private val nonRetryable: List<KClass<out Throwable>>,
     private val retryIf: ((Throwable) -> Boolean)?,
 ) {
+    /** [initialDelay] for Java callers (`getInitialDelay()`). */
+    @get:JvmName("getInitialDelay")
+    public val javaInitialDelay: java.time.Duration get() = initialDelay.toJavaDuration()
+
+    /** [maxDelay] for Java callers (`getMaxDelay()`). */
+    @get:JvmName("getMaxDelay")
+    public val javaMaxDelay: java.time.Duration get() = maxDelay.toJavaDuration()
+
     /** True when a failure with [error] may be retried (if attempts remain). */
     public fun shouldRetry(error: Throwable): Boolean {
         if (error !is Exception) return false

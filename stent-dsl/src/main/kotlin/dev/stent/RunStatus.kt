@@ -20,7 +20,9 @@ public enum class RunStatus {
     FAILED,
 
     /** Cancelled by a client. */
-    CANCELLED;
+    CANCELLED,
+
+    ;
 
     /** True for the three final states. */
     public val isFinished: Boolean get() = this == COMPLETED || this == FAILED || this == CANCELLED

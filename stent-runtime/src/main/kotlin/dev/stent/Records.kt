@@ -36,7 +36,9 @@ public enum class RecordStatus {
     WAITING,
 
     /** A signal wait whose deadline passed: final. */
-    TIMED_OUT;
+    TIMED_OUT,
+
+    ;
 
     /** True for the states that are never overwritten. */
     public val isFinal: Boolean get() = this == COMPLETED || this == FAILED || this == TIMED_OUT

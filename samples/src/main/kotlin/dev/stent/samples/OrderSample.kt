@@ -2,10 +2,10 @@ package dev.stent.samples
 
 import dev.stent.Stent
 import dev.stent.awaitSignal
-import dev.stent.signal
 import dev.stent.exposed.sqlite
-import dev.stent.step
+import dev.stent.signal
 import dev.stent.stentWorker
+import dev.stent.step
 import dev.stent.workflow
 import kotlinx.coroutines.runBlocking
 import kotlinx.serialization.Serializable

@@ -148,10 +148,12 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                     stent.client.start(noopSteps, sizes.steps).await(5.minutes)
                     (Probes.lastStep.get() - Probes.firstStep.get()) / 1e3 / (sizes.steps - 1)
                 }.sorted()[1]
-                results.emit(result("step_overhead", db.store, sizes.steps, us * sizes.steps / 1e6) {
-                    put("us_per_step", us)
-                    rawUs[db.store]?.let { put("ratio_to_raw", us / it) }
-                })
+                results.emit(
+                    result("step_overhead", db.store, sizes.steps, us * sizes.steps / 1e6) {
+                        put("us_per_step", us)
+                        rawUs[db.store]?.let { put("ratio_to_raw", us / it) }
+                    },
+                )
             }
         }
     }
@@ -162,16 +164,22 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
         val store = stent.store
         store.createRun(dev.stent.store.NewRun("direct", "bench-steps", "1", "default", 0, 0))
         val run = store.claim(dev.stent.store.ClaimRequest("bench", listOf("bench-steps"), emptyList(), 1, 600_000)).runs.single()
-        fun write(i: Int) = store.checkpoint("direct", run.token, dev.stent.store.StoredRecord("s$i", dev.stent.RecordKind.STEP, dev.stent.RecordStatus.COMPLETED, result = "1", attempts = 1))
+        fun write(i: Int) = store.checkpoint(
+            "direct",
+            run.fencingToken,
+            dev.stent.store.StoredRecord("s$i", dev.stent.RecordKind.STEP, dev.stent.RecordStatus.COMPLETED, result = "1", attempts = 1),
+        )
         repeat(100) { write(-1 - it) }
         val t0 = System.nanoTime()
         repeat(sizes.steps) { write(it) }
         val wall = (System.nanoTime() - t0) / 1e9
         val us = wall * 1e6 / sizes.steps
-        results.emit(result("checkpoint_direct", db.store, sizes.steps, wall) {
-            put("us_per_checkpoint", us)
-            rawUs[db.store]?.let { put("ratio_to_raw", us / it) }
-        })
+        results.emit(
+            result("checkpoint_direct", db.store, sizes.steps, wall) {
+                put("us_per_checkpoint", us)
+                rawUs[db.store]?.let { put("ratio_to_raw", us / it) }
+            },
+        )
     }
 
     fun throughput(newDb: () -> BenchDb, workers: Int) {
@@ -201,13 +209,15 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                     val wall = (System.nanoTime() - t0) / 1e9
                     val cpuS = cpu.elapsed()
                     stores.pgStatementsReport("throughput_1step, $workers worker JVM(s), ${sizes.throughput} runs")?.let(System.err::print)
-                    results.emit(result("throughput_1step", db.store, sizes.throughput, wall) {
-                        put("workers", workers)
-                        put("start_phase_s", started)
-                        put("warm_up", warm)
-                        // where the CPU went: µs of CPU per workflow in each process group
-                        for ((group, s) in cpuS) put("cpu_us_per_run_$group", s * 1e6 / sizes.throughput)
-                    })
+                    results.emit(
+                        result("throughput_1step", db.store, sizes.throughput, wall) {
+                            put("workers", workers)
+                            put("start_phase_s", started)
+                            put("warm_up", warm)
+                            // where the CPU went: µs of CPU per workflow in each process group
+                            for ((group, s) in cpuS) put("cpu_us_per_run_$group", s * 1e6 / sizes.throughput)
+                        },
+                    )
                 }
             } finally {
                 // SIGTERM first, so a worker can write its JFR recording on exit
@@ -243,10 +253,12 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                 val t0 = System.nanoTime()
                 val ms = List(sizes.latencyStarts) { once() }.sorted()
                 val wall = (System.nanoTime() - t0) / 1e9
-                results.emit(result("start_latency", db.store, sizes.latencyStarts, wall) {
-                    put("p50_ms", percentile(ms, 0.50))
-                    put("p99_ms", percentile(ms, 0.99))
-                })
+                results.emit(
+                    result("start_latency", db.store, sizes.latencyStarts, wall) {
+                        put("p50_ms", percentile(ms, 0.50))
+                        put("p99_ms", percentile(ms, 0.99))
+                    },
+                )
             }
         }
     }
@@ -295,22 +307,24 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                 coroutineScope { (0 until m).map { i -> async { stent.client.start(sleeper, base + i * 50L) } }.awaitAll() }
                 while (Probes.timerLagMs.size < m && System.currentTimeMillis() < base + m * 50L + 60_000) delay(100.milliseconds)
                 val spread = Probes.timerLagMs.map { it.toDouble() }.sorted()
-                results.emit(result("waiting_runs", db.store, n, wall) {
-                    put("heap_mb_at_10pct", heapAtTenth / 1e6)
-                    put("heap_mb_at_all", heapAtAll / 1e6)
-                    put("sleeping_at_all", n + tenth)
-                    put("db_mb", db.sizeBytes() / 1e6)
-                    put("all_waiting_before_due", settled < dueMs)
-                    put("fired", lags.size)
-                    put("lag_p50_ms", percentile(lags, 0.5))
-                    put("lag_p99_ms", percentile(lags, 0.99))
-                    put("lag_max_ms", lags.lastOrNull() ?: -1.0)
-                    put("spread_timers", m)
-                    put("spread_fired", spread.size)
-                    put("spread_lag_p50_ms", percentile(spread, 0.5))
-                    put("spread_lag_p99_ms", percentile(spread, 0.99))
-                    put("spread_lag_max_ms", spread.lastOrNull() ?: -1.0)
-                })
+                results.emit(
+                    result("waiting_runs", db.store, n, wall) {
+                        put("heap_mb_at_10pct", heapAtTenth / 1e6)
+                        put("heap_mb_at_all", heapAtAll / 1e6)
+                        put("sleeping_at_all", n + tenth)
+                        put("db_mb", db.sizeBytes() / 1e6)
+                        put("all_waiting_before_due", settled < dueMs)
+                        put("fired", lags.size)
+                        put("lag_p50_ms", percentile(lags, 0.5))
+                        put("lag_p99_ms", percentile(lags, 0.99))
+                        put("lag_max_ms", lags.lastOrNull() ?: -1.0)
+                        put("spread_timers", m)
+                        put("spread_fired", spread.size)
+                        put("spread_lag_p50_ms", percentile(spread, 0.5))
+                        put("spread_lag_p99_ms", percentile(spread, 0.99))
+                        put("spread_lag_max_ms", spread.lastOrNull() ?: -1.0)
+                    },
+                )
             }
         }
     }
@@ -325,7 +339,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
         db.raw().use { c ->
             while (true) {
                 val (busy, total) = c.createStatement().executeQuery(
-                    "SELECT SUM(CASE WHEN status IN ('PENDING', 'RUNNING') THEN 1 ELSE 0 END), COUNT(*) FROM stent_runs WHERE workflow = 'bench-sleeper'",
+                    "SELECT SUM(CASE WHEN status IN ('PENDING', 'RUNNING') THEN 1 ELSE 0 END), COUNT(*) FROM stent_runs WHERE workflow_name = 'bench-sleeper'",
                 ).use { rs -> rs.next(); rs.getLong(1) to rs.getLong(2) }
                 if (busy == 0L && total >= count && worker.activeRuns == 0) break
                 delay(200.milliseconds)
@@ -345,7 +359,8 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
         }
         val url = stores.dbosDatabase("dbos_$name")
         val java = File(System.getProperty("java.home"), "bin/java").path
-        val p = ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), "dev.stent.bench.dbos.DbosBench", url, stores.pgUser, stores.pgPassword, name, "$n")
+        val classPath = System.getProperty("java.class.path")
+        val p = ProcessBuilder(java, "-cp", classPath, "dev.stent.bench.dbos.DbosBench", url, stores.pgUser, stores.pgPassword, name, "$n")
             .redirectError(ProcessBuilder.Redirect.INHERIT).start()
         val line = p.inputStream.bufferedReader().readLines().lastOrNull { it.startsWith("{") }
         p.waitFor(10, TimeUnit.MINUTES)

@@ -2,12 +2,12 @@ package dev.stent.bench
 
 import dev.stent.RunStatus
 import dev.stent.Stent
-import dev.stent.exposed.Stents
 import dev.stent.awaitSignal
 import dev.stent.codecOf
+import dev.stent.exposed.Stents
 import dev.stent.it.RestartablePg
-import dev.stent.startByName
 import dev.stent.signal
+import dev.stent.startByName
 import dev.stent.step
 import dev.stent.workflow
 import kotlinx.coroutines.Dispatchers
@@ -281,7 +281,9 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
         for (id in ids) {
             val info = stent.client.describe(id)
             if (info.status != RunStatus.COMPLETED) lost++
-            info.records.filter { it.kind == dev.stent.RecordKind.STEP && it.status == dev.stent.RecordStatus.COMPLETED }.forEach { recorders[id to it.id] = it.result!!.trim('"') }
+            info.records.filter {
+                it.kind == dev.stent.RecordKind.STEP && it.status == dev.stent.RecordStatus.COMPLETED
+            }.forEach { recorders[id to it.id] = it.result!!.trim('"') }
         }
         val (finalWrites, duplicates) = connect(processArgs).use(::countFinalWrites)
         val bodies = log.readLines().filter { it.startsWith("B ") }.map { it.split(" ") }
@@ -295,11 +297,15 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
                 if (b[5] == recorded) continue
                 reExecuted++
                 if (explainedBy(b[3], b[4].toLong())) explained++
-                else if (unexplainedKeys.add(key) && unexplainedKeys.size <= 10) println("chaos: unexplained re-execution of ${key.first}/${key.second} by pid ${b[3]} at ${b[4]} (recorded: $recorded)")
+                else if (unexplainedKeys.add(key) && unexplainedKeys.size <= 10) {
+                    println("chaos: unexplained re-execution of ${key.first}/${key.second} by pid ${b[3]} at ${b[4]} (recorded: $recorded)")
+                }
             }
         }
         if (explained < reExecuted || disruptions.any { !it.hitLeasedRuns }) {
-            disruptions.forEach { println("chaos: disruption ${it.kind} of ${it.pids ?: "all"} from ${it.fromMs} to ${it.toMs}, on leased runs: ${it.hitLeasedRuns}") }
+            for (d in disruptions) {
+                println("chaos: disruption ${d.kind} of ${d.pids ?: "all"} from ${d.fromMs} to ${d.toMs}, on leased runs: ${d.hitLeasedRuns}")
+            }
             // what the workers said about losing runs: the first place to look for the cause
             val unexplainedRuns = unexplainedKeys.map { "run ${it.first}:" }.toSet()
             dir.listFiles { f -> f.name.startsWith("worker-") }.orEmpty().sortedBy { it.name }.forEach { f ->

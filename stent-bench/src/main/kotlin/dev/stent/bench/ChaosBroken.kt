@@ -1,13 +1,13 @@
 package dev.stent.bench
 
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.Stent
 import dev.stent.it.TestStore
 import dev.stent.store.ClaimRequest
 import dev.stent.store.ClaimResult
 import dev.stent.store.ClaimedRun
-import dev.stent.RecordKind
 import dev.stent.store.StoredRecord
-import dev.stent.RecordStatus
 import dev.stent.store.WorkflowStore
 import dev.stent.store.WriteOutcome
 import java.sql.Connection
@@ -36,7 +36,7 @@ private class ForgetfulStore(private val real: WorkflowStore) : WorkflowStore by
         return ClaimResult(
             r.runs.map { c ->
                 val kept = c.records.filterNot { it.kind == RecordKind.STEP && it.status == RecordStatus.COMPLETED }
-                ClaimedRun(c.id, c.workflow, c.input, c.token, c.claimCount, kept, c.cancelRequested, c.deadlineAtMs)
+                ClaimedRun(c.id, c.workflowName, c.input, c.fencingToken, c.claimCount, kept, c.cancelRequested, c.deadlineAtMs)
             },
             r.dbNowMs, r.nextReadyAt,
         )

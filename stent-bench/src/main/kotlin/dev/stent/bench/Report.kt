@@ -56,7 +56,8 @@ class Report(private val results: List<JsonObject>, private val quick: Boolean) 
         bars.forEachIndexed { i, r ->
             val y = 30 + i * rowH
             val v = r.num("per_sec")!!
-            val label = listOfNotNull(r.str("name"), r.str("store"), r.str("engine"), r.num("workers")?.let { "${it.toInt()} worker JVM(s)" }).joinToString(" · ")
+            val workers = r.num("workers")?.let { "${it.toInt()} worker JVM(s)" }
+            val label = listOfNotNull(r.str("name"), r.str("store"), r.str("engine"), workers).joinToString(" · ")
             val color = if (r.str("engine") == "dbos") "#d9822b" else if (r.str("store") == "postgres") "#2b6cb0" else "#38a169"
             sb.append("""<text x="${left - 6}" y="${y + 14}" text-anchor="end">${esc(label)}</text>""")
             sb.append("""<rect x="$left" y="${y + 3}" width="${"%.1f".format(Locale.ROOT, scale(v))}" height="${rowH - 6}" fill="$color"/>""")

@@ -83,6 +83,10 @@ class JavaApiTest {
         OrderWorkflows.AUTHORIZE_CALLS.set(0);
         try (StentWorker ignored = worker(OrderWorkflows.ORDER)) {
             RunRef<Receipt> run = get(client.start(OrderWorkflows.ORDER, new OrderRequest("o-42", 1999), StartOptions.withId("o-42")));
+            assertEquals("o-42", run.getId());
+            // Java reads a retry policy's delays as java.time.Duration
+            assertEquals(Duration.ofMillis(10), OrderWorkflows.ORDER.getRetryPolicy().getInitialDelay());
+            assertEquals(Duration.ofSeconds(60), OrderWorkflows.ORDER.getRetryPolicy().getMaxDelay());
             // the durable sleep unloads the run: no lease, no coroutine, until the signal wakes it
             waitFor(() -> {
                 RunInfo waiting = get(client.describe("o-42"));

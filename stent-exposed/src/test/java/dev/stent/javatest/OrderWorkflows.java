@@ -85,7 +85,7 @@ public final class OrderWorkflows {
             for (int i = 1; i <= 5; i++) {
                 int n = i;
                 ctx.run("s" + n, () -> {
-                    Files.writeString(dir.resolve("exec.log"), ctx.runId() + ":s" + n + ":" + ProcessHandle.current().pid() + "\n",
+                    Files.writeString(dir.resolve("exec.log"), ctx.getRunId() + ":s" + n + ":" + ProcessHandle.current().pid() + "\n",
                         StandardOpenOption.CREATE, StandardOpenOption.APPEND);
                     if (n == 3) while (Files.exists(dir.resolve("block"))) Thread.sleep(50);
                 });

@@ -7,8 +7,8 @@ import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowFailedException
 import dev.stent.codecOf
 import dev.stent.startByName
-import dev.stent.step
 import dev.stent.stentWorker
+import dev.stent.step
 import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
 import io.kotest.core.spec.style.FunSpec

@@ -19,8 +19,8 @@ import dev.stent.codecOf
 import dev.stent.retryPolicy
 import dev.stent.signal
 import dev.stent.startByName
-import dev.stent.step
 import dev.stent.stentWorker
+import dev.stent.step
 import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
 import io.kotest.assertions.withClue
@@ -65,7 +65,8 @@ abstract class ExtremesSuite(store: TestStore) : FunSpec({
                 before.getValue("f").records.single().wakeAt shouldBe null
                 before.getValue("n").readyAt shouldBe null
                 before.getValue("m").readyAt shouldBe Instant.ofEpochMilli(TimeMath.MAX_EPOCH_MS)
-                before.getValue("h").readyAt!!.toEpochMilli() shouldBeGreaterThanOrEqual before.getValue("h").createdAt.toEpochMilli() + TimeMath.MAX_DELAY_MS - 1
+                val h = before.getValue("h")
+                h.readyAt!!.toEpochMilli() shouldBeGreaterThanOrEqual h.createdAt.toEpochMilli() + TimeMath.MAX_DELAY_MS - 1
                 delay(1.seconds)
                 // a hot loop would claim and unload them again and again: nothing moved
                 for ((id, info) in before) {

@@ -2,18 +2,18 @@
 
 package dev.stent.it
 
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.StentOptions
 import dev.stent.WorkflowFailedException
 import dev.stent.codecOf
-import dev.stent.step
 import dev.stent.stentWorker
+import dev.stent.step
 import dev.stent.store.CheckpointWrite
 import dev.stent.store.ClaimRequest
 import dev.stent.store.NewRun
-import dev.stent.RecordKind
 import dev.stent.store.StoredRecord
-import dev.stent.RecordStatus
 import dev.stent.store.WriteOutcome
 import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
@@ -224,7 +224,7 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
         testDb.open().use { stent ->
             val db = stent.store
             db.createRuns(listOf("g1", "g2", "g3").map { NewRun(it, "wf", "\"\"", "default", 0, 0) })
-            val tokens = db.claim(ClaimRequest("w", listOf("wf"), emptyList(), 10, 30_000)).runs.associate { it.id to it.token }
+            val tokens = db.claim(ClaimRequest("w", listOf("wf"), emptyList(), 10, 30_000)).runs.associate { it.id to it.fencingToken }
             testDb.rejectStepId("poison")
             fun write(run: String, step: String) =
                 CheckpointWrite(run, tokens.getValue(run), StoredRecord(step, RecordKind.STEP, RecordStatus.COMPLETED, result = "1"))
@@ -245,7 +245,7 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
             val s = stent.store
             s.createRun(NewRun("rr", "wf", "\"\"", "default", 0, 0))
             val first = s.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.single()
-            s.release("rr", first.token) shouldBe WriteOutcome.OK
+            s.release("rr", first.fencingToken) shouldBe WriteOutcome.OK
             db.connect().use { c -> c.createStatement().use { it.execute("ALTER TABLE stent_records RENAME TO stent_steps_away") } }
             try {
                 shouldThrowAny { s.claim(ClaimRequest("w2", listOf("wf"), emptyList(), 10, 30_000)) } // token 2: it must read records

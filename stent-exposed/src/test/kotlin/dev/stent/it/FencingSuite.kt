@@ -2,14 +2,14 @@
 
 package dev.stent.it
 
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.store.CheckpointWrite
 import dev.stent.store.ClaimRequest
 import dev.stent.store.FinishWrite
 import dev.stent.store.NewRun
-import dev.stent.RecordKind
 import dev.stent.store.StoredRecord
-import dev.stent.RecordStatus
 import dev.stent.store.WriteOutcome
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldBeEmpty
@@ -23,18 +23,19 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             val store = stent.store
             store.createRun(NewRun("z", "wf", "\"\"", "default", 0, 0))
             val zombie = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 500)).runs.single()
-            store.checkpoint("z", zombie.token, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1")) shouldBe WriteOutcome.OK
+            store.checkpoint("z", zombie.fencingToken, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1")) shouldBe WriteOutcome.OK
             Thread.sleep(700) // the zombie's lease expires
             val owner = store.claim(ClaimRequest("w2", listOf("wf"), emptyList(), 10, 30_000)).runs.single()
-            owner.token shouldBe zombie.token + 1
+            owner.fencingToken shouldBe zombie.fencingToken + 1
             owner.records.map { it.stepId } shouldBe listOf("a")
 
-            store.checkpoint("z", zombie.token, StoredRecord("b", RecordKind.STEP, RecordStatus.COMPLETED, result = "2")) shouldBe WriteOutcome.LEASE_LOST
-            store.finish("z", zombie.token, RunStatus.COMPLETED, "\"zombie\"", null) shouldBe WriteOutcome.LEASE_LOST
+            val late = StoredRecord("b", RecordKind.STEP, RecordStatus.COMPLETED, result = "2")
+            store.checkpoint("z", zombie.fencingToken, late) shouldBe WriteOutcome.LEASE_LOST
+            store.finish("z", zombie.fencingToken, RunStatus.COMPLETED, "\"zombie\"", null) shouldBe WriteOutcome.LEASE_LOST
             store.heartbeat("w1", listOf("z"), 30_000).leases.shouldBeEmpty()
 
-            store.checkpoint("z", owner.token, StoredRecord("b", RecordKind.STEP, RecordStatus.COMPLETED, result = "3")) shouldBe WriteOutcome.OK
-            store.finish("z", owner.token, RunStatus.COMPLETED, "\"owner\"", null) shouldBe WriteOutcome.OK
+            store.checkpoint("z", owner.fencingToken, StoredRecord("b", RecordKind.STEP, RecordStatus.COMPLETED, result = "3")) shouldBe WriteOutcome.OK
+            store.finish("z", owner.fencingToken, RunStatus.COMPLETED, "\"owner\"", null) shouldBe WriteOutcome.OK
             val run = store.getRun("z")!!
             run.output shouldBe "\"owner\""
             store.listSteps("z").map { it.stepId to it.result } shouldBe listOf("a" to "1", "b" to "3")
@@ -46,8 +47,8 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             val store = stent.store
             store.createRun(NewRun("f", "wf", "\"\"", "default", 0, 0))
             val run = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.single()
-            store.checkpoint("f", run.token, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1"))
-            store.checkpoint("f", run.token, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "2"))
+            store.checkpoint("f", run.fencingToken, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1"))
+            store.checkpoint("f", run.fencingToken, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "2"))
             store.listSteps("f").single().result shouldBe "1"
         }
     }
@@ -64,11 +65,11 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
                     NewRun("g1", "other", "\"\"", "default", 0, 0), // a duplicate within the group
                 ),
             )
-            starts.map { it.created to it.workflow } shouldBe listOf(true to "wf", false to "wf", true to "wf", false to "wf")
+            starts.map { it.created to it.workflowName } shouldBe listOf(true to "wf", false to "wf", true to "wf", false to "wf")
 
             val claimed = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.associateBy { it.id }
             claimed.keys shouldBe setOf("old", "g1", "g2")
-            fun token(id: String) = claimed.getValue(id).token
+            fun token(id: String) = claimed.getValue(id).fencingToken
             store.checkpoint("g2", token("g2"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "first"))
 
             store.checkpoints(

@@ -2,13 +2,16 @@ package dev.stent.it
 
 import com.zaxxer.hikari.HikariConfig
 import com.zaxxer.hikari.HikariDataSource
+import dev.stent.RunStatus
+import dev.stent.Stent
 import dev.stent.StentStoreException
 import dev.stent.exposed.Stents
 import dev.stent.exposed.internal.Migrations
+import dev.stent.exposed.internal.PostgresDialect
+import dev.stent.exposed.internal.SqliteDialect
 import dev.stent.exposed.internal.SqliteStatements
 import dev.stent.exposed.postgres
 import dev.stent.exposed.sqlite
-import dev.stent.Stent
 import dev.stent.stentWorker
 import dev.stent.step
 import dev.stent.workflow
@@ -17,10 +20,13 @@ import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldBeEmpty
 import io.kotest.matchers.shouldBe
 import io.kotest.matchers.string.shouldContain
+import org.jetbrains.exposed.v1.jdbc.Database
 import org.postgresql.PGConnection
 import java.io.File
 import java.nio.file.Files
 import java.sql.DriverManager
+import java.time.Instant
+import java.util.concurrent.atomic.AtomicInteger
 import kotlin.time.Duration.Companion.seconds
 
 /** Opening a store that cannot be opened, and the connections Stent borrows and gives back. */
@@ -84,6 +90,50 @@ class OpenAndConnectionsSpec : FunSpec({
                 }
             } finally {
                 all.forEach { it.close() }
+            }
+        }
+    }
+
+    test("a database from before migration 4 keeps its runs, records and workers, and a waiting run resumes from its old records") {
+        for (store in listOf(TestStore.Sqlite, TestStore.Postgres)) {
+            val db = store.newDb()
+            val (dialect, schema) = if (store == TestStore.Sqlite) SqliteDialect to null else PostgresDialect to db.processArgs[4]
+            Migrations.migrate(Database.connect({ db.connect() }), dialect, schema, upTo = 3) shouldBe 3
+            val now = System.currentTimeMillis() // a worker row not seen for days is forgotten when the next worker registers
+            db.connect().use { c ->
+                fun insert(sql: String, vararg args: Any?) = c.prepareStatement(sql).use { ps ->
+                    args.forEachIndexed { i, a -> ps.setObject(i + 1, a) }
+                    ps.executeUpdate()
+                }
+                val run = """INSERT INTO stent_runs (id, workflow, status, input, output, queue, priority, ready_at, lease_token, claim_count,
+                             cancel_requested, created_at, started_at, updated_at, completed_at) VALUES (?, 'old', ?, ?, ?, 'default', 0, ?, ?, 0, ?, 1000, ?, 1200, ?)"""
+                insert(run, "done", "COMPLETED", "1", "\"a/b\"", null, 1L, false, 1100L, 1200L)
+                insert(run, "paused", "PENDING", "2", null, 0L, 1L, false, 1100L, null)
+                val record = """INSERT INTO stent_steps (run_id, step_id, kind, status, result, attempts, created_at, updated_at)
+                                VALUES (?, ?, 'STEP', 'COMPLETED', ?, 1, 1100, 1100)"""
+                insert(record, "done", "a", "\"a\"")
+                insert(record, "paused", "a", "\"from before\"")
+                insert("INSERT INTO stent_workers (id, workflows, lease_ms, started_at, last_seen_at) VALUES ('w-old', '[\"old\"]', 30000, ?, ?)", now, now)
+            }
+            db.open().use { stent ->
+                val done = stent.client.describe("done")
+                done.workflowName shouldBe "old"
+                done.status shouldBe RunStatus.COMPLETED
+                done.finishedAt shouldBe Instant.ofEpochMilli(1200)
+                done.records.map { it.id to it.result } shouldBe listOf("a" to "\"a\"")
+                val ran = AtomicInteger()
+                val old = workflow<Int, String>("old") { step("a") { ran.incrementAndGet(); "again" } + "/" + step("b") { "b" } }
+                stentWorker(stent) { register(old) }.use {
+                    stent.client.handle("paused", old.outputCodec).await(10.seconds) shouldBe "from before/b"
+                }
+                ran.get() shouldBe 0
+                stent.client.describe("paused").records.map { it.id } shouldBe listOf("a", "b")
+            }
+            db.connect().use { c ->
+                c.createStatement().use { st ->
+                    st.executeQuery("SELECT workflow_names FROM stent_workers WHERE id = 'w-old'").use { it.next(); it.getString(1) } shouldBe "[\"old\"]"
+                    st.executeQuery("SELECT MAX(version) FROM stent_schema_version").use { it.next(); it.getInt(1) } shouldBe Migrations.latest
+                }
             }
         }
     }

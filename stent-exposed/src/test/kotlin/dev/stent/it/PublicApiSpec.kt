@@ -2,6 +2,10 @@ package dev.stent.it
 
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldBeEmpty
+import io.kotest.matchers.shouldBe
+import java.io.File
+import java.lang.reflect.Member
+import java.lang.reflect.Modifier
 import kotlin.metadata.KmClass
 import kotlin.metadata.KmPackage
 import kotlin.metadata.Visibility
@@ -11,9 +15,6 @@ import kotlin.metadata.jvm.getterSignature
 import kotlin.metadata.jvm.setterSignature
 import kotlin.metadata.jvm.signature
 import kotlin.metadata.visibility
-import java.io.File
-import java.lang.reflect.Member
-import java.lang.reflect.Modifier
 
 /**
  * The public API of each published module, as the JVM (and so Java) sees it, is committed in
@@ -62,8 +63,10 @@ class PublicApiSpec : FunSpec({
                     facing = javaFacing.matches(line.substringAfter(" class ").substringAfter(" interface ").substringAfter(" enum ").substringBefore(" "))
                     null
                 } else if (facing && !line.contains(Regex("""\w-[\w-]{7}\(""")) && // a mangled name: Java cannot call it at all
-                    ("kotlin.coroutines.Continuation" in line || "kotlin.jvm.functions.Function" in line ||
-                        line.contains(Regex("""\bkotlin\.Unit\b""")) || "kotlin.time.Duration" in line)
+                    (
+                        "kotlin.coroutines.Continuation" in line || "kotlin.jvm.functions.Function" in line ||
+                            line.contains(Regex("""\bkotlin\.Unit\b""")) || "kotlin.time.Duration" in line
+                        )
                 ) {
                     "$module: $line"
                 } else {
@@ -72,6 +75,28 @@ class PublicApiSpec : FunSpec({
             }
         }
         leaks.shouldBeEmpty()
+    }
+
+    test("Java sees one accessor style: a value is read with getX()/isX(), and a method without arguments named otherwise is an action") {
+        // record-style accessors (id(), runId()) beside bean-style getters (getId()) were the mix Java callers met;
+        // Kotlin properties give bean-style getters, so every zero-argument value method follows that
+        val actions = setOf(
+            "toString", "hashCode", "fillInStackTrace", "serializer", "result", "describe", "cancel", "list", "build", "start",
+            "now", "random", "randomUuid", "dbNowMs", "listWorkers",
+        )
+        val noArguments = Regex("""^\s+public ([\w.<>?, \[\]]+) (\w+)\(\)$""")
+        val recordStyle = listOf("stent-dsl", "stent-runtime", "stent-exposed").flatMap { module ->
+            ApiDump(File(root, "$module/target/classes")).lines().mapNotNull { line ->
+                val (modifiersAndType, name) = noArguments.find(line)?.destructured ?: return@mapNotNull null
+                val words = modifiersAndType.split(' ')
+                when {
+                    "static" in words || "void" in words -> null
+                    name.startsWith("get") || name.startsWith("is") || name in actions -> null
+                    else -> "$module: $line"
+                }
+            }
+        }
+        recordStyle shouldBe emptyList()
     }
 })
 
@@ -110,7 +135,8 @@ private class ApiDump(private val classes: File) {
             c.isEnum -> "enum"
             else -> "class"
         }
-        val head = "${Modifier.toString(c.modifiers and (Modifier.ABSTRACT or Modifier.FINAL or Modifier.INTERFACE).inv()).ifEmpty { "public" }} $kind ${c.name}" +
+        val modifiers = Modifier.toString(c.modifiers and (Modifier.ABSTRACT or Modifier.FINAL or Modifier.INTERFACE).inv()).ifEmpty { "public" }
+        val head = "$modifiers $kind ${c.name}" +
             (c.superclass?.takeIf { it != Any::class.java && it != Enum::class.java }?.let { " : ${it.name}" } ?: "") +
             c.interfaces.takeIf { it.isNotEmpty() }?.joinToString(", ", prefix = " implements ") { it.name }.orEmpty()
         val members = (c.declaredConstructors.toList() + c.declaredMethods + c.declaredFields)
@@ -135,7 +161,11 @@ private class ApiDump(private val classes: File) {
     /** JVM signatures (`name(desc)`) of Kotlin members that are internal or private, though public in bytecode. */
     private fun hiddenMembers(c: Class<*>): Set<String> {
         val out = HashSet<String>()
-        fun visit(functions: List<kotlin.metadata.KmFunction>, properties: List<kotlin.metadata.KmProperty>, constructors: List<kotlin.metadata.KmConstructor>) {
+        fun visit(
+            functions: List<kotlin.metadata.KmFunction>,
+            properties: List<kotlin.metadata.KmProperty>,
+            constructors: List<kotlin.metadata.KmConstructor>,
+        ) {
             for (f in functions) if (f.visibility != Visibility.PUBLIC && f.visibility != Visibility.PROTECTED) f.signature?.let { out += it.toString() }
             for (p in properties) if (p.visibility != Visibility.PUBLIC && p.visibility != Visibility.PROTECTED) {
                 p.getterSignature?.let { out += it.toString() }

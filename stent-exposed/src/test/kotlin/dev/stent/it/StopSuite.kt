@@ -6,8 +6,8 @@ import dev.stent.StepTimeoutException
 import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowFailedException
 import dev.stent.retryPolicy
-import dev.stent.step
 import dev.stent.stentWorker
+import dev.stent.step
 import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
 import io.kotest.core.spec.style.FunSpec
@@ -208,7 +208,8 @@ abstract class StopSuite(store: TestStore) : FunSpec({
                 val e = shouldThrow<WorkflowFailedException> { stent.client.start(always, "", id = "to2").await(20.seconds) }
                 e.failure.type shouldBe StepFailedException::class.java.name
                 e.failure.cause!!.type shouldBe StepTimeoutException::class.java.name
-                e.failure.cause!!.message!! shouldContain "attempt 2 of step 'call' in workflow 'always-slow' (run 'to2') did not finish within its timeout of 200ms"
+                e.failure.cause!!.message!! shouldContain
+                    "attempt 2 of step 'call' in workflow 'always-slow' (run 'to2') did not finish within its timeout of 200ms"
             }
         }
     }

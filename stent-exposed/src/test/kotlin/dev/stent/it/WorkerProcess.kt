@@ -1,7 +1,7 @@
 package dev.stent.it
 
-import dev.stent.step
 import dev.stent.stentWorker
+import dev.stent.step
 import dev.stent.store.WakeUpSink
 import dev.stent.store.WorkflowStore
 import dev.stent.workflow
@@ -57,7 +57,7 @@ private fun testStore(real: WorkflowStore, logDir: File): WorkflowStore {
                 while (!File(logDir, "release").exists()) Thread.sleep(20)
             }
         }
-        faulty.afterCheckpoint = { w, outcome -> appendLine(writes, "${w.runId} ${w.record.stepId} ${w.token} $outcome") }
+        faulty.afterCheckpoint = { w, outcome -> appendLine(writes, "${w.runId} ${w.record.stepId} ${w.fencingToken} $outcome") }
     }
     if (!deaf) return faulty
     return object : WorkflowStore by faulty {

@@ -4,9 +4,9 @@ import dev.stent.DuplicateStepIdException
 import dev.stent.NonRetryableException
 import dev.stent.PayloadException
 import dev.stent.PayloadProblem
-import dev.stent.RunConflictException
 import dev.stent.RecordKind
 import dev.stent.RecordStatus
+import dev.stent.RunConflictException
 import dev.stent.RunStatus
 import dev.stent.SignalTimeoutException
 import dev.stent.StentOptions
@@ -18,13 +18,13 @@ import dev.stent.awaitSignal
 import dev.stent.retryPolicy
 import dev.stent.signal
 import dev.stent.startByName
-import dev.stent.step
 import dev.stent.stentWorker
+import dev.stent.step
 import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
 import io.kotest.core.spec.style.FunSpec
-import io.kotest.matchers.collections.shouldContainExactly
 import io.kotest.matchers.collections.shouldBeEmpty
+import io.kotest.matchers.collections.shouldContainExactly
 import io.kotest.matchers.ints.shouldBeGreaterThan
 import io.kotest.matchers.longs.shouldBeGreaterThanOrEqual
 import io.kotest.matchers.shouldBe
@@ -480,7 +480,8 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 e.failure.type shouldBe StepFailedException::class.java.name
                 e.failure.message!! shouldContain "step 'bad'"
                 cancelled.get() shouldBe 1
-                stent.client.describe("ff").records.associate { it.id to it.status } shouldBe mapOf("ok" to RecordStatus.COMPLETED, "bad" to RecordStatus.FAILED)
+                stent.client.describe("ff").records.associate { it.id to it.status } shouldBe
+                    mapOf("ok" to RecordStatus.COMPLETED, "bad" to RecordStatus.FAILED)
             }
         }
     }

@@ -43,7 +43,12 @@ public class FutureClient private constructor(private val stent: Stent) {
      * another process) with [input] encoded as JSON; its output decodes as [outputType].
      */
     @JvmOverloads
-    public fun <O : Any> start(workflowName: String, input: Any, outputType: Class<O>, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
+    public fun <O : Any> start(
+        workflowName: String,
+        input: Any,
+        outputType: Class<O>,
+        options: StartOptions = StartOptions.NONE,
+    ): CompletableFuture<RunRef<O>> =
         start(workflowName, input, JavaCodecs.forClass(outputType), options)
 
     /** [start] by name with an explicit output codec (for generic outputs). */
@@ -93,8 +98,7 @@ public class FutureClient private constructor(private val stent: Stent) {
 
     private fun <O> ref(id: String, codec: Codec<O>): RunRef<O> = Ref(id, codec)
 
-    private inner class Ref<O>(private val id: String, private val codec: Codec<O>) : RunRef<O> {
-        override fun id(): String = id
+    private inner class Ref<O>(override val id: String, private val codec: Codec<O>) : RunRef<O> {
         override fun result(): CompletableFuture<O> = async { client.await(id, codec) }
         override fun result(timeout: Duration): CompletableFuture<O> = async { client.await(id, codec, timeout.toKotlinDuration()) }
         override fun describe(): CompletableFuture<RunInfo> = this@FutureClient.describe(id)
@@ -112,7 +116,7 @@ public class FutureClient private constructor(private val stent: Stent) {
 /** A started run, from Java. */
 public interface RunRef<O> {
     /** The run's id. */
-    public fun id(): String
+    public val id: String
 
     /** Completes with the output when the run finishes (or exceptionally with its failure). */
     public fun result(): CompletableFuture<O>

@@ -19,10 +19,10 @@ import java.util.UUID
  */
 public interface WorkflowContext {
     /** The run's id. */
-    public fun runId(): String
+    public val runId: String
 
     /** The workflow's name. */
-    public fun workflowName(): String
+    public val workflowName: String
 
     /** Runs [body] once for this run and records its result under [id]; replay returns the record. */
     public fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T
@@ -57,7 +57,7 @@ public interface WorkflowContext {
     public fun run(id: String, body: StepAction)
 
     /** `runId/stepId`: pass it to external services as an idempotency key. */
-    public fun idempotencyKey(stepId: String): String = "${runId()}/$stepId"
+    public fun idempotencyKey(stepId: String): String = "$runId/$stepId"
 
     /** Waits [duration] durably; a long wait unloads the run. Sleeps are numbered in call order. */
     public fun sleep(duration: Duration)

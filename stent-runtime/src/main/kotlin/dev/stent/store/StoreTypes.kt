@@ -26,7 +26,7 @@ public class StoredRecord(
 /** A run as a client creates it. */
 public class NewRun(
     public val id: String,
-    public val workflow: String,
+    public val workflowName: String,
     public val input: String,
     public val queue: String,
     public val priority: Int,
@@ -38,13 +38,13 @@ public class NewRun(
     public val timeoutMs: Long? = null,
 )
 
-/** One write of [WorkflowStore.checkpoints]: [record] for [runId] if [token] still holds its lease. */
-public class CheckpointWrite(public val runId: String, public val token: Long, public val record: StoredRecord)
+/** One write of [WorkflowStore.checkpoints]: [record] for [runId] if [fencingToken] still holds its lease. */
+public class CheckpointWrite(public val runId: String, public val fencingToken: Long, public val record: StoredRecord)
 
-/** One write of [WorkflowStore.finishes]: [runId] finishes as [status] if [token] still holds its lease. */
+/** One write of [WorkflowStore.finishes]: [runId] finishes as [status] if [fencingToken] still holds its lease. */
 public class FinishWrite(
     public val runId: String,
-    public val token: Long,
+    public val fencingToken: Long,
     public val status: dev.stent.RunStatus,
     public val output: String?,
     public val failure: String?,
@@ -55,14 +55,14 @@ public class CreateRunResult(
     /** False when a run with this id existed already; it is left unchanged. */
     public val created: Boolean,
     /** The workflow of the run with this id (the existing one's when not [created]). */
-    public val workflow: String,
+    public val workflowName: String,
 )
 
 /** What a worker asks [WorkflowStore.claim] for. */
 public class ClaimRequest(
     public val workerId: String,
     /** Only runs of these workflow names are claimed. */
-    public val workflows: Collection<String>,
+    public val workflowNames: Collection<String>,
     /** Only runs in these queues are claimed. */
     public val queues: Collection<String>,
     /** At most this many runs. */
@@ -73,10 +73,10 @@ public class ClaimRequest(
 /** A run a worker has just claimed, with every record of its history. */
 public class ClaimedRun(
     public val id: String,
-    public val workflow: String,
+    public val workflowName: String,
     public val input: String,
     /** The fencing token: every write for this run must carry it. */
-    public val token: Long,
+    public val fencingToken: Long,
     /** Claims since the run last finished, unloaded or was released cleanly (for the poison guard). */
     public val claimCount: Int,
     public val records: List<StoredRecord>,
@@ -93,7 +93,7 @@ public class ClaimedRun(
 public class ClaimResult(public val runs: List<ClaimedRun>, public val dbNowMs: Long, public val nextReadyAt: Long? = null)
 
 /** A lease the worker still holds, as the heartbeat found it. */
-public class HeldLease(public val runId: String, public val token: Long, public val cancelRequested: Boolean)
+public class HeldLease(public val runId: String, public val fencingToken: Long, public val cancelRequested: Boolean)
 
 /** The result of a heartbeat: the leases still held and the database's clock. */
 public class HeartbeatResult(public val leases: List<HeldLease>, public val dbNowMs: Long)
@@ -125,7 +125,7 @@ public enum class UnloadOutcome {
 /** A filter for [WorkflowStore.listRuns]; null fields match everything. */
 public class RunQuery(
     public val status: RunStatus? = null,
-    public val workflow: String? = null,
+    public val workflowName: String? = null,
     public val limit: Int = 100,
     public val offset: Int = 0,
 )
@@ -133,7 +133,7 @@ public class RunQuery(
 /** A run as stored. Times are epoch milliseconds, database clock. */
 public class RunRecord(
     public val id: String,
-    public val workflow: String,
+    public val workflowName: String,
     public val status: RunStatus,
     public val input: String,
     public val output: String?,
@@ -159,7 +159,7 @@ public class RunRecord(
 public class WorkerRecord(
     public val id: String,
     /** The workflow names it registered. */
-    public val workflows: List<String>,
+    public val workflowNames: List<String>,
     /** The queues it claims from; null for every queue. */
     public val queues: List<String>?,
     /** Its lease duration: it renews [lastSeenAt] at least that often while it runs. */

@@ -34,39 +34,39 @@ public interface WorkflowStore : AutoCloseable {
      */
     public fun claim(request: ClaimRequest): ClaimResult
 
-    /** Writes [record] for [runId] if [token] still holds the lease. A final record is never overwritten. */
-    public fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome
+    /** Writes [record] for [runId] if [fencingToken] still holds the lease. A final record is never overwritten. */
+    public fun checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome
 
     /**
      * [checkpoint] for several runs in one transaction (group commit), one outcome per write in
      * order; at most one write per run. Applies nothing when it throws. The default writes them one by one.
      */
     public fun checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> =
-        writes.map { checkpoint(it.runId, it.token, it.record) }
+        writes.map { checkpoint(it.runId, it.fencingToken, it.record) }
 
     /**
      * Takes the oldest unconsumed signal [name] of [runId] and records it as [stepId], in one
      * transaction. Returns the new record, or null when no such signal is stored.
-     * Throws [LeaseLostException] when [token] no longer holds the lease.
+     * Throws [LeaseLostException] when [fencingToken] no longer holds the lease.
      */
-    public fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StoredRecord?
+    public fun consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord?
 
     /**
      * Writes the run back as WAITING until [wakeAtMs] (null: until a signal), waiting for
      * [signalNames], and releases its lease. If a signal with one of those names is already stored,
      * the run becomes PENDING and ready now instead.
      */
-    public fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome
+    public fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome
 
     /** Finishes the run as [status] (COMPLETED, FAILED or CANCELLED) with its output or failure. */
-    public fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome
+    public fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome
 
     /**
      * [finish] for several runs in one transaction (group commit), one outcome per run in order; at
      * most one write per run. Applies nothing when it throws. The default finishes them one by one.
      */
     public fun finishes(writes: List<FinishWrite>): List<WriteOutcome> =
-        writes.map { finish(it.runId, it.token, it.status, it.output, it.failure) }
+        writes.map { finish(it.runId, it.fencingToken, it.status, it.output, it.failure) }
 
     /**
      * Gives the lease back: the run is PENDING again. With [retryAfterMs] null (a clean release:
@@ -74,7 +74,7 @@ public interface WorkflowStore : AutoCloseable {
      * stopped because its writes failed) it is ready after [retryAfterMs] and its claim count is
      * kept, so a run whose writes keep failing backs off and trips the poison guard.
      */
-    public fun release(runId: String, token: Long, retryAfterMs: Long? = null): WriteOutcome
+    public fun release(runId: String, fencingToken: Long, retryAfterMs: Long? = null): WriteOutcome
 
     /**
      * Renews, in one statement, the leases [workerId] holds on [runIds] (the runs it still executes),

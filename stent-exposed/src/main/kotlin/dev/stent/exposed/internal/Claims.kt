@@ -11,45 +11,47 @@ import dev.stent.store.WriteOutcome
 
 // The claim is one statement (atomic by itself); the records are read after it, under the new lease.
 internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit {
-    val names = request.workflows.toList()
+    val names = request.workflowNames.toList()
     val queues = request.queues.toList()
     // names and queues filter in SQL, so runs this worker cannot execute never block the ones it can
-    val filter = "workflow IN (${marks(names.size)})" + if (queues.isEmpty()) "" else " AND queue IN (${marks(queues.size)})"
+    val filter = "workflow_name IN (${marks(names.size)})" + if (queues.isEmpty()) "" else " AND queue IN (${marks(queues.size)})"
     val filterArgs = names + queues
     // Two candidate sets, each walking its partial index: runs whose lease expired (recovery, taken first),
     // then ready runs, highest priority first and then longest ready.
     val expired = "SELECT id, 0 AS pass, priority, lease_expires_at AS since FROM stent_runs WHERE status = 'RUNNING' AND lease_expires_at < $now AND $filter"
     val ready = "SELECT id, 1 AS pass, priority, ready_at AS since FROM stent_runs WHERE status IN ('PENDING', 'WAITING') AND ready_at <= $now AND $filter"
-    val set = """SET status = 'RUNNING', lease_owner = ?, lease_token = lease_token + 1,
+    val set = """SET status = 'RUNNING', lease_owner = ?, fencing_token = fencing_token + 1,
                lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
                updated_at = $now, ready_at = NULL, wait_signals = NULL"""
-    val returning = "RETURNING stent_runs.id, workflow, input, lease_token, claim_count, cancel_requested, deadline_at, $now AS now"
+    val returning = "RETURNING stent_runs.id, workflow_name, input, fencing_token, claim_count, cancel_requested, deadline_at, $now AS now"
     val (sql, args) = when (dialect) {
         // MATERIALIZED CTEs lock and pick the candidates once (`id IN (subquery)` may be re-run under
         // concurrency and update more rows than the limit); the ready set fills what the expired set left.
-        PostgresDialect -> """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
+        PostgresDialect ->
+            """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
                  r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
            UPDATE stent_runs $set FROM (SELECT id FROM e UNION ALL SELECT id FROM r) c WHERE stent_runs.id = c.id
            $returning""" to
-            filterArgs + request.limit + filterArgs + request.limit + request.workerId + request.leaseMs
+                filterArgs + request.limit + filterArgs + request.limit + request.workerId + request.leaseMs
         // BEGIN IMMEDIATE already serializes writers: one ordered pick over both sets
-        SqliteDialect -> """UPDATE stent_runs $set WHERE id IN (
+        SqliteDialect ->
+            """UPDATE stent_runs $set WHERE id IN (
                SELECT id FROM (SELECT * FROM ($expired ORDER BY priority DESC, since LIMIT ?)
                                UNION ALL SELECT * FROM ($ready ORDER BY priority DESC, since LIMIT ?))
                ORDER BY pass LIMIT ?)
            $returning""" to
-            listOf<Any?>(request.workerId, request.leaseMs) + filterArgs + request.limit + filterArgs + request.limit + request.limit
+                listOf<Any?>(request.workerId, request.leaseMs) + filterArgs + request.limit + filterArgs + request.limit + request.limit
     }
     var dbNow: Long? = null
     val claimed = query(sql, args) { rs ->
         dbNow = rs.getLong("now")
         ClaimRow(
-            rs.getString("id"), rs.getString("workflow"), rs.getString("input"), rs.getLong("lease_token"), rs.getInt("claim_count"),
+            rs.getString("id"), rs.getString("workflow_name"), rs.getString("input"), rs.getLong("fencing_token"), rs.getInt("claim_count"),
             rs.getBoolean("cancel_requested"), rs.longOrNull("deadline_at"),
         )
     }
     // a run's first claim takes token 1 (tokens start at 0 and only grow); before it, nothing could write a record
-    val resumed = claimed.filter { it.token > 1 }.map { it.id }
+    val resumed = claimed.filter { it.fencingToken > 1 }.map { it.id }
     val records = if (resumed.isEmpty()) emptyMap() else try {
         val (ids, idArgs) = inList("run_id", resumed)
         query(
@@ -59,7 +61,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
     } catch (e: Exception) {
         // the claim committed: give the runs back (with a back-off, counted toward the poison guard) before failing
         // (on this connection: the pool may have no other)
-        for (run in claimed) runCatching { releaseIn(run.id, run.token, CLAIM_READ_BACKOFF_MS) }.onFailure { e.addSuppressed(it) }
+        for (run in claimed) runCatching { releaseIn(run.id, run.fencingToken, CLAIM_READ_BACKOFF_MS) }.onFailure { e.addSuppressed(it) }
         throw e
     }
     // when the next run this worker could claim becomes ready: a timer, a delayed start or a lease expiring
@@ -70,7 +72,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
     ) { listOfNotNull(it.longOrNull("ready"), it.longOrNull("expires")).minOrNull() }.single()
     ClaimResult(
         claimed.map {
-            ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, records[it.id].orEmpty(), it.cancelRequested, it.deadlineAt)
+            ClaimedRun(it.id, it.workflowName, it.input, it.fencingToken, it.claimCount, records[it.id].orEmpty(), it.cancelRequested, it.deadlineAt)
         },
         dbNow ?: nowMs(),
         nextReadyAt,
@@ -78,30 +80,33 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
 }
 
 internal class ClaimRow(
-    val id: String, val workflow: String, val input: String, val token: Long, val claimCount: Int,
+    val id: String, val workflowName: String, val input: String, val fencingToken: Long, val claimCount: Int,
     val cancelRequested: Boolean, val deadlineAt: Long?,
 )
 
-
-internal fun StoreContext.release(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome =
-    autocommit { releaseIn(runId, token, retryAfterMs) }.also { if (it == WriteOutcome.OK && retryAfterMs == null) wake(WakeUpMessage.WORK) }
+internal fun StoreContext.release(runId: String, fencingToken: Long, retryAfterMs: Long?): WriteOutcome =
+    autocommit { releaseIn(runId, fencingToken, retryAfterMs) }.also { if (it == WriteOutcome.OK && retryAfterMs == null) wake(WakeUpMessage.WORK) }
 
 internal fun StoreContext.heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = tx {
     val (ids, idArgs) = inList("id", runIds)
     val sql = when (dialect) {
         // rows locked in id order, as group writes lock them, so a heartbeat and a group never deadlock
-        PostgresDialect -> """WITH l AS (SELECT id FROM stent_runs WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
+        PostgresDialect ->
+            """WITH l AS (SELECT id FROM stent_runs WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
                                    ORDER BY id COLLATE "C" FOR UPDATE)
                UPDATE stent_runs SET lease_expires_at = $now + ? FROM l WHERE stent_runs.id = l.id
-               RETURNING stent_runs.id, lease_token, cancel_requested"""
-        SqliteDialect -> """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
-               RETURNING id, lease_token, cancel_requested"""
+               RETURNING stent_runs.id, fencing_token, cancel_requested"""
+        SqliteDialect ->
+            """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
+               RETURNING id, fencing_token, cancel_requested"""
     }
     val args = when (dialect) {
         PostgresDialect -> listOf<Any?>(workerId) + idArgs + leaseMs
         SqliteDialect -> listOf<Any?>(leaseMs, workerId) + idArgs
     }
-    val leases = if (runIds.isEmpty()) emptyList() else query(sql, args) { HeldLease(it.getString("id"), it.getLong("lease_token"), it.getBoolean("cancel_requested")) }
+    val leases = if (runIds.isEmpty()) emptyList() else query(sql, args) {
+        HeldLease(it.getString("id"), it.getLong("fencing_token"), it.getBoolean("cancel_requested"))
+    }
     update("UPDATE stent_workers SET last_seen_at = $now WHERE id = ?", listOf(workerId))
     HeartbeatResult(leases, nowMs())
 }

@@ -47,14 +47,17 @@ internal class ExposedStore(
     override fun createRun(run: NewRun): CreateRunResult = ctx.createRun(run)
     override fun createRuns(runs: List<NewRun>): List<CreateRunResult> = ctx.createRuns(runs)
     override fun claim(request: ClaimRequest): ClaimResult = ctx.claim(request)
-    override fun release(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome = ctx.release(runId, token, retryAfterMs)
+    override fun release(runId: String, fencingToken: Long, retryAfterMs: Long?): WriteOutcome = ctx.release(runId, fencingToken, retryAfterMs)
     override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = ctx.heartbeat(workerId, runIds, leaseMs)
-    override fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome = ctx.checkpoint(runId, token, record)
+    override fun checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome = ctx.checkpoint(runId, fencingToken, record)
     override fun checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> = ctx.checkpoints(writes)
-    override fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StoredRecord? = ctx.consumeSignal(runId, token, name, stepId)
+    override fun consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord? =
+        ctx.consumeSignal(runId, fencingToken, name, stepId)
     override fun listSteps(runId: String): List<StoredRecord> = ctx.listSteps(runId)
-    override fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome = ctx.unload(runId, token, wakeAtMs, signalNames)
-    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome = ctx.finish(runId, token, status, output, failure)
+    override fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome =
+        ctx.unload(runId, fencingToken, wakeAtMs, signalNames)
+    override fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+        ctx.finish(runId, fencingToken, status, output, failure)
     override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> = ctx.finishes(writes)
     override fun sendSignal(runId: String, name: String, payload: String) = ctx.sendSignal(runId, name, payload)
     override fun requestCancel(runId: String): RunStatus? = ctx.requestCancel(runId)

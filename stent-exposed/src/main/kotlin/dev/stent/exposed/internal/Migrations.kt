@@ -84,8 +84,12 @@ internal object Migrations {
             )
         },
         // one name per concept: a run's history is made of records, in code, docs and tables alike
-        Migration(4, "stent_steps is renamed stent_records") {
+        Migration(4, "one name per concept: stent_records, workflow_name, fencing_token, finished_at") {
             exec("ALTER TABLE stent_steps RENAME TO stent_records")
+            exec("ALTER TABLE stent_runs RENAME COLUMN workflow TO workflow_name")
+            exec("ALTER TABLE stent_runs RENAME COLUMN lease_token TO fencing_token")
+            exec("ALTER TABLE stent_runs RENAME COLUMN completed_at TO finished_at")
+            exec("ALTER TABLE stent_workers RENAME COLUMN workflows TO workflow_names")
         },
     )
 
@@ -96,8 +100,8 @@ internal object Migrations {
         SchemaUtils.createStatements(*tables).forEach { exec(it) }
     }
 
-    /** Applies the missing migrations; returns how many ran. */
-    fun migrate(db: Database, dialect: SqlDialect, schema: String?): Int = transaction(db) {
+    /** Applies the missing migrations up to [upTo] (a test builds an older schema with it); returns how many ran. */
+    fun migrate(db: Database, dialect: SqlDialect, schema: String?, upTo: Int = latest): Int = transaction(db) {
         dialect.lockForMigration(this)
         if (schema != null) dialect.createSchema(this, schema)
         create(SchemaVersionTable)
@@ -105,7 +109,7 @@ internal object Migrations {
         check(current <= latest) {
             "the database schema is version $current, newer than this Stent's $latest: upgrade Stent before using this database"
         }
-        val pending = all.filter { it.version > current }
+        val pending = all.filter { it.version > current && it.version <= upTo }
         for (m in pending) {
             m.apply(this, dialect)
             SchemaVersionTable.insert {

@@ -8,8 +8,8 @@ import dev.stent.store.WriteOutcome
 
 // Ending a turn of a run: unload it, finish it (one or a group); and what clients do to runs: signal, cancel.
 
-internal fun StoreContext.unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome = tx {
-    unloadIn(runId, token, wakeAtMs, signalNames)
+internal fun StoreContext.unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome = tx {
+    unloadIn(runId, fencingToken, wakeAtMs, signalNames)
 }.also {
     when (it) {
         UnloadOutcome.READY -> wake(WakeUpMessage.WORK)
@@ -18,18 +18,18 @@ internal fun StoreContext.unload(runId: String, token: Long, wakeAtMs: Long?, si
     }
 }
 
-internal fun StoreContext.finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
-    autocommit { finishIn(runId, token, status, output, failure) }.also { if (it == WriteOutcome.OK) wake(WakeUpMessage.FINISHED, runId) }
+internal fun StoreContext.finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+    autocommit { finishIn(runId, fencingToken, status, output, failure) }.also { if (it == WriteOutcome.OK) wake(WakeUpMessage.FINISHED, runId) }
 
 // One statement for a group of finishes, each fenced by its own token.
 internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome> {
-    if (writes.size == 1) return writes.map { finish(it.runId, it.token, it.status, it.output, it.failure) }
+    if (writes.size == 1) return writes.map { finish(it.runId, it.fencingToken, it.status, it.output, it.failure) }
     require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
     writes.forEach { require(it.status.isFinished) { "finish needs a final status, not ${it.status}" } }
     val finished = autocommit {
         val (v, vArgs) = groupTable(
-            listOf("id" to "TEXT", "token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
-            writes.inLockOrder { it.runId }.map { listOf(it.runId, it.token, it.status.name, it.output, it.failure) },
+            listOf("id" to "TEXT", "fencing_token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
+            writes.inLockOrder { it.runId }.map { listOf(it.runId, it.fencingToken, it.status.name, it.output, it.failure) },
         )
         // PostgreSQL: lock the rows in id order first (as the heartbeat and the other group writes do), since the
         // plan of UPDATE … FROM may visit them in any order, and two statements locking in other orders can deadlock
@@ -40,9 +40,9 @@ internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome
         val lockedJoin = if (locked.isEmpty()) "" else " AND stent_runs.id IN (SELECT id FROM l)"
         query(
             """$v$locked
-               UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, completed_at = $now,
+               UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, finished_at = $now,
                    updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
-               FROM v WHERE stent_runs.id = v.id AND stent_runs.lease_token = v.token AND stent_runs.status = 'RUNNING'$lockedJoin
+               FROM v WHERE stent_runs.id = v.id AND stent_runs.fencing_token = v.fencing_token AND stent_runs.status = 'RUNNING'$lockedJoin
                RETURNING ${dialect.updatedId}""",
             vArgs,
         ) { it.getString(1) }.toHashSet()
@@ -82,7 +82,7 @@ internal fun StoreContext.requestCancel(runId: String): RunStatus? {
         when (status) {
             RunStatus.PENDING, RunStatus.WAITING -> {
                 update(
-                    """UPDATE stent_runs SET status = 'CANCELLED', completed_at = $now, updated_at = $now, ready_at = NULL,
+                    """UPDATE stent_runs SET status = 'CANCELLED', finished_at = $now, updated_at = $now, ready_at = NULL,
                            wait_signals = NULL WHERE id = ?""",
                     listOf(runId),
                 )

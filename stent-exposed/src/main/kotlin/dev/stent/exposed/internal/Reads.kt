@@ -24,7 +24,7 @@ internal fun StoreContext.listRuns(query: RunQuery): List<RunRecord> = transacti
     RunsTable.selectAll()
         .apply {
             query.status?.let { s -> andWhere { RunsTable.status eq s.name } }
-            query.workflow?.let { w -> andWhere { RunsTable.workflow eq w } }
+            query.workflowName?.let { w -> andWhere { RunsTable.workflowName eq w } }
         }
         .orderBy(RunsTable.createdAt to SortOrder.DESC, RunsTable.id to SortOrder.DESC)
         .limit(query.limit).offset(query.offset.toLong())

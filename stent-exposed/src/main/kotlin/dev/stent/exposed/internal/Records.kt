@@ -1,10 +1,10 @@
 package dev.stent.exposed.internal
 
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.store.CheckpointWrite
 import dev.stent.store.LeaseLostException
-import dev.stent.RecordKind
 import dev.stent.store.StoredRecord
-import dev.stent.RecordStatus
 import dev.stent.store.WriteOutcome
 import org.jetbrains.exposed.v1.core.SortOrder
 import org.jetbrains.exposed.v1.core.eq
@@ -14,44 +14,43 @@ import org.jetbrains.exposed.v1.jdbc.transactions.transaction
 // A run's records: checkpoints (one or a group), consuming a signal into a record, reading them.
 
 // One statement, fenced inside itself: no transaction round trips around it.
-internal fun StoreContext.checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome = autocommit {
-    if (upsertStep(runId, token, record) == 1) WriteOutcome.OK
-    else if (holdsLease(runId, token)) WriteOutcome.OK // a final record was there already; it stays
+internal fun StoreContext.checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome = autocommit {
+    if (upsertStep(runId, fencingToken, record) == 1) WriteOutcome.OK
+    else if (holdsLease(runId, fencingToken)) WriteOutcome.OK // a final record was there already; it stays
     else WriteOutcome.LEASE_LOST
 }
 
 // One statement for a group of checkpoints of different runs, each fenced by its own token.
 internal fun StoreContext.checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> {
-    if (writes.size == 1) return writes.map { checkpoint(it.runId, it.token, it.record) }
+    if (writes.size == 1) return writes.map { checkpoint(it.runId, it.fencingToken, it.record) }
     require(writes.map { it.runId }.toSet().size == writes.size) { "a group of checkpoints has at most one per run" }
     return autocommit {
         val (v, vArgs) = groupTable(
             listOf(
-                "run_id" to "TEXT", "token" to "BIGINT", "step_id" to "TEXT", "kind" to "TEXT", "status" to "TEXT",
+                "run_id" to "TEXT", "fencing_token" to "BIGINT", "step_id" to "TEXT", "kind" to "TEXT", "status" to "TEXT",
                 "result" to "TEXT", "failure" to "TEXT", "attempts" to "INTEGER", "wake_at" to "BIGINT",
             ),
             writes.inLockOrder { it.runId }.map { w ->
                 val r = w.record
-                listOf(w.runId, w.token, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt)
+                listOf(w.runId, w.fencingToken, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt)
             },
         )
         val written = query(
             """$v
                INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
                SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM v
-               WHERE EXISTS (SELECT 1 FROM stent_runs r WHERE r.id = v.run_id AND r.lease_token = v.token AND r.status = 'RUNNING' ${dialect.shareLock})
+               WHERE EXISTS (SELECT 1 FROM stent_runs r WHERE r.id = v.run_id AND r.fencing_token = v.fencing_token AND r.status = 'RUNNING' ${dialect.shareLock})
                ${StoreContext.UPSERT_STEP}
                RETURNING run_id""",
             vArgs,
         ) { it.getString(1) }.toHashSet()
         // not written: a final record was there already (it stays), or the lease is gone
-        writes.map { if (it.runId in written || holdsLease(it.runId, it.token)) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
+        writes.map { if (it.runId in written || holdsLease(it.runId, it.fencingToken)) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
     }
 }
 
-
-internal fun StoreContext.consumeSignal(runId: String, token: Long, name: String, stepId: String): StoredRecord? = tx {
-    if (!holdsLease(runId, token)) throw LeaseLostException(runId)
+internal fun StoreContext.consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord? = tx {
+    if (!holdsLease(runId, fencingToken)) throw LeaseLostException(runId)
     val signal = query(
         """SELECT seq, payload FROM stent_signals WHERE run_id = ? AND name = ? AND consumed_by IS NULL
            ORDER BY seq LIMIT 1 ${dialect.rowLock}""",
@@ -59,7 +58,7 @@ internal fun StoreContext.consumeSignal(runId: String, token: Long, name: String
     ) { it.getLong("seq") to it.getString("payload") }.firstOrNull() ?: return@tx null
     update("UPDATE stent_signals SET consumed_by = ?, consumed_at = $now WHERE seq = ?", listOf(stepId, signal.first))
     val record = StoredRecord(stepId, RecordKind.SIGNAL, RecordStatus.COMPLETED, result = signal.second)
-    check(upsertStep(runId, token, record) == 1) { "signal wait '$stepId' of run '$runId' was already final" }
+    check(upsertStep(runId, fencingToken, record) == 1) { "signal wait '$stepId' of run '$runId' was already final" }
     record
 }
 

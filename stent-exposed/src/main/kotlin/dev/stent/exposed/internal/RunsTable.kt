@@ -5,7 +5,7 @@ import org.jetbrains.exposed.v1.core.Table
 /** `stent_runs`: one row per run. Times are epoch milliseconds on the database clock. */
 internal object RunsTable : Table("stent_runs") {
     val id = varchar("id", 200)
-    val workflow = varchar("workflow", 200)
+    val workflowName = varchar("workflow_name", 200)
     val status = varchar("status", 16)
     val input = text("input")
     val output = text("output").nullable()
@@ -21,7 +21,7 @@ internal object RunsTable : Table("stent_runs") {
     val leaseOwner = varchar("lease_owner", 200).nullable()
 
     /** The fencing token: incremented by every claim, checked by every write. */
-    val leaseToken = long("lease_token")
+    val fencingToken = long("fencing_token")
     val leaseExpiresAt = long("lease_expires_at").nullable()
 
     /** When the run is cancelled for passing its deadline; null for none (migration 3). */
@@ -31,7 +31,7 @@ internal object RunsTable : Table("stent_runs") {
     val createdAt = long("created_at")
     val startedAt = long("started_at").nullable()
     val updatedAt = long("updated_at")
-    val finishedAt = long("completed_at").nullable()
+    val finishedAt = long("finished_at").nullable()
 
     override val primaryKey = PrimaryKey(id)
 

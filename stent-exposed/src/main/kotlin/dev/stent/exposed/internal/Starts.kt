@@ -8,16 +8,16 @@ import dev.stent.store.NewRun
 // One autocommit statement when the id is new (the common case).
 internal fun StoreContext.createRun(run: NewRun): CreateRunResult = autocommit {
     val inserted = query(
-        """WITH v (id, workflow, input, queue, priority, delay_ms, deadline_at, timeout_ms) AS
+        """WITH v (id, workflow_name, input, queue, priority, delay_ms, deadline_at, timeout_ms) AS
              (VALUES (CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),
                       CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)))
            $insertRuns FROM v WHERE TRUE
            ON CONFLICT (id) DO NOTHING RETURNING id""",
-        listOf<Any?>(run.id, run.workflow, run.input, run.queue, run.priority, run.delayMs, run.deadlineAtMs, run.timeoutMs),
+        listOf<Any?>(run.id, run.workflowName, run.input, run.queue, run.priority, run.delayMs, run.deadlineAtMs, run.timeoutMs),
     ) { true }.isNotEmpty()
     if (inserted) wake(WakeUpMessage.WORK)
-    if (inserted) CreateRunResult(true, run.workflow)
-    else CreateRunResult(false, query("SELECT workflow FROM stent_runs WHERE id = ?", listOf(run.id)) { it.getString(1) }.single())
+    if (inserted) CreateRunResult(true, run.workflowName)
+    else CreateRunResult(false, query("SELECT workflow_name FROM stent_runs WHERE id = ?", listOf(run.id)) { it.getString(1) }.single())
 }
 
 // One statement for a group of starts: a multi-row insert that skips ids that exist.
@@ -27,10 +27,10 @@ internal fun StoreContext.createRuns(runs: List<NewRun>): List<CreateRunResult> 
     val inserted = autocommit {
         val (v, vArgs) = groupTable(
             listOf(
-                "id" to "TEXT", "workflow" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER",
+                "id" to "TEXT", "workflow_name" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER",
                 "delay_ms" to "BIGINT", "deadline_at" to "BIGINT", "timeout_ms" to "BIGINT",
             ),
-            first.map { listOf(it.id, it.workflow, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs) },
+            first.map { listOf(it.id, it.workflowName, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs) },
         )
         query(
             """$v
@@ -44,12 +44,12 @@ internal fun StoreContext.createRuns(runs: List<NewRun>): List<CreateRunResult> 
     val existing = runs.map { it.id }.filter { it !in inserted }.toSet()
     val workflows = if (existing.isEmpty()) emptyMap() else autocommit {
         val (ids, idArgs) = inList("id", existing)
-        query("SELECT id, workflow FROM stent_runs WHERE $ids", idArgs) { it.getString(1) to it.getString(2) }.toMap()
+        query("SELECT id, workflow_name FROM stent_runs WHERE $ids", idArgs) { it.getString(1) to it.getString(2) }.toMap()
     }
     val seen = HashSet<String>()
     return runs.map { run ->
         val created = run.id in inserted && seen.add(run.id)
         // a later duplicate in the group sees the run its first occurrence created
-        CreateRunResult(created, if (run.id in inserted) first.first { it.id == run.id }.workflow else workflows.getValue(run.id))
+        CreateRunResult(created, if (run.id in inserted) first.first { it.id == run.id }.workflowName else workflows.getValue(run.id))
     }
 }

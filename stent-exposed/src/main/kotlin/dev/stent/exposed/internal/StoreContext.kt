@@ -1,10 +1,10 @@
 package dev.stent.exposed.internal
 
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.store.RunRecord
-import dev.stent.RecordKind
 import dev.stent.store.StoredRecord
-import dev.stent.RecordStatus
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WriteOutcome
 import kotlinx.serialization.builtins.ListSerializer
@@ -15,7 +15,6 @@ import org.jetbrains.exposed.v1.jdbc.Database
 import org.jetbrains.exposed.v1.jdbc.transactions.transaction
 import java.sql.Connection
 import java.sql.ResultSet
-
 
 /**
  * What every operation of [ExposedStore] shares: the connections (one autocommit statement on a
@@ -43,13 +42,13 @@ internal class StoreContext(
     internal val sender: PgNotifySender? = if (sendsWakeUps) PgNotifySender(dataSource, channel) else null
 
     /**
-     * The insert of new runs from a `v` table of (id, workflow, input, queue, priority, delay_ms, deadline_at,
+     * The insert of new runs from a `v` table of (id, workflow_name, input, queue, priority, delay_ms, deadline_at,
      * timeout_ms): the deadline is absolute or relative to now, and a run becomes ready at the earlier of its
      * delay and its deadline (a run whose deadline passes before its delay is cancelled then).
      */
-    internal val insertRuns = """INSERT INTO stent_runs (id, workflow, status, input, queue, priority, ready_at, deadline_at,
-               lease_token, claim_count, cancel_requested, created_at, updated_at)
-           SELECT id, workflow, 'PENDING', input, queue, priority,
+    internal val insertRuns = """INSERT INTO stent_runs (id, workflow_name, status, input, queue, priority, ready_at, deadline_at,
+               fencing_token, claim_count, cancel_requested, created_at, updated_at)
+           SELECT id, workflow_name, 'PENDING', input, queue, priority,
                CASE WHEN COALESCE(deadline_at, $now + timeout_ms) < $now + delay_ms
                     THEN COALESCE(deadline_at, $now + timeout_ms) ELSE $now + delay_ms END,
                COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now"""
@@ -77,27 +76,27 @@ internal class StoreContext(
 
     internal fun Connection.nowMs(): Long = query("SELECT $now AS now", emptyList()) { it.getLong("now") }.single()
 
-    /** Inserts or updates a record if [token] holds the lease; a final record is never overwritten. */
-    internal fun Connection.upsertStep(runId: String, token: Long, r: StoredRecord): Int = update(
+    /** Inserts or updates a record if [fencingToken] holds the lease; a final record is never overwritten. */
+    internal fun Connection.upsertStep(runId: String, fencingToken: Long, r: StoredRecord): Int = update(
         """INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
            SELECT ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, CAST(? AS BIGINT), $now, $now
-           WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.shareLock})
+           WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND fencing_token = ? AND status = 'RUNNING' ${dialect.shareLock})
            $UPSERT_STEP""",
-        listOf(runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt, runId, token),
+        listOf(runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt, runId, fencingToken),
     )
 
-    internal fun Connection.holdsLease(runId: String, token: Long): Boolean = query(
-        "SELECT 1 FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
-        listOf(runId, token),
+    internal fun Connection.holdsLease(runId: String, fencingToken: Long): Boolean = query(
+        "SELECT 1 FROM stent_runs WHERE id = ? AND fencing_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
+        listOf(runId, fencingToken),
     ) { true }.isNotEmpty()
 
-    internal fun Connection.unloadIn(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
+    internal fun Connection.unloadIn(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
         val cancel = query(
-            "SELECT cancel_requested FROM stent_runs WHERE id = ? AND lease_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
-            listOf(runId, token),
+            "SELECT cancel_requested FROM stent_runs WHERE id = ? AND fencing_token = ? AND status = 'RUNNING' ${dialect.rowLock}",
+            listOf(runId, fencingToken),
         ) { it.getBoolean("cancel_requested") }.firstOrNull() ?: return UnloadOutcome.LEASE_LOST
         if (cancel) {
-            finishIn(runId, token, RunStatus.CANCELLED, null, null)
+            finishIn(runId, fencingToken, RunStatus.CANCELLED, null, null)
             return UnloadOutcome.CANCELLED
         }
         val signalled = signalNames.isNotEmpty() && query(
@@ -107,60 +106,60 @@ internal class StoreContext(
         return if (signalled) {
             update(
                 """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
-                       claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ?""",
-                listOf(runId, token),
+                       claim_count = 0, updated_at = $now WHERE id = ? AND fencing_token = ?""",
+                listOf(runId, fencingToken),
             )
             UnloadOutcome.READY
         } else {
             update(
                 """UPDATE stent_runs SET status = 'WAITING', ready_at = CAST(? AS BIGINT), wait_signals = CAST(? AS TEXT),
                        lease_owner = NULL, lease_expires_at = NULL, claim_count = 0, updated_at = $now
-                   WHERE id = ? AND lease_token = ?""",
-                listOf(wakeAtMs, if (signalNames.isEmpty()) null else namesJson.encodeToString(namesSerializer, signalNames.toList()), runId, token),
+                   WHERE id = ? AND fencing_token = ?""",
+                listOf(wakeAtMs, if (signalNames.isEmpty()) null else namesJson.encodeToString(namesSerializer, signalNames.toList()), runId, fencingToken),
             )
             UnloadOutcome.WAITING
         }
     }
 
-    internal fun Connection.finishIn(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+    internal fun Connection.finishIn(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
         require(status.isFinished) { "finish needs a final status, not $status" }
         val n = update(
-            """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), completed_at = $now,
+            """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), finished_at = $now,
                    updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
-               WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
-            listOf(status.name, output, failure, runId, token),
+               WHERE id = ? AND fencing_token = ? AND status = 'RUNNING'""",
+            listOf(status.name, output, failure, runId, fencingToken),
         )
         return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
-    internal fun Connection.releaseIn(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome {
+    internal fun Connection.releaseIn(runId: String, fencingToken: Long, retryAfterMs: Long?): WriteOutcome {
         val n = if (retryAfterMs == null) {
             update(
                 """UPDATE stent_runs SET status = 'PENDING', ready_at = $now, lease_owner = NULL, lease_expires_at = NULL,
-                       claim_count = 0, updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
-                listOf(runId, token),
+                       claim_count = 0, updated_at = $now WHERE id = ? AND fencing_token = ? AND status = 'RUNNING'""",
+                listOf(runId, fencingToken),
             )
         } else {
             // not a clean release: the claim count stays, so a run whose writes keep failing trips the poison guard
             update(
                 """UPDATE stent_runs SET status = 'PENDING', ready_at = $now + ?, lease_owner = NULL, lease_expires_at = NULL,
-                       updated_at = $now WHERE id = ? AND lease_token = ? AND status = 'RUNNING'""",
-                listOf(retryAfterMs, runId, token),
+                       updated_at = $now WHERE id = ? AND fencing_token = ? AND status = 'RUNNING'""",
+                listOf(retryAfterMs, runId, fencingToken),
             )
         }
         return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
     internal fun runRecord(rs: ResultSet) = RunRecord(
-        rs.getString("id"), rs.getString("workflow"), RunStatus.valueOf(rs.getString("status")), rs.getString("input"),
+        rs.getString("id"), rs.getString("workflow_name"), RunStatus.valueOf(rs.getString("status")), rs.getString("input"),
         rs.getString("output"), rs.getString("failure"), rs.getString("queue"), rs.getInt("priority"), rs.getLong("created_at"),
-        rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("completed_at"), rs.longOrNull("ready_at"),
+        rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("finished_at"), rs.longOrNull("ready_at"),
         rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
         rs.longOrNull("deadline_at"),
     )
 
     internal fun runRecord(r: ResultRow) = RunRecord(
-        r[RunsTable.id], r[RunsTable.workflow], RunStatus.valueOf(r[RunsTable.status]), r[RunsTable.input],
+        r[RunsTable.id], r[RunsTable.workflowName], RunStatus.valueOf(r[RunsTable.status]), r[RunsTable.input],
         r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
         r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.finishedAt], r[RunsTable.readyAt],
         r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],

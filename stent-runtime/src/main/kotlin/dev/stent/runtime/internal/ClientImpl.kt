@@ -3,20 +3,20 @@ package dev.stent.runtime.internal
 import dev.stent.AwaitTimeoutException
 import dev.stent.Codec
 import dev.stent.InternalStentApi
+import dev.stent.RecordInfo
 import dev.stent.RunConflictException
-import dev.stent.TimeMath
-import dev.stent.requireArgument
 import dev.stent.RunHandle
 import dev.stent.RunInfo
 import dev.stent.RunStatus
 import dev.stent.Stent
 import dev.stent.StentClient
 import dev.stent.StentStoreException
-import dev.stent.RecordInfo
+import dev.stent.TimeMath
 import dev.stent.UnknownRunException
 import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowFailedException
+import dev.stent.requireArgument
 import dev.stent.store.NewRun
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
@@ -84,7 +84,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
             timeoutMs = if (deadline == null) timeout?.let(TimeMath::delayMs) else null,
         )
         val result = access.call("starting run '$runId'") { access.createRun(newRun) }
-        if (result.workflow != workflowName) throw RunConflictException(runId, result.workflow, workflowName)
+        if (result.workflowName != workflowName) throw RunConflictException(runId, result.workflowName, workflowName)
         // even when the run existed: a start whose insert committed but whose reply was lost reports created=false
         notifier.workAvailable.fire()
         return handle(runId, outputCodec)
@@ -130,9 +130,9 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
     }
 
     private fun <O> outcome(run: RunRecord, codec: Codec<O>): O = when (run.status) {
-        RunStatus.COMPLETED -> decodePayload(codec, run.output ?: "null", PayloadSite("output", run.id, run.workflow))
-        RunStatus.FAILED -> throw WorkflowFailedException(run.id, run.workflow, decodeFailure(run.failure) ?: unknownFailure)
-        RunStatus.CANCELLED -> throw WorkflowCancelledException(run.id, run.workflow, decodeFailure(run.failure)?.message)
+        RunStatus.COMPLETED -> decodePayload(codec, run.output ?: "null", PayloadSite("output", run.id, run.workflowName))
+        RunStatus.FAILED -> throw WorkflowFailedException(run.id, run.workflowName, decodeFailure(run.failure) ?: unknownFailure)
+        RunStatus.CANCELLED -> throw WorkflowCancelledException(run.id, run.workflowName, decodeFailure(run.failure)?.message)
         else -> error("run '${run.id}' is not finished")
     }
 
@@ -151,10 +151,10 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
     /** Says so when no live worker serves a PENDING run's workflow and queue. */
     private suspend fun diagnose(run: RunRecord): String? {
         val (workers, now) = access.call("listing workers") { listWorkers() to dbNowMs() }
-        val serving = workers.filter { run.workflow in it.workflows && (it.queues == null || run.queue in it.queues!!) }
+        val serving = workers.filter { run.workflowName in it.workflowNames && (it.queues == null || run.queue in it.queues!!) }
         // a worker renews its registration every heartbeat, at least once a lease
         if (serving.any { it.stoppedAt == null && it.lastSeenAt + it.leaseMs >= now }) return null
-        val what = "no worker has registered workflow '${run.workflow}' for queue '${run.queue}'"
+        val what = "no worker has registered workflow '${run.workflowName}' for queue '${run.queue}'"
         val last = serving.maxOfOrNull { it.stoppedAt ?: it.lastSeenAt }
         return if (last == null) "$what in the last days: the run waits until a worker that registers it starts"
         else "$what since ${instant(last)}: the run waits until a worker that registers it starts"
@@ -162,7 +162,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
 
     private fun info(run: RunRecord, records: List<dev.stent.store.StoredRecord>, diagnosis: String? = null): RunInfo =
         RunInfo(
-            run.id, run.workflow, run.status, run.queue, run.priority,
+            run.id, run.workflowName, run.status, run.queue, run.priority,
             instant(run.createdAt), run.startedAt?.let(::instant), instant(run.updatedAt), run.finishedAt?.let(::instant),
             run.readyAt?.let(::instant), run.claimCount, run.leaseOwner, decodeFailure(run.failure), run.input, run.output,
             records.map {

@@ -51,6 +51,7 @@ internal class LocalNotifier : dev.stent.store.WakeUpSink {
 
     /** Registers the worker that executes [runId] in this JVM, to hear cancel requests at once. */
     fun onCancel(runId: String, handler: (String) -> Unit) { cancels[runId] = handler }
+
     /** Removes [handler] if it is still the one registered for [runId] (a newer execution's handler stays). */
     fun removeCancel(runId: String, handler: (String) -> Unit) { cancels.remove(runId, handler) }
     fun cancelRequested(runId: String) { cancels[runId]?.invoke(runId) }

@@ -8,7 +8,7 @@ import dev.stent.PayloadProblem
 import kotlin.coroutines.cancellation.CancellationException
 
 /** Where a payload belongs, for error messages. */
-internal class PayloadSite(val what: String, val runId: String?, val workflow: String?, val stepId: String? = null)
+internal class PayloadSite(val what: String, val runId: String?, val workflowName: String?, val stepId: String? = null)
 
 /** Encodes with [codec], checking round-trip failures and the size limit; errors name the [site]. */
 internal fun <T> encodePayload(codec: Codec<T>, value: T, maxBytes: Int, site: PayloadSite): String {
@@ -18,14 +18,14 @@ internal fun <T> encodePayload(codec: Codec<T>, value: T, maxBytes: Int, site: P
         throw e
     } catch (e: Exception) {
         throw PayloadException(
-            PayloadProblem.NOT_ENCODABLE, site.what, site.runId, site.workflow, site.stepId,
+            PayloadProblem.NOT_ENCODABLE, site.what, site.runId, site.workflowName, site.stepId,
             "${codec.typeName} value could not be encoded (${e.message}); make the type serializable " +
                 "(@Serializable for kotlinx) or pass a codec that can encode it",
             e,
         )
     } catch (e: StackOverflowError) {
         throw PayloadException(
-            PayloadProblem.NOT_ENCODABLE, site.what, site.runId, site.workflow, site.stepId,
+            PayloadProblem.NOT_ENCODABLE, site.what, site.runId, site.workflowName, site.stepId,
             "${codec.typeName} value is nested too deeply to encode (or refers to itself); flatten it",
             e,
         )
@@ -33,7 +33,7 @@ internal fun <T> encodePayload(codec: Codec<T>, value: T, maxBytes: Int, site: P
     val size = utf8Length(text)
     if (size > maxBytes) {
         throw PayloadException(
-            PayloadProblem.TOO_LARGE, site.what, site.runId, site.workflow, site.stepId,
+            PayloadProblem.TOO_LARGE, site.what, site.runId, site.workflowName, site.stepId,
             "$size bytes encoded, over the limit of $maxBytes bytes (StentOptions.maxPayloadBytes); " +
                 "store large data elsewhere and pass a reference, or raise the limit",
         )
@@ -47,13 +47,13 @@ internal fun <T> decodePayload(codec: Codec<T>, text: String, site: PayloadSite)
     throw e
 } catch (e: StackOverflowError) {
     throw PayloadException(
-        PayloadProblem.NOT_DECODABLE, site.what, site.runId, site.workflow, site.stepId,
+        PayloadProblem.NOT_DECODABLE, site.what, site.runId, site.workflowName, site.stepId,
         "the stored ${codec.typeName} is nested too deeply to decode",
         e,
     )
 } catch (e: Exception) {
     throw PayloadException(
-        PayloadProblem.NOT_DECODABLE, site.what, site.runId, site.workflow, site.stepId,
+        PayloadProblem.NOT_DECODABLE, site.what, site.runId, site.workflowName, site.stepId,
         "'${text.take(200)}' is not a valid ${codec.typeName} (${e.message}); the stored data was written by " +
             "other code or a changed type: keep payload types compatible, or start a new run",
         e,

@@ -1,17 +1,17 @@
 package dev.stent.runtime.internal
 
 import dev.stent.InternalStentApi
+import dev.stent.RunStatus
 import dev.stent.StentException
 import dev.stent.StentStoreException
-import dev.stent.RunStatus
 import dev.stent.store.CheckpointWrite
 import dev.stent.store.CreateRunResult
 import dev.stent.store.FinishWrite
 import dev.stent.store.LeaseLostException
 import dev.stent.store.NewRun
 import dev.stent.store.StoredRecord
-import dev.stent.store.WriteOutcome
 import dev.stent.store.WorkflowStore
+import dev.stent.store.WriteOutcome
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
@@ -38,12 +38,12 @@ internal class StoreAccess(
     fun createRun(run: NewRun): CreateRunResult = starts.submit(run)
 
     /** [WorkflowStore.checkpoint], group-committed with concurrent checkpoints of this JVM. Blocking. */
-    fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome =
-        checkpoints.submit(CheckpointWrite(runId, token, record))
+    fun checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome =
+        checkpoints.submit(CheckpointWrite(runId, fencingToken, record))
 
     /** [WorkflowStore.finish], group-committed with concurrent finishes of this JVM. Blocking. */
-    fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
-        finishes.submit(FinishWrite(runId, token, status, output, failure))
+    fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+        finishes.submit(FinishWrite(runId, fencingToken, status, output, failure))
 
     /** Runs [block] against the store on the bounded dispatcher; [what] names the operation in errors. */
     suspend fun <T> call(what: String, block: WorkflowStore.() -> T): T = withContext(dispatcher) { inline(what, block) }

@@ -1,5 +1,7 @@
 package dev.stent.runtime.internal
 
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.UnknownRunException
 import dev.stent.store.ClaimRequest
@@ -12,9 +14,7 @@ import dev.stent.store.LeaseLostException
 import dev.stent.store.NewRun
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
-import dev.stent.RecordKind
 import dev.stent.store.StoredRecord
-import dev.stent.RecordStatus
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WorkflowStore
 import dev.stent.store.WriteOutcome
@@ -26,14 +26,14 @@ import dev.stent.store.WriteOutcome
  * stent-exposed stay the source of truth; this fake only has to agree with them.
  */
 internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
-    private class Run(val id: String, val workflow: String, val input: String, val queue: String, val priority: Int, val createdAt: Long) {
+    private class Run(val id: String, val workflowName: String, val input: String, val queue: String, val priority: Int, val createdAt: Long) {
         var status = RunStatus.PENDING
         var output: String? = null
         var failure: String? = null
         var readyAt: Long? = null
         var waitSignals: Set<String> = emptySet()
         var owner: String? = null
-        var token = 0L
+        var fencingToken = 0L
         var leaseExpiresAt: Long? = null
         var claimCount = 0
         var cancelRequested = false
@@ -59,19 +59,19 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
 
     @Synchronized
     override fun createRun(run: NewRun): CreateRunResult {
-        runs[run.id]?.let { return CreateRunResult(false, it.workflow) }
+        runs[run.id]?.let { return CreateRunResult(false, it.workflowName) }
         val now = clock()
-        runs[run.id] = Run(run.id, run.workflow, run.input, run.queue, run.priority, now).apply {
+        runs[run.id] = Run(run.id, run.workflowName, run.input, run.queue, run.priority, now).apply {
             deadlineAt = run.deadlineAtMs ?: run.timeoutMs?.let { now + it }
             readyAt = listOfNotNull(now + run.delayMs, deadlineAt).min()
         }
-        return CreateRunResult(true, run.workflow)
+        return CreateRunResult(true, run.workflowName)
     }
 
     @Synchronized
     override fun claim(request: ClaimRequest): ClaimResult {
         val now = clock()
-        fun eligible(r: Run) = r.workflow in request.workflows && (request.queues.isEmpty() || r.queue in request.queues)
+        fun eligible(r: Run) = r.workflowName in request.workflowNames && (request.queues.isEmpty() || r.queue in request.queues)
         val expired = runs.values.filter { eligible(it) && it.status == RunStatus.RUNNING && it.leaseExpiresAt!! < now }
         val ready = runs.values.filter { eligible(it) && it.status in setOf(RunStatus.PENDING, RunStatus.WAITING) && (it.readyAt ?: Long.MAX_VALUE) <= now }
             .sortedWith(compareByDescending<Run> { it.priority }.thenBy { it.readyAt })
@@ -79,7 +79,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         for (r in taken) {
             r.status = RunStatus.RUNNING
             r.owner = request.workerId
-            r.token++
+            r.fencingToken++
             r.leaseExpiresAt = now + request.leaseMs
             r.claimCount++
             r.startedAt = r.startedAt ?: now
@@ -88,18 +88,19 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
             r.updatedAt = now
         }
         val claimed = taken.map {
-            ClaimedRun(it.id, it.workflow, it.input, it.token, it.claimCount, steps[it.id]?.values?.toList().orEmpty(), it.cancelRequested, it.deadlineAt)
+            val records = steps[it.id]?.values?.toList().orEmpty()
+            ClaimedRun(it.id, it.workflowName, it.input, it.fencingToken, it.claimCount, records, it.cancelRequested, it.deadlineAt)
         }
         val next = if (claimed.isNotEmpty()) null else runs.values.filter(::eligible)
             .mapNotNull { if (it.status == RunStatus.RUNNING) it.leaseExpiresAt else if (it.status.isFinished) null else it.readyAt }.minOrNull()
         return ClaimResult(claimed, now, next)
     }
 
-    private fun holds(runId: String, token: Long): Run? = runs[runId]?.takeIf { it.status == RunStatus.RUNNING && it.token == token }
+    private fun holds(runId: String, fencingToken: Long): Run? = runs[runId]?.takeIf { it.status == RunStatus.RUNNING && it.fencingToken == fencingToken }
 
     @Synchronized
-    override fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome {
-        holds(runId, token) ?: return WriteOutcome.LEASE_LOST
+    override fun checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome {
+        holds(runId, fencingToken) ?: return WriteOutcome.LEASE_LOST
         val records = steps.getOrPut(runId) { LinkedHashMap() }
         if (records[record.stepId]?.status?.isFinal != true) {
             records[record.stepId] = StoredRecord(
@@ -110,8 +111,8 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     }
 
     @Synchronized
-    override fun consumeSignal(runId: String, token: Long, name: String, stepId: String): StoredRecord? {
-        holds(runId, token) ?: throw LeaseLostException(runId)
+    override fun consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord? {
+        holds(runId, fencingToken) ?: throw LeaseLostException(runId)
         val signal = signals.firstOrNull { it.runId == runId && it.name == name && it.consumedBy == null } ?: return null
         signal.consumedBy = stepId
         val record = StoredRecord(stepId, RecordKind.SIGNAL, RecordStatus.COMPLETED, result = signal.payload, updatedAt = clock())
@@ -120,8 +121,8 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     }
 
     @Synchronized
-    override fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
-        val run = holds(runId, token) ?: return UnloadOutcome.LEASE_LOST
+    override fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
+        val run = holds(runId, fencingToken) ?: return UnloadOutcome.LEASE_LOST
         if (run.cancelRequested) {
             end(run, RunStatus.CANCELLED, null, null)
             return UnloadOutcome.CANCELLED
@@ -155,16 +156,16 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     }
 
     @Synchronized
-    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+    override fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
         require(status.isFinished) { "finish needs a final status, not $status" }
-        val run = holds(runId, token) ?: return WriteOutcome.LEASE_LOST
+        val run = holds(runId, fencingToken) ?: return WriteOutcome.LEASE_LOST
         end(run, status, output, failure)
         return WriteOutcome.OK
     }
 
     @Synchronized
-    override fun release(runId: String, token: Long, retryAfterMs: Long?): WriteOutcome {
-        val run = holds(runId, token) ?: return WriteOutcome.LEASE_LOST
+    override fun release(runId: String, fencingToken: Long, retryAfterMs: Long?): WriteOutcome {
+        val run = holds(runId, fencingToken) ?: return WriteOutcome.LEASE_LOST
         run.status = RunStatus.PENDING
         run.owner = null
         run.leaseExpiresAt = null
@@ -178,7 +179,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult {
         val held = runIds.mapNotNull { runs[it] }.filter { it.owner == workerId && it.status == RunStatus.RUNNING }
         held.forEach { it.leaseExpiresAt = clock() + leaseMs }
-        return HeartbeatResult(held.map { HeldLease(it.id, it.token, it.cancelRequested) }, clock())
+        return HeartbeatResult(held.map { HeldLease(it.id, it.fencingToken, it.cancelRequested) }, clock())
     }
 
     @Synchronized
@@ -210,11 +211,11 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
 
     @Synchronized
     override fun listRuns(query: RunQuery): List<RunRecord> = runs.values.reversed()
-        .filter { (query.status == null || it.status == query.status) && (query.workflow == null || it.workflow == query.workflow) }
+        .filter { (query.status == null || it.status == query.status) && (query.workflowName == null || it.workflowName == query.workflowName) }
         .drop(query.offset).take(query.limit).map(::record)
 
     private fun record(r: Run) = RunRecord(
-        r.id, r.workflow, r.status, r.input, r.output, r.failure, r.queue, r.priority, r.createdAt, r.startedAt, r.updatedAt,
+        r.id, r.workflowName, r.status, r.input, r.output, r.failure, r.queue, r.priority, r.createdAt, r.startedAt, r.updatedAt,
         r.finishedAt, r.readyAt, r.claimCount, r.owner, r.leaseExpiresAt, r.cancelRequested, r.deadlineAt,
     )
 

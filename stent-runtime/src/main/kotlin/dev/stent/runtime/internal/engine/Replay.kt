@@ -2,9 +2,9 @@ package dev.stent.runtime.internal.engine
 
 import dev.stent.DuplicateStepIdException
 import dev.stent.NonDeterminismException
+import dev.stent.RecordKind
 import dev.stent.StentException
 import dev.stent.WorkflowMisuseException
-import dev.stent.RecordKind
 import dev.stent.store.StoredRecord
 
 /**

@@ -17,13 +17,13 @@ import dev.stent.store.UnloadOutcome
 import dev.stent.store.WriteOutcome
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.Job
-import kotlinx.coroutines.delay
-import kotlinx.coroutines.ensureActive
-import kotlinx.coroutines.launch
 import kotlinx.coroutines.NonCancellable
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.currentCoroutineContext
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.ensureActive
 import kotlinx.coroutines.isActive
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.atomic.AtomicBoolean
@@ -93,9 +93,9 @@ internal class RunExecution(
     private val claimedAtNanos: Long,
 ) {
     val runId: String = claimed.id
-    val token: Long = claimed.token
-    val workflow: String = claimed.workflow
-    val replay = Replay(claimed.id, claimed.workflow, claimed.records)
+    val fencingToken: Long = claimed.fencingToken
+    val workflowName: String = claimed.workflowName
+    val replay = Replay(claimed.id, claimed.workflowName, claimed.records)
     val state = RunState()
 
     /** Set once by the claim loop before the job starts. */
@@ -155,7 +155,7 @@ internal class RunExecution(
                 claimed.claimCount > env.config.maxClaims -> Outcome.Failed(poisonFailure())
                 else -> {
                     @Suppress("UNCHECKED_CAST")
-                    runBody(env.config.definitions.getValue(workflow) as WorkflowDefinition<Any?, Any?>)
+                    runBody(env.config.definitions.getValue(workflowName) as WorkflowDefinition<Any?, Any?>)
                 }
             }
             if (settle()) withContext(NonCancellable) { apply(outcome) }
@@ -170,7 +170,7 @@ internal class RunExecution(
     private suspend fun <I, O> runBody(definition: WorkflowDefinition<I, O>): Outcome {
         val maxBytes = env.maxPayloadBytes
         return try {
-            val input = decodePayload(definition.inputCodec, claimed.input, PayloadSite("input", runId, workflow))
+            val input = decodePayload(definition.inputCodec, claimed.input, PayloadSite("input", runId, workflowName))
             val output = coroutineScope {
                 // on the default dispatcher: the run's own thread may be blocked by a step body when the deadline passes
                 val deadlineTimer = claimed.deadlineAtMs?.let { at ->
@@ -186,7 +186,7 @@ internal class RunExecution(
                 }
             }
             replay.verdict()?.let { return Outcome.Failed(Failure.of(it)) }
-            Outcome.Completed(encodePayload(definition.outputCodec, output, maxBytes, PayloadSite("output", runId, workflow)))
+            Outcome.Completed(encodePayload(definition.outputCodec, output, maxBytes, PayloadSite("output", runId, workflowName)))
         } catch (e: Throwable) {
             val reason = stopReason.get()
             when {
@@ -200,7 +200,7 @@ internal class RunExecution(
 
     private fun poisonFailure() = Failure(
         "dev.stent.PoisonRun",
-        "run '$runId' of workflow '$workflow' was claimed ${claimed.claimCount} times without finishing " +
+        "run '$runId' of workflow '$workflowName' was claimed ${claimed.claimCount} times without finishing " +
             "(its worker died, lost the lease or could not write each time); the poison guard (maxClaims=${env.config.maxClaims}) failed it. " +
             "Inspect it with describe(); fix the cause and start it again",
     )
@@ -212,14 +212,14 @@ internal class RunExecution(
             when (outcome) {
                 is Outcome.Completed -> finish(RunStatus.COMPLETED, outcome.output, null)
                 is Outcome.Failed -> {
-                    env.log.info("run {} of workflow {} failed: {}", runId, workflow, outcome.failure)
+                    env.log.info("run {} of workflow {} failed: {}", runId, workflowName, outcome.failure)
                     finish(RunStatus.FAILED, null, encodeFailure(outcome.failure))
                 }
                 is Outcome.Stopped -> when (val reason = outcome.reason) {
                     is StopReason.Unload -> {
                         // the deadline is a timer too: an unloaded run is claimed again when it passes
                         val wakeAt = listOfNotNull(reason.wakeAtMs, claimed.deadlineAtMs).minOrNull()
-                        val result = blockingOnRunThread("unloading run '$runId'") { unload(runId, token, wakeAt, reason.signalNames) }
+                        val result = blockingOnRunThread("unloading run '$runId'") { unload(runId, fencingToken, wakeAt, reason.signalNames) }
                         when (result) {
                             UnloadOutcome.READY -> env.notifier.workAvailable.fire()
                             UnloadOutcome.CANCELLED -> env.notifier.runFinished(runId)
@@ -229,13 +229,13 @@ internal class RunExecution(
                     StopReason.Cancel -> finish(RunStatus.CANCELLED, null, null)
                     is StopReason.Deadline -> finish(RunStatus.CANCELLED, null, encodeFailure(deadlineFailure(reason.atMs)))
                     StopReason.Shutdown -> {
-                        blockingOnRunThread("releasing run '$runId'") { release(runId, token) }
+                        blockingOnRunThread("releasing run '$runId'") { release(runId, fencingToken) }
                         env.notifier.workAvailable.fire()
                     }
                     StopReason.StoreFailure -> {
                         val backOff = failureBackOffMs(claimed.claimCount)
                         env.log.warn("run {}: stopped by a database failure; released, to be claimed again in {} ms", runId, backOff)
-                        blockingOnRunThread("releasing run '$runId' after a database failure") { release(runId, token, backOff) }
+                        blockingOnRunThread("releasing run '$runId' after a database failure") { release(runId, fencingToken, backOff) }
                     }
                     StopReason.LeaseLost -> env.log.warn("run {}: lease lost; another worker resumes it", runId)
                 }
@@ -249,11 +249,11 @@ internal class RunExecution(
 
     private fun deadlineFailure(atMs: Long) = Failure(
         DEADLINE_TYPE,
-        "run '$runId' of workflow '$workflow' passed its deadline ${java.time.Instant.ofEpochMilli(atMs)} and was cancelled",
+        "run '$runId' of workflow '$workflowName' passed its deadline ${java.time.Instant.ofEpochMilli(atMs)} and was cancelled",
     )
 
     private suspend fun finish(status: RunStatus, output: String?, failure: String?) {
-        val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(runId, token, status, output, failure) }
+        val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(runId, fencingToken, status, output, failure) }
         if (result == WriteOutcome.OK) env.notifier.runFinished(runId)
         else env.log.warn("run {}: lease lost before it could finish as {}", runId, status)
     }
@@ -265,7 +265,7 @@ internal class RunExecution(
      */
     suspend fun checkpoint(record: StoredRecord) {
         currentCoroutineContext().ensureActive()
-        val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { env.access.checkpoint(runId, token, record) }
+        val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { env.access.checkpoint(runId, fencingToken, record) }
         if (result == WriteOutcome.LEASE_LOST) throw lost()
         replay.record(record)
     }

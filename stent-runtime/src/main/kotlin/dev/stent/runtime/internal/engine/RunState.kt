@@ -1,6 +1,5 @@
 package dev.stent.runtime.internal.engine
 
-
 /** A branch of the run suspended on a durable wait until [wakeAtMs] (null: only a signal ends it). */
 internal class Waiter(val wakeAtMs: Long?, val signalName: String?)
 

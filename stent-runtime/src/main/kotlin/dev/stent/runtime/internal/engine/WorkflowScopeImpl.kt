@@ -6,11 +6,16 @@ import dev.stent.Codec
 import dev.stent.Codecs
 import dev.stent.Failure
 import dev.stent.InternalStentApi
+import dev.stent.InvalidArgumentException
 import dev.stent.PayloadException
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
 import dev.stent.RetryPolicy
 import dev.stent.SignalTimeoutException
 import dev.stent.StepFailedException
 import dev.stent.StepScope
+import dev.stent.StepTimeoutException
+import dev.stent.TimeMath
 import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowScope
 import dev.stent.runtime.internal.PayloadSite
@@ -18,32 +23,27 @@ import dev.stent.runtime.internal.decodeFailure
 import dev.stent.runtime.internal.decodePayload
 import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
-import dev.stent.RecordKind
 import dev.stent.store.StoredRecord
-import dev.stent.RecordStatus
-import dev.stent.InvalidArgumentException
-import dev.stent.StepTimeoutException
-import dev.stent.TimeMath
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.DisposableHandle
 import kotlinx.coroutines.InternalCoroutinesApi
 import kotlinx.coroutines.ThreadContextElement
-import kotlinx.coroutines.awaitCancellation
-import kotlinx.coroutines.job
-import kotlinx.coroutines.DisposableHandle
 import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitCancellation
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.ensureActive
 import kotlinx.coroutines.isActive
+import kotlinx.coroutines.job
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
 import kotlinx.coroutines.yield
 import kotlinx.serialization.builtins.serializer
 import java.time.Instant
-import java.util.concurrent.atomic.AtomicBoolean
 import java.util.UUID
+import java.util.concurrent.atomic.AtomicBoolean
 import kotlin.coroutines.AbstractCoroutineContextElement
 import kotlin.coroutines.CoroutineContext
 import kotlin.random.Random
@@ -338,7 +338,7 @@ internal class WorkflowScopeImpl(
         while (true) {
             currentCoroutineContext().ensureActive()
             val armed = wake.arm()
-            val consumed = busy { run.storeCall("consuming signal '$name' for run '$runId'") { consumeSignal(runId, run.token, name, waitId) } }
+            val consumed = busy { run.storeCall("consuming signal '$name' for run '$runId'") { consumeSignal(runId, run.fencingToken, name, waitId) } }
             if (consumed != null) {
                 replay.record(consumed)
                 return decodePayload(codec, consumed.result ?: "null", site)

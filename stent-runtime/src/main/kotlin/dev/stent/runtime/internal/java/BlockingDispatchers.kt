@@ -18,7 +18,6 @@ internal object BlockingDispatchers {
     /** Step bodies (blocking JDBC, HTTP clients, `Thread.sleep`). */
     val steps: CoroutineDispatcher = virtualThreads("stent-java-step-") ?: Dispatchers.IO.limitedParallelism(POOL_17)
 
-
     private const val POOL_17 = 256
 
     /** A thread-per-task executor of virtual threads, found reflectively so the bytecode stays Java 17. */

@@ -2,12 +2,12 @@ package dev.stent.runtime.internal.java
 
 import dev.stent.Codec
 import dev.stent.RetryPolicy
-import dev.stent.runtime.internal.engine.InStep
 import dev.stent.WorkflowScope
 import dev.stent.java.JavaCodecs
 import dev.stent.java.StepAction
 import dev.stent.java.StepSupplier
 import dev.stent.java.WorkflowContext
+import dev.stent.runtime.internal.engine.InStep
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.runInterruptible
@@ -33,8 +33,8 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
     private fun <T> call(block: suspend WorkflowScope.() -> T): T =
         runBlocking(runContext + (inStep.get() ?: EmptyCoroutineContext)) { scope.block() }
 
-    override fun runId(): String = scope.runId
-    override fun workflowName(): String = scope.workflowName
+    override val runId: String get() = scope.runId
+    override val workflowName: String get() = scope.workflowName
 
     override fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T =
         runStep(id, JavaCodecs.forClass(resultType), null, null, body)

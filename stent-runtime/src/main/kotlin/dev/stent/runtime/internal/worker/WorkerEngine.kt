@@ -170,7 +170,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     private suspend fun releaseUnstarted(runs: List<ClaimedRun>) {
         for (run in runs) {
             try {
-                access.call("releasing run '${run.id}' claimed during shutdown") { release(run.id, run.token) }
+                access.call("releasing run '${run.id}' claimed during shutdown") { release(run.id, run.fencingToken) }
             } catch (e: StentStoreException) {
                 log.warn("run {}: claimed during shutdown and not released ({}); its lease will expire", run.id, e.message)
             }
@@ -270,6 +270,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         val leaseNanos = config.leaseDuration.inWholeNanoseconds
         var registration: Deferred<Unit>? = null
         var inFlight: Renewal? = null
+
         // a reply counts from when its call started, however late it arrives
         // and whatever it failed with, the loop goes on: it also runs the lease watchdog
         fun take(renewal: Renewal) {
@@ -330,7 +331,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         for (execution in renewed) {
             val lease = held[execution.runId]
             when {
-                lease == null || lease.token != execution.token -> execution.stop(StopReason.LeaseLost)
+                lease == null || lease.fencingToken != execution.fencingToken -> execution.stop(StopReason.LeaseLost)
                 lease.cancelRequested -> execution.stop(StopReason.Cancel)
             }
         }

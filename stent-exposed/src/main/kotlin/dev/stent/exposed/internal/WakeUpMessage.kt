@@ -18,7 +18,8 @@ internal enum class WakeUpMessage(val code: Char) {
     SIGNAL('s'),
 
     /** A client asked to cancel a running run (its worker looks). */
-    CANCEL('c');
+    CANCEL('c'),
+    ;
 
     /** The payload announcing this for [runId] (empty for [WORK]). */
     fun payload(runId: String = ""): String = "$code:$runId"

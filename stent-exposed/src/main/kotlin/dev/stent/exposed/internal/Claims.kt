@@ -24,24 +24,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
                lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
                updated_at = $now, ready_at = NULL, wait_signals = NULL"""
     val returning = "RETURNING stent_runs.id, workflow_name, input, fencing_token, claim_count, cancel_requested, deadline_at, $now AS now"
-    val (sql, args) = when (dialect) {
-        // MATERIALIZED CTEs lock and pick the candidates once (`id IN (subquery)` may be re-run under
-        // concurrency and update more rows than the limit); the ready set fills what the expired set left.
-        PostgresDialect ->
-            """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
-                 r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
-           UPDATE stent_runs $set FROM (SELECT id FROM e UNION ALL SELECT id FROM r) c WHERE stent_runs.id = c.id
-           $returning""" to
-                filterArgs + request.limit + filterArgs + request.limit + request.workerId + request.leaseMs
-        // BEGIN IMMEDIATE already serializes writers: one ordered pick over both sets
-        SqliteDialect ->
-            """UPDATE stent_runs $set WHERE id IN (
-               SELECT id FROM (SELECT * FROM ($expired ORDER BY priority DESC, since LIMIT ?)
-                               UNION ALL SELECT * FROM ($ready ORDER BY priority DESC, since LIMIT ?))
-               ORDER BY pass LIMIT ?)
-           $returning""" to
-                listOf<Any?>(request.workerId, request.leaseMs) + filterArgs + request.limit + filterArgs + request.limit + request.limit
-    }
+    val (sql, args) = dialect.claim(ClaimParts(expired, ready, set, returning, filterArgs, request.limit, request.workerId, request.leaseMs))
     var dbNow: Long? = null
     val claimed = query(sql, args) { rs ->
         dbNow = rs.getLong("now")
@@ -57,7 +40,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
         query(
             "SELECT * FROM stent_records WHERE $ids ORDER BY created_at",
             idArgs,
-        ) { rs -> rs.getString("run_id") to stepRecord(rs) }.groupBy({ it.first }, { it.second })
+        ) { rs -> rs.getString("run_id") to recordOf(rs) }.groupBy({ it.first }, { it.second })
     } catch (e: Exception) {
         // the claim committed: give the runs back (with a back-off, counted toward the poison guard) before failing
         // (on this connection: the pool may have no other)
@@ -88,22 +71,7 @@ internal fun StoreContext.release(runId: String, fencingToken: Long, retryAfterM
     autocommit { releaseIn(runId, fencingToken, retryAfterMs) }.also { if (it == WriteOutcome.OK && retryAfterMs == null) wake(WakeUpMessage.WORK) }
 
 internal fun StoreContext.heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult = tx {
-    val (ids, idArgs) = inList("id", runIds)
-    val sql = when (dialect) {
-        // rows locked in id order, as group writes lock them, so a heartbeat and a group never deadlock
-        PostgresDialect ->
-            """WITH l AS (SELECT id FROM stent_runs WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
-                                   ORDER BY id COLLATE "C" FOR UPDATE)
-               UPDATE stent_runs SET lease_expires_at = $now + ? FROM l WHERE stent_runs.id = l.id
-               RETURNING stent_runs.id, fencing_token, cancel_requested"""
-        SqliteDialect ->
-            """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING' AND $ids
-               RETURNING id, fencing_token, cancel_requested"""
-    }
-    val args = when (dialect) {
-        PostgresDialect -> listOf<Any?>(workerId) + idArgs + leaseMs
-        SqliteDialect -> listOf<Any?>(leaseMs, workerId) + idArgs
-    }
+    val (sql, args) = dialect.heartbeat(inList("id", runIds), workerId, leaseMs)
     val leases = if (runIds.isEmpty()) emptyList() else query(sql, args) {
         HeldLease(it.getString("id"), it.getLong("fencing_token"), it.getBoolean("cancel_requested"))
     }

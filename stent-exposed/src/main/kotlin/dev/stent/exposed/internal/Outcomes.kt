@@ -31,13 +31,7 @@ internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome
             listOf("id" to "TEXT", "fencing_token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
             writes.inLockOrder { it.runId }.map { listOf(it.runId, it.fencingToken, it.status.name, it.output, it.failure) },
         )
-        // PostgreSQL: lock the rows in id order first (as the heartbeat and the other group writes do), since the
-        // plan of UPDATE … FROM may visit them in any order, and two statements locking in other orders can deadlock
-        val locked = when (dialect) {
-            PostgresDialect -> """, l AS (SELECT id FROM stent_runs WHERE id IN (SELECT id FROM v) ORDER BY id COLLATE "C" FOR UPDATE)"""
-            SqliteDialect -> ""
-        }
-        val lockedJoin = if (locked.isEmpty()) "" else " AND stent_runs.id IN (SELECT id FROM l)"
+        val (locked, lockedJoin) = dialect.groupLock
         query(
             """$v$locked
                UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, finished_at = $now,

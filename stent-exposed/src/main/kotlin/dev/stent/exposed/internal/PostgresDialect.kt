@@ -1,6 +1,7 @@
 package dev.stent.exposed.internal
 
 import org.jetbrains.exposed.v1.jdbc.JdbcTransaction
+import java.sql.Connection
 
 /** PostgreSQL: row locks with SKIP LOCKED for claims, an advisory lock for migrations. */
 internal object PostgresDialect : SqlDialect() {
@@ -17,6 +18,40 @@ internal object PostgresDialect : SqlDialect() {
     override fun lockForMigration(tx: JdbcTransaction) {
         tx.exec("SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})")
     }
+
+    // MATERIALIZED CTEs lock and pick the candidates once (`id IN (subquery)` may be re-run under
+    // concurrency and update more rows than the limit); the ready set fills what the expired set left.
+    override fun claim(parts: ClaimParts) = with(parts) {
+        """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
+                 r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
+           UPDATE stent_runs $set FROM (SELECT id FROM e UNION ALL SELECT id FROM r) c WHERE stent_runs.id = c.id
+           $returning""" to filterArgs + limit + filterArgs + limit + workerId + leaseMs
+    }
+
+    // rows locked in id order, as group writes lock them, so a heartbeat and a group never deadlock
+    override fun heartbeat(ids: Pair<String, List<Any?>>, workerId: String, leaseMs: Long) =
+        """WITH l AS (SELECT id FROM stent_runs WHERE lease_owner = ? AND status = 'RUNNING' AND ${ids.first}
+                       ORDER BY id COLLATE "C" FOR UPDATE)
+           UPDATE stent_runs SET lease_expires_at = $now + ? FROM l WHERE stent_runs.id = l.id
+           RETURNING stent_runs.id, fencing_token, cancel_requested""" to listOf<Any?>(workerId) + ids.second + leaseMs
+
+    // one array per column and `unnest`, so the statement's text, and the prepared statement the driver
+    // caches for it, is the same for any number of rows
+    override fun groupTable(connection: Connection, columns: List<Pair<String, String>>, rows: List<List<Any?>>): Pair<String, List<Any?>> {
+        val arrays = columns.mapIndexed { i, (_, type) -> connection.createArrayOf(type.lowercase(), Array(rows.size) { r -> rows[r][i] }) }
+        val names = columns.joinToString(", ") { it.first }
+        return "WITH v AS (SELECT * FROM unnest(${columns.joinToString(", ") { "CAST(? AS ${it.second}[])" }}) AS t ($names))" to arrays
+    }
+
+    // the plan of UPDATE … FROM may visit rows in any order, and two statements locking in other orders can
+    // deadlock: lock them in id order first, as the heartbeat and the other group writes do
+    override val groupLock =
+        """, l AS (SELECT id FROM stent_runs WHERE id IN (SELECT id FROM v) ORDER BY id COLLATE "C" FOR UPDATE)""" to
+            " AND stent_runs.id IN (SELECT id FROM l)"
+
+    // `= ANY(?)` with one array, so the statement's text does not vary with the number of values
+    override fun inList(connection: Connection, column: String, values: Collection<String>) =
+        "$column = ANY(?)" to listOf<Any?>(connection.createArrayOf("text", values.toTypedArray()))
 
     /** "Stent" in ASCII. */
     private const val MIGRATION_LOCK_KEY = 0x5374656E74L

@@ -1,6 +1,7 @@
 package dev.stent.exposed.internal
 
 import org.jetbrains.exposed.v1.jdbc.JdbcTransaction
+import java.sql.Connection
 
 /** What differs between SQLite and PostgreSQL in Stent's SQL; one file per dialect (SqliteDialect.kt, PostgresDialect.kt). */
 internal sealed class SqlDialect {
@@ -27,4 +28,31 @@ internal sealed class SqlDialect {
 
     /** Serializes migrations across processes for the rest of the transaction. */
     abstract fun lockForMigration(tx: JdbcTransaction)
+
+    /** The claim as one statement over the two candidate sets of [parts], and its arguments. */
+    abstract fun claim(parts: ClaimParts): Pair<String, List<Any?>>
+
+    /** Renews the leases [workerId] holds on the runs matched by [ids] (an [inList] clause), returning id, fencing_token and cancel_requested. */
+    abstract fun heartbeat(ids: Pair<String, List<Any?>>, workerId: String, leaseMs: Long): Pair<String, List<Any?>>
+
+    /**
+     * `WITH v (columns) AS (…)` over [rows], and its arguments: the rows of a group write as a table
+     * the statement joins.
+     */
+    abstract fun groupTable(connection: Connection, columns: List<Pair<String, String>>, rows: List<List<Any?>>): Pair<String, List<Any?>>
+
+    /** A CTE `l` that locks the run rows of `v` before a group update, and the condition that joins it; empty where writers are serialized. */
+    abstract val groupLock: Pair<String, String>
+
+    /** `column IN (…)` for [values], and its arguments. */
+    abstract fun inList(connection: Connection, column: String, values: Collection<String>): Pair<String, List<Any?>>
 }
+
+/**
+ * The parts of the claim both dialects share: the candidate SELECTs over expired leases and ready
+ * runs ([filterArgs] fill the `?` of each), the SET list and the RETURNING list.
+ */
+internal class ClaimParts(
+    val expired: String, val ready: String, val set: String, val returning: String,
+    val filterArgs: List<Any?>, val limit: Int, val workerId: String, val leaseMs: Long,
+)

@@ -1,6 +1,7 @@
 package dev.stent.exposed.internal
 
 import org.jetbrains.exposed.v1.jdbc.JdbcTransaction
+import java.sql.Connection
 
 /** SQLite: every transaction is `BEGIN IMMEDIATE` (set on the connection), which already serializes writers. */
 internal object SqliteDialect : SqlDialect() {
@@ -12,4 +13,27 @@ internal object SqliteDialect : SqlDialect() {
     override val isolation = java.sql.Connection.TRANSACTION_SERIALIZABLE
     override fun lockForMigration(tx: JdbcTransaction) = Unit
     override fun createSchema(tx: JdbcTransaction, schema: String) = error("SQLite has no schemas")
+
+    // BEGIN IMMEDIATE already serializes writers: one ordered pick over both sets
+    override fun claim(parts: ClaimParts) = with(parts) {
+        """UPDATE stent_runs $set WHERE id IN (
+               SELECT id FROM (SELECT * FROM ($expired ORDER BY priority DESC, since LIMIT ?)
+                               UNION ALL SELECT * FROM ($ready ORDER BY priority DESC, since LIMIT ?))
+               ORDER BY pass LIMIT ?)
+           $returning""" to listOf<Any?>(workerId, leaseMs) + filterArgs + limit + filterArgs + limit + limit
+    }
+
+    override fun heartbeat(ids: Pair<String, List<Any?>>, workerId: String, leaseMs: Long) =
+        """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING' AND ${ids.first}
+           RETURNING id, fencing_token, cancel_requested""" to listOf<Any?>(leaseMs, workerId) + ids.second
+
+    // a VALUES list of typed placeholders
+    override fun groupTable(connection: Connection, columns: List<Pair<String, String>>, rows: List<List<Any?>>): Pair<String, List<Any?>> {
+        val row = columns.joinToString(", ", "(", ")") { "CAST(? AS ${it.second})" }
+        return "WITH v (${columns.joinToString(", ") { it.first }}) AS (VALUES ${List(rows.size) { row }.joinToString(", ")})" to rows.flatten()
+    }
+
+    override val groupLock = "" to ""
+
+    override fun inList(connection: Connection, column: String, values: Collection<String>) = "$column IN (${marks(values.size)})" to values.toList()
 }

@@ -64,12 +64,12 @@ public interface StentClient {
      */
     public suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration? = null): O
 
-    /** The run's status, timestamps, attempts, failure and step records. Throws [UnknownRunException]. */
+    /** The run's status, timestamps, attempts, failure and records. Throws [UnknownRunException]. */
     public suspend fun describe(runId: String): RunInfo
 
     /**
      * Runs newest first, filtered by [status] and [workflowName] when given, [limit] at a time from
-     * [offset]. The returned [RunInfo]s carry no step records (describe a run for those).
+     * [offset]. The returned [RunInfo]s carry no records (describe a run for those).
      */
     public suspend fun list(status: RunStatus? = null, workflowName: String? = null, limit: Int = 100, offset: Int = 0): List<RunInfo>
 
@@ -131,7 +131,10 @@ public class RunInfo internal constructor(
     public val startedAt: Instant?,
     public val updatedAt: Instant,
     public val finishedAt: Instant?,
-    /** When a PENDING or WAITING run becomes claimable; null when only a signal wakes it. */
+    /**
+     * When a PENDING or WAITING run goes on; null when only a signal wakes it. A run waiting in its
+     * worker's memory for a second or more also reads WAITING, with this set.
+     */
     public val readyAt: Instant?,
     /** Claims since the run was last unloaded or released cleanly (the poison guard's count). */
     public val claimCount: Int,
@@ -153,6 +156,11 @@ public class RunInfo internal constructor(
      * (and in [StentClient.list] results).
      */
     public val diagnosis: String? = null,
+    /**
+     * The signal names a WAITING run waits for (empty when it waits only for a time, or is not
+     * WAITING). With [readyAt], what the run waits for and until when.
+     */
+    public val waitingForSignals: Set<String> = emptySet(),
 ) {
     override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, records=${records.size})"
 }

@@ -30,7 +30,7 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
     /** The worker id written as lease owner. */
     public val id: String get() = engine.id
 
-    /** How many runs this worker executes right now. */
+    /** How many runs this worker has loaded right now: executing, or waiting in memory. */
     public val activeRuns: Int get() = engine.activeCount
 
     /**
@@ -105,6 +105,25 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
          */
         public var maxClaims: Int = 10
 
+        /**
+         * Runs that wait in memory at once (default 1,000): a run whose every branch waits for a
+         * near wake-up gives its slot back and stays loaded; past this many, the one waiting longest
+         * unloads. 0 unloads every such wait at once.
+         */
+        public var maxWaitingInMemory: Int = 1_000
+
+        /**
+         * Step bodies of one run that execute at once (default 64): the parallel branches of a run
+         * (`async { step(…) { … } }`) run their bodies concurrently up to this, blocking or not.
+         */
+        public var maxParallelStepsPerRun: Int = 64
+
+        /**
+         * Step bodies this worker executes at once, over all its runs (default 256). They run on
+         * threads made for blocking: virtual threads on JDK 21 and newer, else a slice of the IO pool.
+         */
+        public var maxParallelSteps: Int = 256
+
         /** Registers [definition]; this worker claims runs of its name. */
         public fun register(definition: WorkflowDefinition<*, *>) {
             val existing = definitions.putIfAbsent(definition.name, definition)
@@ -130,6 +149,15 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
                 "stentWorker: heartbeatInterval ($heartbeat) must be positive and shorter than leaseDuration ($leaseDuration)"
             }
             requireArgument(maxClaims >= 1) { "stentWorker: maxClaims must be at least 1, was $maxClaims" }
+            requireArgument(maxWaitingInMemory in 0..MAX_WAITING_IN_MEMORY) {
+                "stentWorker: maxWaitingInMemory must be within 0..$MAX_WAITING_IN_MEMORY, was $maxWaitingInMemory"
+            }
+            requireArgument(maxParallelSteps in 1..MAX_CONCURRENCY) {
+                "stentWorker: maxParallelSteps must be within 1..$MAX_CONCURRENCY, was $maxParallelSteps"
+            }
+            requireArgument(maxParallelStepsPerRun in 1..maxParallelSteps) {
+                "stentWorker: maxParallelStepsPerRun must be within 1..maxParallelSteps ($maxParallelSteps), was $maxParallelStepsPerRun"
+            }
             requireArgument(pollInterval.isPositive() && pollInterval <= 1.hours) {
                 "stentWorker: pollInterval must be positive and at most 1 hour, was $pollInterval"
             }
@@ -146,12 +174,14 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
             }
             return WorkerConfig(
                 workerId, definitions.toMap(), concurrency, queues?.toSet(), leaseDuration, heartbeat,
-                shutdownGrace, pollInterval, unloadThreshold, maxClaims, stopTimeout,
+                shutdownGrace, pollInterval, unloadThreshold, maxClaims, stopTimeout, maxParallelStepsPerRun, maxParallelSteps,
+                maxWaitingInMemory,
             )
         }
 
         private companion object {
             const val MAX_CONCURRENCY = 10_000
+            const val MAX_WAITING_IN_MEMORY = 1_000_000
 
             fun defaultWorkerId(): String {
                 val runtime = ManagementFactory.getRuntimeMXBean().name // pid@host
@@ -174,6 +204,9 @@ internal class WorkerConfig(
     val unloadThreshold: Duration,
     val maxClaims: Int,
     val stopTimeout: Duration,
+    val maxParallelStepsPerRun: Int,
+    val maxParallelSteps: Int,
+    val maxWaitingInMemory: Int,
 )
 
 /**

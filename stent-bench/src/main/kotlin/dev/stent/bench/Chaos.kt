@@ -115,7 +115,7 @@ private class Disruption(val kind: String, val pids: Set<String>?, val fromMs: L
  * What it checks, and how each check can fail:
  * - lost: a run that did not complete.
  * - duplicate checkpoints: the database itself logs every write of a final record (a trigger on
- *   the steps table, installed here), so a final record written twice shows, whatever the table's key.
+ *   the records table, installed here), so a final record written twice shows, whatever the table's key.
  * - unexplained re-executions: every execution of a step body whose result was not the one recorded
  *   must have started within one lease before a disruption of its own process (a kill, a freeze)
  *   or around the database restart; any other is double execution by a healthy worker.
@@ -328,7 +328,7 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
     /**
      * A write log kept by the database itself: a row in `chaos_final_writes` for every insert or update
      * that leaves a record final. The engine never writes a final record twice, so any (run, step) logged
-     * twice is a duplicate checkpoint, even though the steps table's key keeps one row per (run, step).
+     * twice is a duplicate checkpoint, even though the records table's key keeps one row per (run, step).
      */
     private fun installWriteLog(c: Connection) {
         val statements = if (c.metaData.databaseProductName.contains("PostgreSQL", ignoreCase = true)) listOf(

@@ -45,8 +45,8 @@ private class ForgetfulStore(private val real: WorkflowStore) : WorkflowStore by
 
 /** After recording a finished step, writes the record again, as a store that overwrites final records would. */
 private class OverwritingStore(private val real: WorkflowStore, private val connect: () -> Connection) : WorkflowStore by real {
-    override fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome =
-        real.checkpoint(runId, token, record).also { if (it == WriteOutcome.OK) overwrite(runId, record) }
+    override fun checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome =
+        real.checkpoint(runId, fencingToken, record).also { if (it == WriteOutcome.OK) overwrite(runId, record) }
 
     override fun checkpoints(writes: List<dev.stent.store.CheckpointWrite>): List<WriteOutcome> =
         real.checkpoints(writes).also { outcomes -> writes.zip(outcomes).forEach { (w, o) -> if (o == WriteOutcome.OK) overwrite(w.runId, w.record) } }

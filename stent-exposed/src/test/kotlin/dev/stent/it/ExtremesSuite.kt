@@ -169,6 +169,10 @@ abstract class ExtremesSuite(store: TestStore) : FunSpec({
                 "grace infinite" to { stentWorker(stent) { register(wf); shutdownGrace = Duration.INFINITE } },
                 "stop timeout 0" to { stentWorker(stent) { register(wf); stopTimeout = Duration.ZERO } },
                 "worker id too long" to { stentWorker(stent) { register(wf); workerId = long } },
+                "parallel steps 0" to { stentWorker(stent) { register(wf); maxParallelSteps = 0 } },
+                "parallel steps Int.MAX_VALUE" to { stentWorker(stent) { register(wf); maxParallelSteps = Int.MAX_VALUE } },
+                "parallel steps per run above the worker's" to { stentWorker(stent) { register(wf); maxParallelSteps = 8; maxParallelStepsPerRun = 9 } },
+                "parallel steps per run negative" to { stentWorker(stent) { register(wf); maxParallelStepsPerRun = -1 } },
             )
             for ((what, start) in worker) withClue(what) { shouldThrow<InvalidArgumentException> { start() } }
         }

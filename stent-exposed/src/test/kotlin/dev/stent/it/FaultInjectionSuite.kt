@@ -229,13 +229,13 @@ abstract class FaultInjectionSuite(store: TestStore) : FunSpec({
             fun write(run: String, step: String) =
                 CheckpointWrite(run, tokens.getValue(run), StoredRecord(step, RecordKind.STEP, RecordStatus.COMPLETED, result = "1"))
             shouldThrowAny { db.checkpoints(listOf(write("g1", "ok"), write("g2", "poison"), write("g3", "ok"))) }
-            listOf("g1", "g2", "g3").forEach { db.listSteps(it).shouldBeEmpty() }
+            listOf("g1", "g2", "g3").forEach { db.listRecords(it).shouldBeEmpty() }
             // what group commit falls back to: each alone, so only the bad one fails
             db.checkpoint("g1", tokens.getValue("g1"), write("g1", "ok").record) shouldBe WriteOutcome.OK
             shouldThrowAny { db.checkpoint("g2", tokens.getValue("g2"), write("g2", "poison").record) }
             db.checkpoint("g3", tokens.getValue("g3"), write("g3", "ok").record) shouldBe WriteOutcome.OK
-            db.listSteps("g1").single().stepId shouldBe "ok"
-            db.listSteps("g2").shouldBeEmpty()
+            db.listRecords("g1").single().stepId shouldBe "ok"
+            db.listRecords("g2").shouldBeEmpty()
         }
     }
 

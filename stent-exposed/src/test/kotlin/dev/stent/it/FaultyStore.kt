@@ -40,11 +40,11 @@ class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
     val checkpointCalls = AtomicInteger()
     val claims = AtomicInteger()
 
-    override fun checkpoint(runId: String, token: Long, record: StoredRecord): WriteOutcome {
+    override fun checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome {
         checkpointCalls.incrementAndGet()
-        val write = CheckpointWrite(runId, token, record)
+        val write = CheckpointWrite(runId, fencingToken, record)
         beforeCheckpoint(write)
-        return real.checkpoint(runId, token, record).also { afterCheckpoint(write, it) }
+        return real.checkpoint(runId, fencingToken, record).also { afterCheckpoint(write, it) }
     }
 
     override fun checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> {
@@ -63,9 +63,9 @@ class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
         return real.heartbeat(workerId, runIds, leaseMs)
     }
 
-    override fun finish(runId: String, token: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+    override fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
         beforeFinish(runId, status)
-        return real.finish(runId, token, status, output, failure)
+        return real.finish(runId, fencingToken, status, output, failure)
     }
 
     override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> {
@@ -73,9 +73,9 @@ class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
         return real.finishes(writes)
     }
 
-    override fun unload(runId: String, token: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
+    override fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
         beforeUnload(runId)
-        return real.unload(runId, token, wakeAtMs, signalNames)
+        return real.unload(runId, fencingToken, wakeAtMs, signalNames)
     }
 
     companion object {

@@ -38,7 +38,7 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             store.finish("z", owner.fencingToken, RunStatus.COMPLETED, "\"owner\"", null) shouldBe WriteOutcome.OK
             val run = store.getRun("z")!!
             run.output shouldBe "\"owner\""
-            store.listSteps("z").map { it.stepId to it.result } shouldBe listOf("a" to "1", "b" to "3")
+            store.listRecords("z").map { it.stepId to it.result } shouldBe listOf("a" to "1", "b" to "3")
         }
     }
 
@@ -49,7 +49,7 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             val run = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.single()
             store.checkpoint("f", run.fencingToken, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1"))
             store.checkpoint("f", run.fencingToken, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "2"))
-            store.listSteps("f").single().result shouldBe "1"
+            store.listRecords("f").single().result shouldBe "1"
         }
     }
 
@@ -69,25 +69,25 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
 
             val claimed = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.associateBy { it.id }
             claimed.keys shouldBe setOf("old", "g1", "g2")
-            fun token(id: String) = claimed.getValue(id).fencingToken
-            store.checkpoint("g2", token("g2"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "first"))
+            fun fencingToken(id: String) = claimed.getValue(id).fencingToken
+            store.checkpoint("g2", fencingToken("g2"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "first"))
 
             store.checkpoints(
                 listOf(
-                    CheckpointWrite("g1", token("g1"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1")),
-                    CheckpointWrite("g2", token("g2"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "again")),
-                    CheckpointWrite("old", token("old") - 1, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "stale")),
+                    CheckpointWrite("g1", fencingToken("g1"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "1")),
+                    CheckpointWrite("g2", fencingToken("g2"), StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "again")),
+                    CheckpointWrite("old", fencingToken("old") - 1, StoredRecord("a", RecordKind.STEP, RecordStatus.COMPLETED, result = "stale")),
                 ),
             ) shouldBe listOf(WriteOutcome.OK, WriteOutcome.OK, WriteOutcome.LEASE_LOST)
-            store.listSteps("g1").single().result shouldBe "1"
-            store.listSteps("g2").single().result shouldBe "first" // a final record stays
-            store.listSteps("old").shouldBeEmpty()
+            store.listRecords("g1").single().result shouldBe "1"
+            store.listRecords("g2").single().result shouldBe "first" // a final record stays
+            store.listRecords("old").shouldBeEmpty()
 
             store.finishes(
                 listOf(
-                    FinishWrite("g1", token("g1"), RunStatus.COMPLETED, "\"one\"", null),
-                    FinishWrite("old", token("old") + 1, RunStatus.COMPLETED, "\"zombie\"", null),
-                    FinishWrite("g2", token("g2"), RunStatus.FAILED, null, "{}"),
+                    FinishWrite("g1", fencingToken("g1"), RunStatus.COMPLETED, "\"one\"", null),
+                    FinishWrite("old", fencingToken("old") + 1, RunStatus.COMPLETED, "\"zombie\"", null),
+                    FinishWrite("g2", fencingToken("g2"), RunStatus.FAILED, null, "{}"),
                 ),
             ) shouldBe listOf(WriteOutcome.OK, WriteOutcome.LEASE_LOST, WriteOutcome.OK)
             store.getRun("g1")!!.let { it.status to it.output } shouldBe (RunStatus.COMPLETED to "\"one\"")

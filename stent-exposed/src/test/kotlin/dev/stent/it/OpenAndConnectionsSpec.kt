@@ -94,11 +94,12 @@ class OpenAndConnectionsSpec : FunSpec({
         }
     }
 
-    test("a database from before migration 4 keeps its runs, records and workers, and a waiting run resumes from its old records") {
-        for (store in listOf(TestStore.Sqlite, TestStore.Postgres)) {
+    test("a database from before the renames (migrations 4 and 5) keeps its runs, records and workers, and a waiting run resumes from its old records") {
+        for (store in listOf(TestStore.Sqlite, TestStore.Postgres)) for (from in listOf(3, 4)) {
             val db = store.newDb()
             val (dialect, schema) = if (store == TestStore.Sqlite) SqliteDialect to null else PostgresDialect to db.processArgs[4]
-            Migrations.migrate(Database.connect({ db.connect() }), dialect, schema, upTo = 3) shouldBe 3
+            Migrations.migrate(Database.connect({ db.connect() }), dialect, schema, upTo = from) shouldBe from
+            val records = if (from >= 4) "stent_records" else "stent_steps"
             val now = System.currentTimeMillis() // a worker row not seen for days is forgotten when the next worker registers
             db.connect().use { c ->
                 fun insert(sql: String, vararg args: Any?) = c.prepareStatement(sql).use { ps ->
@@ -109,7 +110,7 @@ class OpenAndConnectionsSpec : FunSpec({
                              cancel_requested, created_at, started_at, updated_at, completed_at) VALUES (?, 'old', ?, ?, ?, 'default', 0, ?, ?, 0, ?, 1000, ?, 1200, ?)"""
                 insert(run, "done", "COMPLETED", "1", "\"a/b\"", null, 1L, false, 1100L, 1200L)
                 insert(run, "paused", "PENDING", "2", null, 0L, 1L, false, 1100L, null)
-                val record = """INSERT INTO stent_steps (run_id, step_id, kind, status, result, attempts, created_at, updated_at)
+                val record = """INSERT INTO $records (run_id, step_id, kind, status, result, attempts, created_at, updated_at)
                                 VALUES (?, ?, 'STEP', 'COMPLETED', ?, 1, 1100, 1100)"""
                 insert(record, "done", "a", "\"a\"")
                 insert(record, "paused", "a", "\"from before\"")

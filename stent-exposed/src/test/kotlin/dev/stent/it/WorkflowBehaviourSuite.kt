@@ -28,6 +28,7 @@ import io.kotest.matchers.collections.shouldContainExactly
 import io.kotest.matchers.ints.shouldBeGreaterThan
 import io.kotest.matchers.longs.shouldBeGreaterThanOrEqual
 import io.kotest.matchers.shouldBe
+import io.kotest.matchers.shouldNotBe
 import io.kotest.matchers.string.shouldContain
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
@@ -361,6 +362,76 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 run.await(10.seconds) shouldBe 15
                 executions.get() shouldBe 5
                 maxRunning.get() shouldBeGreaterThan 1
+            }
+        }
+    }
+
+    test("60 branches of a blocking step overlap their bodies, up to maxParallelStepsPerRun") {
+        withStore(store) { stent ->
+            val running = AtomicInteger()
+            val peak = AtomicInteger()
+            val wf = workflow<Int, Int>("blocking-fanout") { n ->
+                coroutineScope {
+                    (1..n).map { i ->
+                        async {
+                            step("io-$i") {
+                                peak.accumulateAndGet(running.incrementAndGet()) { a, b -> maxOf(a, b) }
+                                Thread.sleep(150) // a blocking call (JDBC, a blocking HTTP client)
+                                running.decrementAndGet()
+                                i
+                            }
+                        }
+                    }.awaitAll().sum()
+                }
+            }
+            stentWorker(stent) { register(wf) }.use {
+                stent.client.start(wf, 60, id = "blocking").await(30.seconds) shouldBe 1830
+                peak.get() shouldBeGreaterThan 20 // with one serial thread per run it was 1
+            }
+            peak.set(0)
+            stentWorker(stent) { register(wf); maxParallelStepsPerRun = 4 }.use {
+                stent.client.start(wf, 12, id = "bounded").await(30.seconds) shouldBe 78
+                peak.get() shouldBe 4
+            }
+        }
+    }
+
+    test("a wait holds no slot: 200 runs sleeping 3 s on concurrency 4 sleep together, and read as WAITING meanwhile") {
+        withStore(store) { stent ->
+            val asleep = AtomicInteger()
+            val peak = AtomicInteger()
+            val wf = workflow<Int, Int>("nap") { i ->
+                step("before") { peak.accumulateAndGet(asleep.incrementAndGet()) { a, b -> maxOf(a, b) } }
+                sleep(3.seconds) // under the unload threshold: the run waits in memory
+                step("after") { asleep.decrementAndGet() }
+                i
+            }
+            stentWorker(stent) { register(wf); concurrency = 4 }.use { worker ->
+                val runs = (1..200).map { stent.client.start(wf, it, id = "nap-$it") }
+                eventually("a sleeping run reads WAITING, until when it sleeps") { stent.client.describe("nap-1").status == RunStatus.WAITING }
+                val sleeping = stent.client.describe("nap-1")
+                sleeping.readyAt shouldNotBe null
+                sleeping.leaseOwner shouldBe worker.id // still loaded: parked in memory, not unloaded
+                runs.forEach { it.await(60.seconds) }
+                peak.get() shouldBeGreaterThan 100 // were a wait to hold its slot, at most 4 runs would sleep at once
+                stent.client.describe("nap-1").status shouldBe RunStatus.COMPLETED
+                stent.client.list(status = RunStatus.WAITING).shouldBeEmpty()
+            }
+        }
+    }
+
+    test("past maxWaitingInMemory, the run waiting longest unloads, and every run still finishes") {
+        withStore(store) { stent ->
+            val wf = workflow<Int, Int>("nap-bounded") { i ->
+                sleep(2.seconds)
+                step("after") { i }
+            }
+            stentWorker(stent) { register(wf); concurrency = 4; maxWaitingInMemory = 2; pollInterval = 50.milliseconds }.use {
+                val runs = (1..10).map { stent.client.start(wf, it, id = "bounded-$it") }
+                eventually("runs past the bound unload") {
+                    stent.client.list(status = RunStatus.WAITING).count { it.leaseOwner == null } >= 5
+                }
+                runs.sumOf { it.await(60.seconds) } shouldBe 55
             }
         }
     }

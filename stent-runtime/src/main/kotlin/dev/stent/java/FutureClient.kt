@@ -85,7 +85,7 @@ public class FutureClient private constructor(private val stent: Stent) {
         null
     }
 
-    /** The run's status, timestamps, attempts, failure and step records. */
+    /** The run's status, timestamps, attempts, failure and records. */
     public fun describe(runId: String): CompletableFuture<RunInfo> = async { client.describe(runId) }
 
     /** Cancels the run; see the Kotlin `StentClient.cancel`. Completes with the status after the call. */

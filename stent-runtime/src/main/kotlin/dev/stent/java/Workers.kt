@@ -33,6 +33,9 @@ public object Workers {
         public fun pollInterval(d: Duration): Builder = with { pollInterval = d.toKotlinDuration() }
         public fun unloadThreshold(d: Duration): Builder = with { unloadThreshold = d.toKotlinDuration() }
         public fun maxClaims(n: Int): Builder = with { maxClaims = n }
+        public fun maxParallelStepsPerRun(n: Int): Builder = with { maxParallelStepsPerRun = n }
+        public fun maxParallelSteps(n: Int): Builder = with { maxParallelSteps = n }
+        public fun maxWaitingInMemory(n: Int): Builder = with { maxWaitingInMemory = n }
 
         /** How long a stopped run may take to unwind before it is abandoned; see `StentWorker.Builder.stopTimeout`. */
         public fun stopTimeout(d: Duration): Builder = with { stopTimeout = d.toKotlinDuration() }

@@ -4,7 +4,7 @@ import dev.stent.Codec
 import dev.stent.InternalStentApi
 import dev.stent.RetryPolicy
 import dev.stent.WorkflowDefinition
-import dev.stent.runtime.internal.java.BlockingDispatchers
+import dev.stent.runtime.internal.BlockingDispatchers
 import dev.stent.runtime.internal.java.JavaWorkflowContext
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.runInterruptible

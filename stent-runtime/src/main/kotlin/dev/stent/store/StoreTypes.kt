@@ -153,6 +153,8 @@ public class RunRecord(
     public val cancelRequested: Boolean,
     /** When the run's deadline passes, or null. */
     public val deadlineAt: Long? = null,
+    /** The signal names a WAITING run waits for. */
+    public val waitSignals: List<String> = emptyList(),
 )
 
 /** A worker as it announces itself in the store, so `describe()` can tell when nobody serves a run. */

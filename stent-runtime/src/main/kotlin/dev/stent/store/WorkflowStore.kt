@@ -58,6 +58,16 @@ public interface WorkflowStore : AutoCloseable {
      */
     public fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome
 
+    /**
+     * Marks a RUNNING run as waiting in its worker's memory until [untilMs], for [signalNames]: it
+     * keeps its lease, and reads of it ([getRun], [listRuns]) show it WAITING with [RunRecord.readyAt]
+     * [untilMs]. The next claim or [unpark] ends the mark. The default records nothing.
+     */
+    public fun park(runId: String, fencingToken: Long, untilMs: Long, signalNames: Set<String>): WriteOutcome = WriteOutcome.OK
+
+    /** Ends a [park] mark: the run executes again. The default records nothing. */
+    public fun unpark(runId: String, fencingToken: Long): WriteOutcome = WriteOutcome.OK
+
     /** Finishes the run as [status] (COMPLETED, FAILED or CANCELLED) with its output or failure. */
     public fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome
 
@@ -114,7 +124,7 @@ public interface WorkflowStore : AutoCloseable {
     public fun getRuns(runIds: Collection<String>): List<RunRecord> = runIds.mapNotNull(::getRun)
 
     /** Every record of the run, oldest first. */
-    public fun listSteps(runId: String): List<StoredRecord>
+    public fun listRecords(runId: String): List<StoredRecord>
 
     /** Runs matching [query], newest first. */
     public fun listRuns(query: RunQuery): List<RunRecord>

@@ -22,7 +22,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
     val ready = "SELECT id, 1 AS pass, priority, ready_at AS since FROM stent_runs WHERE status IN ('PENDING', 'WAITING') AND ready_at <= $now AND $filter"
     val set = """SET status = 'RUNNING', lease_owner = ?, fencing_token = fencing_token + 1,
                lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
-               updated_at = $now, ready_at = NULL, wait_signals = NULL"""
+               updated_at = $now, ready_at = NULL, wait_signals = NULL, parked_at = NULL, parked_until = NULL"""
     val returning = "RETURNING stent_runs.id, workflow_name, input, fencing_token, claim_count, cancel_requested, deadline_at, $now AS now"
     val (sql, args) = dialect.claim(ClaimParts(expired, ready, set, returning, filterArgs, request.limit, request.workerId, request.leaseMs))
     var dbNow: Long? = null

@@ -53,12 +53,15 @@ internal class ExposedStore(
     override fun checkpoints(writes: List<CheckpointWrite>): List<WriteOutcome> = ctx.checkpoints(writes)
     override fun consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord? =
         ctx.consumeSignal(runId, fencingToken, name, stepId)
-    override fun listSteps(runId: String): List<StoredRecord> = ctx.listSteps(runId)
+    override fun listRecords(runId: String): List<StoredRecord> = ctx.listRecords(runId)
     override fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome =
         ctx.unload(runId, fencingToken, wakeAtMs, signalNames)
     override fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
         ctx.finish(runId, fencingToken, status, output, failure)
     override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> = ctx.finishes(writes)
+    override fun park(runId: String, fencingToken: Long, untilMs: Long, signalNames: Set<String>): WriteOutcome =
+        ctx.park(runId, fencingToken, untilMs, signalNames)
+    override fun unpark(runId: String, fencingToken: Long): WriteOutcome = ctx.unpark(runId, fencingToken)
     override fun sendSignal(runId: String, name: String, payload: String) = ctx.sendSignal(runId, name, payload)
     override fun requestCancel(runId: String): RunStatus? = ctx.requestCancel(runId)
     override fun registerWorker(worker: WorkerRecord) = ctx.registerWorker(worker)

@@ -84,12 +84,24 @@ internal object Migrations {
             )
         },
         // one name per concept: a run's history is made of records, in code, docs and tables alike
-        Migration(4, "one name per concept: stent_records, workflow_name, fencing_token, finished_at") {
+        Migration(4, "stent_steps becomes stent_records") {
             exec("ALTER TABLE stent_steps RENAME TO stent_records")
-            exec("ALTER TABLE stent_runs RENAME COLUMN workflow TO workflow_name")
-            exec("ALTER TABLE stent_runs RENAME COLUMN lease_token TO fencing_token")
-            exec("ALTER TABLE stent_runs RENAME COLUMN completed_at TO finished_at")
-            exec("ALTER TABLE stent_workers RENAME COLUMN workflows TO workflow_names")
+        },
+        // Each rename is skipped when done already: a snapshot of main shipped them inside migration 4.
+        Migration(5, "one name per concept: workflow_name, fencing_token, finished_at") { dialect ->
+            fun rename(table: String, from: String, to: String) {
+                if (dialect.hasColumn(this, table, from)) exec("ALTER TABLE $table RENAME COLUMN $from TO $to")
+            }
+            if (dialect == PostgresDialect) exec("ALTER INDEX IF EXISTS pk_stent_steps RENAME TO pk_stent_records")
+            rename("stent_runs", "workflow", "workflow_name")
+            rename("stent_runs", "lease_token", "fencing_token")
+            rename("stent_runs", "completed_at", "finished_at")
+            rename("stent_workers", "workflows", "workflow_names")
+        },
+        // a wait is not work: a run waiting in memory gives its slot back, and reads show it WAITING
+        Migration(6, "runs waiting in a worker's memory") {
+            exec("ALTER TABLE stent_runs ADD COLUMN parked_at BIGINT NULL")
+            exec("ALTER TABLE stent_runs ADD COLUMN parked_until BIGINT NULL")
         },
     )
 

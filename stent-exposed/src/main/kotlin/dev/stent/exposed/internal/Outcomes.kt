@@ -94,3 +94,21 @@ internal fun StoreContext.requestCancel(runId: String): RunStatus? {
     announce?.let { wake(it, runId) }
     return result
 }
+
+// A run waiting in its worker's memory keeps its lease; the mark only changes what reads show.
+internal fun StoreContext.park(runId: String, fencingToken: Long, untilMs: Long, signalNames: Set<String>): WriteOutcome = autocommit {
+    val signals = if (signalNames.isEmpty()) null else namesJson.encodeToString(namesSerializer, signalNames.toList())
+    val n = update(
+        "UPDATE stent_runs SET parked_at = $now, parked_until = ?, wait_signals = ? WHERE id = ? AND fencing_token = ? AND status = 'RUNNING'",
+        listOf(untilMs, signals, runId, fencingToken),
+    )
+    if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
+}
+
+internal fun StoreContext.unpark(runId: String, fencingToken: Long): WriteOutcome = autocommit {
+    val n = update(
+        "UPDATE stent_runs SET parked_at = NULL, parked_until = NULL, wait_signals = NULL WHERE id = ? AND fencing_token = ? AND status = 'RUNNING'",
+        listOf(runId, fencingToken),
+    )
+    if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
+}

@@ -15,6 +15,10 @@ internal object PostgresDialect : SqlDialect() {
     override fun createSchema(tx: JdbcTransaction, schema: String) {
         tx.exec("CREATE SCHEMA IF NOT EXISTS \"$schema\"")
     }
+    override fun hasColumn(tx: JdbcTransaction, table: String, column: String): Boolean = tx.exec(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '$table' AND column_name = '$column'",
+    ) { it.next() } == true
+
     override fun lockForMigration(tx: JdbcTransaction) {
         tx.exec("SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})")
     }

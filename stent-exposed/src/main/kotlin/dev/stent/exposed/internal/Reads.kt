@@ -1,9 +1,14 @@
 package dev.stent.exposed.internal
 
+import dev.stent.RunStatus
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
 import org.jetbrains.exposed.v1.core.SortOrder
+import org.jetbrains.exposed.v1.core.and
 import org.jetbrains.exposed.v1.core.eq
+import org.jetbrains.exposed.v1.core.isNotNull
+import org.jetbrains.exposed.v1.core.isNull
+import org.jetbrains.exposed.v1.core.or
 import org.jetbrains.exposed.v1.jdbc.andWhere
 import org.jetbrains.exposed.v1.jdbc.selectAll
 import org.jetbrains.exposed.v1.jdbc.transactions.transaction
@@ -23,7 +28,15 @@ internal fun StoreContext.getRuns(runIds: Collection<String>): List<RunRecord> =
 internal fun StoreContext.listRuns(query: RunQuery): List<RunRecord> = transaction(db) {
     RunsTable.selectAll()
         .apply {
-            query.status?.let { s -> andWhere { RunsTable.status eq s.name } }
+            // a RUNNING run parked in its worker's memory reads, and lists, as WAITING
+            when (val s = query.status) {
+                null -> Unit
+                RunStatus.WAITING -> andWhere {
+                    (RunsTable.status eq s.name) or ((RunsTable.status eq RunStatus.RUNNING.name) and RunsTable.parkedAt.isNotNull())
+                }
+                RunStatus.RUNNING -> andWhere { (RunsTable.status eq s.name) and RunsTable.parkedAt.isNull() }
+                else -> andWhere { RunsTable.status eq s.name }
+            }
             query.workflowName?.let { w -> andWhere { RunsTable.workflowName eq w } }
         }
         .orderBy(RunsTable.createdAt to SortOrder.DESC, RunsTable.id to SortOrder.DESC)

@@ -15,7 +15,7 @@ import org.jetbrains.exposed.v1.jdbc.transactions.transaction
 
 // One statement, fenced inside itself: no transaction round trips around it.
 internal fun StoreContext.checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome = autocommit {
-    if (upsertStep(runId, fencingToken, record) == 1) WriteOutcome.OK
+    if (upsertRecord(runId, fencingToken, record) == 1) WriteOutcome.OK
     else if (holdsLease(runId, fencingToken)) WriteOutcome.OK // a final record was there already; it stays
     else WriteOutcome.LEASE_LOST
 }
@@ -40,7 +40,7 @@ internal fun StoreContext.checkpoints(writes: List<CheckpointWrite>): List<Write
                INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
                SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM v
                WHERE EXISTS (SELECT 1 FROM stent_runs r WHERE r.id = v.run_id AND r.fencing_token = v.fencing_token AND r.status = 'RUNNING' ${dialect.shareLock})
-               ${StoreContext.UPSERT_STEP}
+               ${StoreContext.UPSERT_RECORD}
                RETURNING run_id""",
             vArgs,
         ) { it.getString(1) }.toHashSet()
@@ -58,12 +58,12 @@ internal fun StoreContext.consumeSignal(runId: String, fencingToken: Long, name:
     ) { it.getLong("seq") to it.getString("payload") }.firstOrNull() ?: return@tx null
     update("UPDATE stent_signals SET consumed_by = ?, consumed_at = $now WHERE seq = ?", listOf(stepId, signal.first))
     val record = StoredRecord(stepId, RecordKind.SIGNAL, RecordStatus.COMPLETED, result = signal.second)
-    check(upsertStep(runId, fencingToken, record) == 1) { "signal wait '$stepId' of run '$runId' was already final" }
+    check(upsertRecord(runId, fencingToken, record) == 1) { "signal wait '$stepId' of run '$runId' was already final" }
     record
 }
 
-internal fun StoreContext.listSteps(runId: String): List<StoredRecord> = transaction(db) {
+internal fun StoreContext.listRecords(runId: String): List<StoredRecord> = transaction(db) {
     RecordsTable.selectAll().where { RecordsTable.runId eq runId }
         .orderBy(RecordsTable.createdAt to SortOrder.ASC, RecordsTable.stepId to SortOrder.ASC)
-        .map(::stepRecord)
+        .map(::recordOf)
 }

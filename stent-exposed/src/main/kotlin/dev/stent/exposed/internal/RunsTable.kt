@@ -33,6 +33,12 @@ internal object RunsTable : Table("stent_runs") {
     val updatedAt = long("updated_at")
     val finishedAt = long("finished_at").nullable()
 
+    /** When a RUNNING run began to wait in its worker's memory (it reads as WAITING); null while it executes (migration 6). */
+    val parkedAt = long("parked_at").nullable()
+
+    /** Until when a parked run waits (migration 6). */
+    val parkedUntil = long("parked_until").nullable()
+
     override val primaryKey = PrimaryKey(id)
 
     // Migration 1 created these; migration 2 replaced the first three with partial indexes over unfinished runs.

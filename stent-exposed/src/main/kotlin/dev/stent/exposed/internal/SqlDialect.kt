@@ -26,6 +26,9 @@ internal sealed class SqlDialect {
     /** The JDBC isolation level every transaction uses. */
     abstract val isolation: Int
 
+    /** True when [table] (in the current schema) has [column]. */
+    abstract fun hasColumn(tx: JdbcTransaction, table: String, column: String): Boolean
+
     /** Serializes migrations across processes for the rest of the transaction. */
     abstract fun lockForMigration(tx: JdbcTransaction)
 

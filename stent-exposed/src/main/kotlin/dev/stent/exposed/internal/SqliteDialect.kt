@@ -14,6 +14,9 @@ internal object SqliteDialect : SqlDialect() {
     override fun lockForMigration(tx: JdbcTransaction) = Unit
     override fun createSchema(tx: JdbcTransaction, schema: String) = error("SQLite has no schemas")
 
+    override fun hasColumn(tx: JdbcTransaction, table: String, column: String): Boolean =
+        tx.exec("SELECT 1 FROM pragma_table_info('$table') WHERE name = '$column'") { it.next() } == true
+
     // BEGIN IMMEDIATE already serializes writers: one ordered pick over both sets
     override fun claim(parts: ClaimParts) = with(parts) {
         """UPDATE stent_runs $set WHERE id IN (

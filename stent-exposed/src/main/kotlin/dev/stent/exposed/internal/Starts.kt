@@ -42,7 +42,7 @@ internal fun StoreContext.createRuns(runs: List<NewRun>): List<CreateRunResult> 
     // announced before anything else can fail: the runs exist now
     if (inserted.isNotEmpty()) wake(WakeUpMessage.WORK)
     val existing = runs.map { it.id }.filter { it !in inserted }.toSet()
-    val workflows = if (existing.isEmpty()) emptyMap() else autocommit {
+    val workflowNames = if (existing.isEmpty()) emptyMap() else autocommit {
         val (ids, idArgs) = inList("id", existing)
         query("SELECT id, workflow_name FROM stent_runs WHERE $ids", idArgs) { it.getString(1) to it.getString(2) }.toMap()
     }
@@ -50,6 +50,6 @@ internal fun StoreContext.createRuns(runs: List<NewRun>): List<CreateRunResult> 
     return runs.map { run ->
         val created = run.id in inserted && seen.add(run.id)
         // a later duplicate in the group sees the run its first occurrence created
-        CreateRunResult(created, if (run.id in inserted) first.first { it.id == run.id }.workflowName else workflows.getValue(run.id))
+        CreateRunResult(created, if (run.id in inserted) first.first { it.id == run.id }.workflowName else workflowNames.getValue(run.id))
     }
 }

@@ -77,11 +77,11 @@ internal class StoreContext(
     internal fun Connection.nowMs(): Long = query("SELECT $now AS now", emptyList()) { it.getLong("now") }.single()
 
     /** Inserts or updates a record if [fencingToken] holds the lease; a final record is never overwritten. */
-    internal fun Connection.upsertStep(runId: String, fencingToken: Long, r: StoredRecord): Int = update(
+    internal fun Connection.upsertRecord(runId: String, fencingToken: Long, r: StoredRecord): Int = update(
         """INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
            SELECT ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, CAST(? AS BIGINT), $now, $now
            WHERE EXISTS (SELECT 1 FROM stent_runs WHERE id = ? AND fencing_token = ? AND status = 'RUNNING' ${dialect.shareLock})
-           $UPSERT_STEP""",
+           $UPSERT_RECORD""",
         listOf(runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt, runId, fencingToken),
     )
 
@@ -150,28 +150,40 @@ internal class StoreContext(
         return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
-    internal fun runRecord(rs: ResultSet) = RunRecord(
-        rs.getString("id"), rs.getString("workflow_name"), RunStatus.valueOf(rs.getString("status")), rs.getString("input"),
-        rs.getString("output"), rs.getString("failure"), rs.getString("queue"), rs.getInt("priority"), rs.getLong("created_at"),
-        rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("finished_at"), rs.longOrNull("ready_at"),
-        rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
-        rs.longOrNull("deadline_at"),
-    )
+    internal fun runRecord(rs: ResultSet): RunRecord {
+        val status = RunStatus.valueOf(rs.getString("status"))
+        // a RUNNING run parked in its worker's memory reads as WAITING, until when it waits
+        val parked = status == RunStatus.RUNNING && rs.longOrNull("parked_at") != null
+        return RunRecord(
+            rs.getString("id"), rs.getString("workflow_name"), if (parked) RunStatus.WAITING else status, rs.getString("input"),
+            rs.getString("output"), rs.getString("failure"), rs.getString("queue"), rs.getInt("priority"), rs.getLong("created_at"),
+            rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("finished_at"),
+            if (parked) rs.longOrNull("parked_until") else rs.longOrNull("ready_at"),
+            rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
+            rs.longOrNull("deadline_at"), names(rs.getString("wait_signals")),
+        )
+    }
 
-    internal fun runRecord(r: ResultRow) = RunRecord(
-        r[RunsTable.id], r[RunsTable.workflowName], RunStatus.valueOf(r[RunsTable.status]), r[RunsTable.input],
-        r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
-        r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.finishedAt], r[RunsTable.readyAt],
-        r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
-        r[RunsTable.deadlineAt],
-    )
+    internal fun runRecord(r: ResultRow): RunRecord {
+        val status = RunStatus.valueOf(r[RunsTable.status])
+        val parked = status == RunStatus.RUNNING && r[RunsTable.parkedAt] != null
+        return RunRecord(
+            r[RunsTable.id], r[RunsTable.workflowName], if (parked) RunStatus.WAITING else status, r[RunsTable.input],
+            r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
+            r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.finishedAt], if (parked) r[RunsTable.parkedUntil] else r[RunsTable.readyAt],
+            r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
+            r[RunsTable.deadlineAt], names(r[RunsTable.waitSignals]),
+        )
+    }
 
-    internal fun stepRecord(r: ResultRow) = StoredRecord(
+    private fun names(json: String?): List<String> = json?.let { namesJson.decodeFromString(namesSerializer, it) } ?: emptyList()
+
+    internal fun recordOf(r: ResultRow) = StoredRecord(
         r[RecordsTable.stepId], RecordKind.valueOf(r[RecordsTable.kind]), RecordStatus.valueOf(r[RecordsTable.status]),
         r[RecordsTable.result], r[RecordsTable.failure], r[RecordsTable.attempts], r[RecordsTable.wakeAt], r[RecordsTable.updatedAt],
     )
 
-    internal fun stepRecord(rs: ResultSet) = StoredRecord(
+    internal fun recordOf(rs: ResultSet) = StoredRecord(
         rs.getString("step_id"), RecordKind.valueOf(rs.getString("kind")), RecordStatus.valueOf(rs.getString("status")),
         rs.getString("result"), rs.getString("failure"), rs.getInt("attempts"), rs.longOrNull("wake_at"), rs.getLong("updated_at"),
     )
@@ -181,21 +193,7 @@ internal class StoreContext(
      * `unnest`, so the statement's text, and the prepared statement the driver caches for it, is the same
      * for any number of rows; SQLite gets a `VALUES` list of typed placeholders.
      */
-    internal fun Connection.groupTable(columns: List<Pair<String, String>>, rows: List<List<Any?>>): Pair<String, List<Any?>> {
-        val names = columns.joinToString(", ") { it.first }
-        return when (dialect) {
-            PostgresDialect -> {
-                val arrays = columns.mapIndexed { i, (_, type) ->
-                    createArrayOf(type.lowercase(), Array(rows.size) { r -> rows[r][i] })
-                }
-                "WITH v AS (SELECT * FROM unnest(${columns.joinToString(", ") { "CAST(? AS ${it.second}[])" }}) AS t ($names))" to arrays
-            }
-            SqliteDialect -> {
-                val row = columns.joinToString(", ", "(", ")") { "CAST(? AS ${it.second})" }
-                "WITH v ($names) AS (VALUES ${List(rows.size) { row }.joinToString(", ")})" to rows.flatten()
-            }
-        }
-    }
+    internal fun Connection.groupTable(columns: List<Pair<String, String>>, rows: List<List<Any?>>) = dialect.groupTable(this, columns, rows)
 
     /**
      * Rows of a group write in the order PostgreSQL's heartbeat locks runs (`COLLATE "C"`: by UTF-8
@@ -205,15 +203,11 @@ internal class StoreContext(
     internal fun <T> List<T>.inLockOrder(id: (T) -> String): List<T> =
         sortedWith { a, b -> java.util.Arrays.compareUnsigned(id(a).toByteArray(), id(b).toByteArray()) }
 
-    /** `column IN (…)` for [values]: `= ANY(?)` with one array on PostgreSQL, so the statement's text does not vary. */
-    internal fun Connection.inList(column: String, values: Collection<String>): Pair<String, List<Any?>> = when (dialect) {
-        PostgresDialect -> "$column = ANY(?)" to listOf(createArrayOf("text", values.toTypedArray()))
-        SqliteDialect -> "$column IN (${marks(values.size)})" to values.toList()
-    }
+    internal fun Connection.inList(column: String, values: Collection<String>) = dialect.inList(this, column, values)
 
     internal companion object {
         /** A record is updated in place until it is final; a final record is never overwritten. */
-        const val UPSERT_STEP = """ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
+        const val UPSERT_RECORD = """ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, result = excluded.result,
                failure = excluded.failure, attempts = excluded.attempts, wake_at = excluded.wake_at, updated_at = excluded.updated_at
            WHERE stent_records.status NOT IN ('COMPLETED', 'FAILED', 'TIMED_OUT')"""
     }

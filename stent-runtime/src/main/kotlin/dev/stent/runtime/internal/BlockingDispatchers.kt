@@ -1,4 +1,4 @@
-package dev.stent.runtime.internal.java
+package dev.stent.runtime.internal
 
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
@@ -8,15 +8,21 @@ import java.util.concurrent.Executors
 import java.util.concurrent.ThreadFactory
 
 /**
- * Where Java workflow bodies and step bodies run: they block, so never on the engine's threads.
+ * Where step bodies (Kotlin and Java) and Java workflow bodies run: they may block, so never on the engine's threads.
  * On JDK 21+ each gets a virtual thread; on 17 they share a bounded slice of the IO pool.
  */
 internal object BlockingDispatchers {
     /** Bodies block while they wait for steps, so they get their own slice, apart from step bodies. */
     val bodies: CoroutineDispatcher = virtualThreads("stent-java-body-") ?: Dispatchers.IO.limitedParallelism(POOL_17)
 
-    /** Step bodies (blocking JDBC, HTTP clients, `Thread.sleep`). */
-    val steps: CoroutineDispatcher = virtualThreads("stent-java-step-") ?: Dispatchers.IO.limitedParallelism(POOL_17)
+    private val virtualSteps: CoroutineDispatcher? = virtualThreads("stent-step-")
+
+    /**
+     * Where a worker runs step bodies, Kotlin and Java (blocking JDBC, HTTP clients, `Thread.sleep`):
+     * a virtual thread each, or on JDK 17 a slice of the IO pool as wide as the worker's
+     * [parallelism], so a body that holds a step permit never queues for a thread.
+     */
+    fun steps(parallelism: Int): CoroutineDispatcher = virtualSteps ?: Dispatchers.IO.limitedParallelism(parallelism)
 
     private const val POOL_17 = 256
 

@@ -144,7 +144,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
 
     override suspend fun describe(runId: String): RunInfo {
         val run = getRun(runId, "describing")
-        val records = access.call("listing the records of run '$runId'") { listSteps(runId) }
+        val records = access.call("listing the records of run '$runId'") { listRecords(runId) }
         return info(run, records, if (run.status == RunStatus.PENDING) diagnose(run) else null)
     }
 
@@ -171,7 +171,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
                     it.wakeAt?.let(::instant), instant(it.updatedAt),
                 )
             },
-            run.deadlineAt?.let(::instant), diagnosis,
+            run.deadlineAt?.let(::instant), diagnosis, if (run.status == RunStatus.WAITING) run.waitSignals.toSet() else emptySet(),
         )
 
     override suspend fun cancel(runId: String): RunStatus {

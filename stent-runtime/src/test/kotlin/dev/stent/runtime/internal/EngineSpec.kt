@@ -9,6 +9,7 @@ import dev.stent.WorkflowMisuseException
 import dev.stent.runtime.internal.engine.EngineClock
 import dev.stent.runtime.internal.engine.RunEnvironment
 import dev.stent.runtime.internal.engine.RunExecution
+import dev.stent.runtime.internal.engine.RunSlots
 import dev.stent.runtime.internal.engine.RunThread
 import dev.stent.step
 import dev.stent.store.ClaimRequest
@@ -21,6 +22,7 @@ import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.joinAll
 import kotlinx.coroutines.launch
+import kotlinx.coroutines.sync.Semaphore
 import kotlinx.coroutines.test.StandardTestDispatcher
 import kotlinx.coroutines.test.TestScope
 import kotlinx.coroutines.test.runTest
@@ -46,7 +48,7 @@ private class Engine(
     val notifier = LocalNotifier()
     private val config = WorkerConfig(
         "engine-spec", workflows.associateBy { it.name }, 8, null, 30.seconds, 10.seconds, 10.seconds, 500.milliseconds,
-        unloadThreshold, 10, 5.seconds,
+        unloadThreshold, 10, 5.seconds, 64, 256, 1_000,
     )
     private val env = RunEnvironment(
         config, StoreAccess(store, 30_000, dispatcher), notifier, 1 shl 20,
@@ -54,7 +56,14 @@ private class Engine(
             override fun nowMs(): Long = now
             override fun nanoTime(): Long = now * 1_000_000
         },
-        runDispatcher = { dispatcher }, timerDispatcher = dispatcher, log = LoggerFactory.getLogger("engine-spec"),
+        runDispatcher = { dispatcher }, timerDispatcher = dispatcher, stepDispatcher = dispatcher, stepPermits = Semaphore(256),
+        slots = object : RunSlots {
+            override suspend fun acquire() = Unit
+            override fun release() = Unit
+            override fun parked(run: RunExecution) = Unit
+            override fun unparked(run: RunExecution) = Unit
+        },
+        log = LoggerFactory.getLogger("engine-spec"),
         lastRenewalNanos = { now * 1_000_000 }, onStopped = {},
     )
 

@@ -207,7 +207,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     override fun getRun(runId: String): RunRecord? = runs[runId]?.let(::record)
 
     @Synchronized
-    override fun listSteps(runId: String): List<StoredRecord> = steps[runId]?.values?.toList().orEmpty()
+    override fun listRecords(runId: String): List<StoredRecord> = steps[runId]?.values?.toList().orEmpty()
 
     @Synchronized
     override fun listRuns(query: RunQuery): List<RunRecord> = runs.values.reversed()

@@ -22,7 +22,7 @@ import dev.stent.store.StoredRecord
  * Each of these errors is fatal: it is kept, and fails the run even if the workflow code catches it.
  * Branches may run on other threads (user code can switch dispatchers), so state is guarded by [lock].
  */
-internal class Replay(private val runId: String, private val workflow: String, records: List<StoredRecord>) {
+internal class Replay(private val runId: String, private val workflowName: String, records: List<StoredRecord>) {
     private val lock = Any()
 
     // guarded by lock
@@ -50,11 +50,11 @@ internal class Replay(private val runId: String, private val workflow: String, r
     /** Reaches [id] as a call of [kind]: its record, or null when it has none yet. A duplicate or another kind is fatal. */
     fun visit(id: String, kind: RecordKind): StoredRecord? {
         val record = synchronized(lock) {
-            if (!visited.add(id)) throw fail(DuplicateStepIdException(runId, workflow, id))
+            if (!visited.add(id)) throw fail(DuplicateStepIdException(runId, workflowName, id))
             records[id]
         }
         if (record != null && record.kind != kind) {
-            throw fail(NonDeterminismException(runId, workflow, id, "a ${kindName(record.kind)} '$id'", "calls ${kindName(kind)} '$id'"))
+            throw fail(NonDeterminismException(runId, workflowName, id, "a ${kindName(record.kind)} '$id'", "calls ${kindName(kind)} '$id'"))
         }
         return record
     }
@@ -67,8 +67,8 @@ internal class Replay(private val runId: String, private val workflow: String, r
         val what = if (id != null) "$call('$id')" else "$call()"
         return fail(
             WorkflowMisuseException(
-                runId, workflow, id ?: outerStepId,
-                "$what was called inside step '$outerStepId' in workflow '$workflow' (run '$runId'): " +
+                runId, workflowName, id ?: outerStepId,
+                "$what was called inside step '$outerStepId' in workflow '$workflowName' (run '$runId'): " +
                     "Stent calls (steps, sleeps, signals, now, random) cannot run inside a step body; " +
                     "call them from the workflow body, or make the inner work plain code inside the step",
             ),
@@ -77,7 +77,7 @@ internal class Replay(private val runId: String, private val workflow: String, r
 
     /** Once the workflow code returned: the fatal error of this replay, or a record it never reached, or null. */
     fun verdict(): StentException? = fatal ?: synchronized(lock) { records.values.firstOrNull { it.stepId !in visited } }?.let {
-        NonDeterminismException(runId, workflow, it.stepId, "a ${it.kind} '${it.stepId}'", "finished without reaching it")
+        NonDeterminismException(runId, workflowName, it.stepId, "a ${it.kind} '${it.stepId}'", "finished without reaching it")
     }
 
     private companion object {

@@ -4,6 +4,7 @@ import dev.stent.WorkerConfig
 import dev.stent.runtime.internal.LocalNotifier
 import dev.stent.runtime.internal.StoreAccess
 import kotlinx.coroutines.CoroutineDispatcher
+import kotlinx.coroutines.sync.Semaphore
 import org.slf4j.Logger
 
 /**
@@ -15,6 +16,23 @@ internal interface EngineClock {
     fun nowMs(): Long
 
     fun nanoTime(): Long
+}
+
+/**
+ * The worker's execution slots ([WorkerConfig.concurrency]): a run holds one while it executes
+ * code, gives it back while every branch waits in memory ([parked]), and takes one again to go on.
+ */
+internal interface RunSlots {
+    /** Suspends until a slot is free; waiting runs that resume come first (FIFO). */
+    suspend fun acquire()
+
+    fun release()
+
+    /** [run] waits in memory without a slot; the worker may unload it to bound memory. */
+    fun parked(run: RunExecution)
+
+    /** [run] no longer waits in memory (it goes on, or ended). */
+    fun unparked(run: RunExecution)
 }
 
 /**
@@ -31,6 +49,11 @@ internal class RunEnvironment(
     val runDispatcher: () -> CoroutineDispatcher,
     /** Where timers run that must fire while a run's own thread is blocked: the deadline and step timeouts. */
     val timerDispatcher: CoroutineDispatcher,
+    /** Where step bodies run: off the run's serial thread, on threads made for blocking, so branches overlap. */
+    val stepDispatcher: CoroutineDispatcher,
+    /** Step bodies executing at once over every run of the worker ([WorkerConfig.maxParallelSteps]). */
+    val stepPermits: Semaphore,
+    val slots: RunSlots,
     val log: Logger,
     /** When the worker last renewed its leases (by [EngineClock.nanoTime]). */
     val lastRenewalNanos: () -> Long,

@@ -16,6 +16,7 @@ import dev.stent.store.StoredRecord
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WriteOutcome
 import kotlinx.coroutines.CancellationException
+import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Job
 import kotlinx.coroutines.NonCancellable
 import kotlinx.coroutines.coroutineScope
@@ -24,6 +25,9 @@ import kotlinx.coroutines.delay
 import kotlinx.coroutines.ensureActive
 import kotlinx.coroutines.isActive
 import kotlinx.coroutines.launch
+import kotlinx.coroutines.sync.Mutex
+import kotlinx.coroutines.sync.Semaphore
+import kotlinx.coroutines.sync.withLock
 import kotlinx.coroutines.withContext
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.atomic.AtomicBoolean
@@ -98,6 +102,23 @@ internal class RunExecution(
     val replay = Replay(claimed.id, claimed.workflowName, claimed.records)
     val state = RunState()
 
+    /** True while this run holds one of the worker's execution slots. */
+    private val holdsSlot = AtomicBoolean(false)
+
+    /** Orders parking and taking the slot again between the run's branches. */
+    private val slotLock = Mutex()
+
+    /** The run's coroutine scope while its body runs (evictions are decided there). */
+    @Volatile
+    private var scope: CoroutineScope? = null
+
+    /** True while reads of the run show it WAITING (a park written to the store). */
+    @Volatile
+    private var parkShown = false
+
+    /** Step bodies of this run executing at once ([dev.stent.WorkerConfig.maxParallelStepsPerRun]). */
+    val stepPermits = Semaphore(env.config.maxParallelStepsPerRun)
+
     /** Set once by the claim loop before the job starts. */
     @Volatile
     var job: Job? = null
@@ -161,17 +182,84 @@ internal class RunExecution(
             if (settle()) withContext(NonCancellable) { apply(outcome) }
         } finally {
             forgetCancelHandler()
+            releaseSlot()
+            env.slots.unparked(this)
         }
     }
 
     /** Stops hearing this JVM's cancel requests (the run ended, or was abandoned). */
     fun forgetCancelHandler() = env.notifier.removeCancel(runId, cancelHandler)
 
+    /** The claim loop reserved a slot for this run before claiming it. */
+    fun grantSlot() = holdsSlot.set(true)
+
+    /** Gives the slot back (once); also called by the worker when it abandons the run. */
+    fun releaseSlot() {
+        if (holdsSlot.compareAndSet(true, false)) env.slots.release()
+    }
+
+    /**
+     * Before the run does work (a step, a checkpoint, workflow code after a wait): makes sure it
+     * holds an execution slot, taking one again after a park (after the runs that resumed before
+     * it), and ends a park mark reads show. Callers are inside a busy section, so the run cannot
+     * park or unload meanwhile.
+     */
+    suspend fun ensureSlot() {
+        if (holdsSlot.get() && !parkShown) return
+        slotLock.withLock {
+            if (!holdsSlot.get()) {
+                env.slots.unparked(this)
+                env.slots.acquire()
+                holdsSlot.set(true)
+                // stopped meanwhile (an abandoned run's branch returning from a store call): nothing more to run
+                stopReason.get()?.let { reason ->
+                    releaseSlot()
+                    throw RunStopped(reason)
+                }
+            }
+            if (parkShown) {
+                parkShown = false
+                if (storeCall("marking run '$runId' running") { unpark(runId, fencingToken) } == WriteOutcome.LEASE_LOST) throw lost()
+            }
+        }
+    }
+
+    /**
+     * Every branch waits in memory until [untilMs] (near): the run gives its execution slot back, so
+     * a wait is not work. A wait long enough to be seen is written to the store, so reads show the
+     * run WAITING until it goes on. [stillWaiting] re-checks under the slot lock.
+     */
+    suspend fun park(untilMs: Long, signalNames: Set<String>, stillWaiting: () -> Boolean) {
+        slotLock.withLock {
+            if (!holdsSlot.get() || !stillWaiting()) return
+            if (untilMs - env.clock.nowMs() >= PARK_SHOWN_MS) {
+                if (storeCall("marking run '$runId' waiting") { park(runId, fencingToken, untilMs, signalNames) } == WriteOutcome.LEASE_LOST) throw lost()
+                parkShown = true
+            }
+            releaseSlot()
+            env.slots.parked(this)
+        }
+    }
+
+    /**
+     * The worker bounds how many runs wait in memory: unloads this one if every branch still waits,
+     * whatever the threshold. Decided on the run's own dispatcher, where no branch can move on
+     * between the decision and the stop.
+     */
+    fun evict() {
+        scope?.launch {
+            val decision = state.quiescence(env.clock.nowMs(), Long.MIN_VALUE) as? Quiescence.Unload ?: return@launch
+            stop(StopReason.Unload(decision.wakeAtMs, decision.signalNames))
+        }
+    }
+
     private suspend fun <I, O> runBody(definition: WorkflowDefinition<I, O>): Outcome {
         val maxBytes = env.maxPayloadBytes
         return try {
+            ensureSlot() // in the try: a stop while waiting for a slot is applied like any other
             val input = decodePayload(definition.inputCodec, claimed.input, PayloadSite("input", runId, workflowName))
             val output = coroutineScope {
+                scope = this
                 // on the default dispatcher: the run's own thread may be blocked by a step body when the deadline passes
                 val deadlineTimer = claimed.deadlineAtMs?.let { at ->
                     launch(env.timerDispatcher) {
@@ -303,6 +391,9 @@ internal class RunExecution(
     }
 
     companion object {
+        /** A run parked for at least this long is written to the store, so reads show it WAITING. */
+        const val PARK_SHOWN_MS = 1_000L
+
         /** The failure type recorded on a run cancelled by its deadline. */
         const val DEADLINE_TYPE = "dev.stent.DeadlineExceeded"
 

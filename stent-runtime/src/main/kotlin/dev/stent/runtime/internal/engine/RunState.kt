@@ -8,8 +8,8 @@ internal sealed class Quiescence {
     /** Nothing to decide: a branch is busy or none waits. */
     object Busy : Quiescence()
 
-    /** Keep waiting in memory: the earliest wake-up is near. */
-    object Stay : Quiescence()
+    /** Keep waiting in memory until [wakeAtMs] (near), for [signalNames] too, without an execution slot. */
+    class Stay(val wakeAtMs: Long, val signalNames: Set<String>) : Quiescence()
 
     /** Unload until [wakeAtMs], listening for [signalNames]. */
     class Unload(val wakeAtMs: Long?, val signalNames: Set<String>) : Quiescence()
@@ -50,7 +50,8 @@ internal class RunState {
     fun quiescence(nowMs: Long, thresholdMs: Long): Quiescence = synchronized(lock) {
         if (busy != 0 || waiters.isEmpty()) return Quiescence.Busy
         val earliest = waiters.mapNotNull { it.wakeAtMs }.minOrNull()
-        if (earliest != null && earliest - nowMs <= thresholdMs) return Quiescence.Stay
-        Quiescence.Unload(earliest, waiters.mapNotNullTo(HashSet()) { it.signalName })
+        val signals = waiters.mapNotNullTo(HashSet()) { it.signalName }
+        if (earliest != null && earliest - nowMs <= thresholdMs) return Quiescence.Stay(earliest, signals)
+        Quiescence.Unload(earliest, signals)
     }
 }

@@ -38,6 +38,7 @@ import kotlinx.coroutines.ensureActive
 import kotlinx.coroutines.isActive
 import kotlinx.coroutines.job
 import kotlinx.coroutines.launch
+import kotlinx.coroutines.sync.Semaphore
 import kotlinx.coroutines.withContext
 import kotlinx.coroutines.yield
 import kotlinx.serialization.builtins.serializer
@@ -60,7 +61,7 @@ import kotlin.time.Duration.Companion.seconds
  * and left at every resumption and suspension), and clears an interrupt it caused before the
  * thread leaves the body, so no pool thread keeps a stray interrupt.
  */
-internal class InStep(val stepId: String) : AbstractCoroutineContextElement(Key), ThreadContextElement<Unit> {
+internal class InStep(val stepId: String, val permits: StepPermits) : AbstractCoroutineContextElement(Key), ThreadContextElement<Unit> {
     companion object Key : CoroutineContext.Key<InStep>
 
     private val lock = Any()
@@ -110,6 +111,36 @@ internal class InStep(val stepId: String) : AbstractCoroutineContextElement(Key)
     private fun interruptLocked(t: Thread) {
         t.interrupt()
         interrupted += t
+    }
+}
+
+/**
+ * The two step permits a running body holds, the run's and the worker's, given back once: when the
+ * attempt ends, or when the worker abandons a run whose body ignores interruption (so a body that
+ * never returns does not keep a worker permit forever).
+ */
+internal class StepPermits private constructor(private val run: Semaphore, private val worker: Semaphore) {
+    private val released = AtomicBoolean()
+
+    fun release() {
+        if (released.compareAndSet(false, true)) {
+            worker.release()
+            run.release()
+        }
+    }
+
+    companion object {
+        /** Takes the run's permit, then the worker's (always in that order, so two takers never wait on each other in a cycle). */
+        suspend fun acquire(run: Semaphore, worker: Semaphore): StepPermits {
+            run.acquire()
+            try {
+                worker.acquire()
+            } catch (e: Throwable) {
+                run.release()
+                throw e
+            }
+            return StepPermits(run, worker)
+        }
     }
 }
 
@@ -181,8 +212,17 @@ internal class WorkflowScopeImpl(
      * body, the attempt fails with [StepTimeoutException].
      */
     private suspend fun <T> runAttempt(id: String, attempt: Int, timeoutMs: Long?, block: suspend StepScope.() -> T): Attempt<T> {
+        val permits = StepPermits.acquire(run.stepPermits, env.stepPermits)
+        try {
+            return runAttemptNow(InStep(id, permits), attempt, timeoutMs, block)
+        } finally {
+            permits.release()
+        }
+    }
+
+    private suspend fun <T> runAttemptNow(inStep: InStep, attempt: Int, timeoutMs: Long?, block: suspend StepScope.() -> T): Attempt<T> {
+        val id = inStep.stepId
         run.checkLease()
-        val inStep = InStep(id)
         state.stepStarted(inStep)
         // set by the step's own timer only, so what the body throws when it is cut off does not matter
         val timedOut = AtomicBoolean()
@@ -193,7 +233,7 @@ internal class WorkflowScopeImpl(
             } else {
                 coroutineScope {
                     val work = async { interruptible(inStep, body) }
-                    // on the default dispatcher: the body may block the run's own thread
+                    // on the timer dispatcher, apart from the body's threads
                     val timer = launch(env.timerDispatcher) {
                         delay(timeoutMs.milliseconds)
                         timedOut.set(true)
@@ -221,15 +261,17 @@ internal class WorkflowScopeImpl(
     }
 
     /**
-     * Runs [body] with [inStep] in its context, so a cancellation of the body (or of children it
-     * left running) interrupts the threads it blocks. The handler stays until `withContext` has
-     * waited for those children too.
+     * Runs [body] on the step dispatcher, off the run's serial thread (so the bodies of parallel
+     * branches overlap, whether they block or suspend), with [inStep] in its context, so a
+     * cancellation of the body (or of children it left running) interrupts the threads it blocks.
+     * The handler stays until `withContext` has waited for those children too; the result comes
+     * back to the run's thread, which checkpoints it.
      */
     @OptIn(InternalCoroutinesApi::class)
     private suspend fun <T> interruptible(inStep: InStep, body: suspend () -> T): T {
         var handle: DisposableHandle? = null
         try {
-            return withContext(inStep) {
+            return withContext(env.stepDispatcher + inStep) {
                 // onCancelling: interrupt at once, in the canceller's thread, while the body still blocks
                 handle = coroutineContext.job.invokeOnCompletion(onCancelling = true) { if (it != null) inStep.cancel() }
                 body()
@@ -296,13 +338,14 @@ internal class WorkflowScopeImpl(
         if (due == null) waitForever() else waitUntil(due, null)
     }
 
-    /** Suspends until the database clock reaches [wakeAtMs]; the run may unload meanwhile. */
+    /** Suspends until the database clock reaches [wakeAtMs]; the run may park or unload meanwhile. */
     private suspend fun waitUntil(wakeAtMs: Long, signalName: String?) {
         while (true) {
             val remaining = wakeAtMs - env.clock.nowMs()
-            if (remaining <= 0) return
+            if (remaining <= 0) break
             waiting(Waiter(wakeAtMs, signalName)) { delay(remaining.milliseconds) }
         }
+        busy { } // take a slot again before the branch goes on
     }
 
     /** A durable wait with no timer: the run unloads, and only a cancel or its deadline ends it. */
@@ -338,9 +381,13 @@ internal class WorkflowScopeImpl(
         while (true) {
             currentCoroutineContext().ensureActive()
             val armed = wake.arm()
-            val consumed = busy { run.storeCall("consuming signal '$name' for run '$runId'") { consumeSignal(runId, run.fencingToken, name, waitId) } }
+            // a poll while parked needs no slot: it only looks
+            val consumed = busy(needsSlot = false) {
+                run.storeCall("consuming signal '$name' for run '$runId'") { consumeSignal(runId, run.fencingToken, name, waitId) }
+            }
             if (consumed != null) {
                 replay.record(consumed)
+                busy { } // take a slot again before the branch goes on
                 return decodePayload(codec, consumed.result ?: "null", site)
             }
             val left = deadline?.let { it - env.clock.nowMs() }
@@ -402,10 +449,14 @@ internal class WorkflowScopeImpl(
         throw replay.misuse(call, id, outer.stepId)
     }
 
-    /** Marks the run busy (doing work or I/O) around [block]; the end of the last busy section may let it unload. */
-    private suspend inline fun <R> busy(block: () -> R): R {
+    /**
+     * Marks the run busy (doing work or I/O) around [block], first taking an execution slot again
+     * if the run parked ([needsSlot]); the end of the last busy section may let it park or unload.
+     */
+    private suspend inline fun <R> busy(needsSlot: Boolean = true, block: () -> R): R {
         state.enterBusy()
         try {
+            if (needsSlot) run.ensureSlot()
             return block()
         } finally {
             if (state.exitBusy()) scheduleQuiescenceCheck()
@@ -430,8 +481,13 @@ internal class WorkflowScopeImpl(
     private fun scheduleQuiescenceCheck() {
         runScope.launch {
             repeat(QUIESCENCE_YIELDS) { yield() }
-            val decision = state.quiescence(env.clock.nowMs(), env.config.unloadThreshold.inWholeMilliseconds)
-            if (decision is Quiescence.Unload) run.stop(StopReason.Unload(decision.wakeAtMs, decision.signalNames))
+            when (val decision = state.quiescence(env.clock.nowMs(), env.config.unloadThreshold.inWholeMilliseconds)) {
+                is Quiescence.Unload -> run.stop(StopReason.Unload(decision.wakeAtMs, decision.signalNames))
+                is Quiescence.Stay -> run.park(decision.wakeAtMs, decision.signalNames) {
+                    state.quiescence(env.clock.nowMs(), env.config.unloadThreshold.inWholeMilliseconds) is Quiescence.Stay
+                }
+                Quiescence.Busy -> Unit
+            }
         }
     }
 

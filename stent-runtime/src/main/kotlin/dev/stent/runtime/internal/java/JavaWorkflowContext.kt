@@ -10,7 +10,6 @@ import dev.stent.java.WorkflowContext
 import dev.stent.runtime.internal.engine.InStep
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.runBlocking
-import kotlinx.coroutines.runInterruptible
 import java.time.Duration
 import java.time.Instant
 import java.util.UUID
@@ -21,7 +20,7 @@ import kotlin.time.toKotlinDuration
 /**
  * The [WorkflowContext] of one Java run: each call blocks the Java thread while the suspend
  * [scope] call runs in the run's own coroutine context (its serial dispatcher and its job, so an
- * unload or a cancel reaches it). Step bodies run on [BlockingDispatchers.steps].
+ * unload or a cancel reaches it). Step bodies run where the engine runs every step body (see `RunEnvironment.stepDispatcher`).
  */
 internal class JavaWorkflowContext(private val scope: WorkflowScope, private val runContext: CoroutineContext) : WorkflowContext {
     /**
@@ -54,14 +53,12 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
 
     private fun <T> runStep(id: String, codec: Codec<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T = call {
         step(id, codec, retry, timeout?.toKotlinDuration()) {
-            val step = currentCoroutineContext()[InStep]
-            runInterruptible(BlockingDispatchers.steps) {
-                inStep.set(step)
-                try {
-                    body.get()
-                } finally {
-                    inStep.remove()
-                }
+            // already on a thread made for blocking, which the step's InStep interrupts on a stop
+            inStep.set(currentCoroutineContext()[InStep])
+            try {
+                body.get()
+            } finally {
+                inStep.remove()
             }
         }
     }

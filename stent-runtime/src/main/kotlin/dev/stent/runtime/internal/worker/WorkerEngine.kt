@@ -3,11 +3,13 @@ package dev.stent.runtime.internal.worker
 import dev.stent.Stent
 import dev.stent.StentStoreException
 import dev.stent.WorkerConfig
+import dev.stent.runtime.internal.BlockingDispatchers
 import dev.stent.runtime.internal.WakeUp
 import dev.stent.runtime.internal.engine.EngineClock
 import dev.stent.runtime.internal.engine.Outcome
 import dev.stent.runtime.internal.engine.RunEnvironment
 import dev.stent.runtime.internal.engine.RunExecution
+import dev.stent.runtime.internal.engine.RunSlots
 import dev.stent.runtime.internal.engine.RunThread
 import dev.stent.runtime.internal.engine.StopReason
 import dev.stent.store.ClaimRequest
@@ -32,6 +34,7 @@ import kotlinx.coroutines.joinAll
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.selects.onTimeout
 import kotlinx.coroutines.selects.select
+import kotlinx.coroutines.sync.Semaphore
 import kotlinx.coroutines.withContext
 import kotlinx.coroutines.withTimeoutOrNull
 import org.slf4j.LoggerFactory
@@ -66,8 +69,39 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
      */
     private val detached = CoroutineScope(SupervisorJob() + Dispatchers.IO + CoroutineName("stent-worker-$id-detached"))
 
-    /** Runs this worker executes; written by the claim loop, removed by each run when it ends (or is abandoned). */
+    /** Runs this worker has loaded; written by the claim loop, removed by each run when it ends (or is abandoned). */
     private val active = ConcurrentHashMap<String, RunExecution>()
+
+    /** Runs waiting in memory without a slot, longest waiting first; guarded by itself. */
+    private val parked = LinkedHashSet<RunExecution>()
+
+    /**
+     * A run holds a slot while it executes code, not while every branch waits ([RunSlots]); fair, so a
+     * run that resumes gets the next free slot before the claim loop takes new work.
+     */
+    private val slots = object : RunSlots {
+        val permits = Semaphore(config.concurrency)
+
+        override suspend fun acquire() = permits.acquire()
+
+        override fun release() {
+            permits.release()
+            slotFreed.fire()
+        }
+
+        override fun parked(run: RunExecution) {
+            val evicted = synchronized(parked) {
+                parked += run
+                if (parked.size > config.maxWaitingInMemory) parked.first().also { parked -= it } else null
+            }
+            // past the bound, the run waiting longest unloads (if a branch moved on meanwhile, it simply goes on)
+            evicted?.evict()
+        }
+
+        override fun unparked(run: RunExecution) {
+            synchronized(parked) { parked -= run }
+        }
+    }
     private val slotFreed = WakeUp()
     private val stopping = AtomicBoolean(false)
     private val stopped = CompletableDeferred<Unit>()
@@ -102,6 +136,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         // and its checkpoints block its own thread instead of hopping to the store dispatcher
         runDispatcher = { Dispatchers.IO.limitedParallelism(1) },
         timerDispatcher = Dispatchers.Default,
+        stepDispatcher = BlockingDispatchers.steps(config.maxParallelSteps),
+        stepPermits = Semaphore(config.maxParallelSteps),
+        slots = slots,
         log = log,
         lastRenewalNanos = { lastRenewalNanos },
         onStopped = ::watchStopped,
@@ -129,8 +166,12 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         while (!stopping.get()) {
             val armedWork = notifier.workAvailable.arm()
             val armedSlot = slotFreed.arm()
-            val free = config.concurrency - active.size
+            // slots are reserved before the claim and handed to the runs it takes, so a run that resumes
+            // meanwhile cannot find them gone; the claim takes no more runs than it has slots for
+            var free = 0
+            while (free < config.concurrency && slots.permits.tryAcquire()) free++
             var claimed = 0
+            var launched = 0
             var nextReadyAt: Long? = null
             if (free > 0) {
                 try {
@@ -143,12 +184,20 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                             claim(ClaimRequest(id, names, queues ?: emptyList(), free, config.leaseDuration.inWholeMilliseconds))
                         }
                         observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
-                        if (stopping.get()) releaseUnstarted(result.runs) else result.runs.forEach { launchRun(it, claimedAtNanos) }
                         claimed = result.runs.size
+                        if (stopping.get()) {
+                            releaseUnstarted(result.runs)
+                        } else {
+                            result.runs.forEach { launchRun(it, claimedAtNanos) }
+                            launched = claimed
+                        }
                         nextReadyAt = result.nextReadyAt
                     }
                 } catch (e: StentStoreException) {
                     log.warn("stent worker {}: claim failed, retrying: {}", id, e.message)
+                } finally {
+                    // the reserved slots no launched run took (quietly: waking the claim loop for them would make it spin)
+                    repeat(free - launched) { slots.permits.release() }
                 }
             }
             if (claimed > 0) idle = minPoll
@@ -185,7 +234,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     private suspend fun gatherSlots() {
         val batch = (config.concurrency / 8).coerceAtLeast(1)
         withTimeoutOrNull(GATHER) {
-            while (config.concurrency - active.size in 1 until batch) slotFreed.arm().await()
+            while (slots.permits.availablePermits in 1 until batch) slotFreed.arm().await()
         }
     }
 
@@ -195,6 +244,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         // the stop timeout, after which it is abandoned); its cleanup removes only itself.
         val previous = active[claimed.id]?.also { it.stop(StopReason.LeaseLost) }
         val execution = RunExecution(env, claimed, claimedAtNanos)
+        execution.grantSlot() // reserved by the claim loop
         val began = AtomicBoolean(false)
         val job = scope.launch(env.runDispatcher() + RunThread.element + CoroutineName("stent-run-${claimed.id}"), start = CoroutineStart.LAZY) {
             began.set(true)
@@ -213,6 +263,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         job.invokeOnCompletion {
             if (!began.get()) {
                 if (active.remove(claimed.id, execution)) slotFreed.fire()
+                execution.releaseSlot()
                 if (execution.settle()) applyDetached(execution, execution.stopReasonNow ?: StopReason.Shutdown)
             }
         }
@@ -247,6 +298,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             threads.joinToString("") { (step, t) -> "\n  step '$step' on thread '${t.name}':\n    " + t.stackTrace.take(12).joinToString("\n    ") },
         )
         if (active.remove(execution.runId, execution)) slotFreed.fire()
+        execution.releaseSlot()
+        slots.unparked(execution)
+        execution.state.runningSteps().forEach { it.permits.release() }
         execution.forgetCancelHandler()
         when (reason) {
             StopReason.Cancel, is StopReason.Deadline -> applyDetached(execution, reason)

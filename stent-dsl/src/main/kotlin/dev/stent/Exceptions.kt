@@ -37,6 +37,26 @@ public class StepFailedException(
     RecordedException(failure),
 )
 
+/**
+ * Thrown in a parent by [ChildRun.await] or [WorkflowScope.map] when a child run failed or was
+ * cancelled: [childStatus] says which, [failure] is the child's recorded failure (for a cancel:
+ * why). [stepId] is the call's id in the parent.
+ */
+public class ChildFailedException(
+    override val runId: String,
+    override val workflowName: String,
+    override val stepId: String,
+    /** The child's run id. */
+    public val childRunId: String,
+    /** FAILED or CANCELLED. */
+    public val childStatus: RunStatus,
+    public val failure: Failure,
+) : StentException(
+    "child run '$childRunId', started by call '$stepId' of run '$runId' (workflow '$workflowName'), finished $childStatus: $failure; " +
+        "describe the child for its history, or catch ChildFailedException to compensate",
+    RecordedException(failure),
+)
+
 /** Thrown by `await()` when the run finished FAILED; [failure] is the recorded failure. */
 public class WorkflowFailedException(
     override val runId: String,

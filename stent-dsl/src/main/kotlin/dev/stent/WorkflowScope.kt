@@ -85,6 +85,52 @@ public interface WorkflowScope {
 
     /** A random number in [0, 1), recorded on first call and the same on every replay; see [now] for [id]. */
     public suspend fun random(id: String? = null): Double
+
+    /**
+     * Starts a child run of [workflow] with [input]: a normal run that any worker registering the
+     * workflow may claim. Its id is derived from this run's id and [id] (default
+     * `child:<workflow name>#n`), so a replay, or a crash between starting it and recording it,
+     * never starts two. The child inherits the workflow's queue and priority.
+     *
+     * An attached child (the default) is cancelled when this run finishes before it, or is
+     * cancelled; a [detached] one outlives it. Await the output with [ChildRun.await].
+     */
+    public suspend fun <I, O> startChild(workflow: WorkflowDefinition<I, O>, input: I, id: String? = null, detached: Boolean = false): ChildRun<O>
+
+    /** [startChild] by workflow name, for a workflow this process does not define; the codecs encode its input and decode its output. */
+    public suspend fun <I, O> startChild(
+        workflowName: String,
+        input: I,
+        inputCodec: Codec<I>,
+        outputCodec: Codec<O>,
+        id: String? = null,
+        detached: Boolean = false,
+    ): ChildRun<O>
+
+    /**
+     * Runs [workflow] once per input as attached children, spread over every worker that registers
+     * it, and returns their outputs in input order. However many inputs, this run holds no
+     * coroutine per child: it starts them in batches and collects their outputs as they finish,
+     * unloading while it waits. The first child that fails fails the map with
+     * [ChildFailedException] (the others are cancelled when this run finishes). [id] defaults to
+     * `map:<workflow name>#n`.
+     */
+    public suspend fun <I, O> map(workflow: WorkflowDefinition<I, O>, inputs: List<I>, id: String? = null): List<O>
+}
+
+/** A child run started by [WorkflowScope.startChild]. */
+@OptIn(ExperimentalSubclassOptIn::class)
+@SubclassOptInRequired(InternalStentApi::class)
+public interface ChildRun<O> {
+    /** The child's run id: describe or signal it like any run. */
+    public val runId: String
+
+    /**
+     * Waits for the child to finish and returns its output; this run unloads while it waits. Throws
+     * [ChildFailedException] when the child failed or was cancelled. Recorded: a replay returns the
+     * same output, or throws the same failure, without waiting.
+     */
+    public suspend fun await(): O
 }
 
 /** What a step body can see about the step it runs. */
@@ -113,6 +159,20 @@ public suspend inline fun <reified T> WorkflowScope.step(
     timeout: Duration? = null,
     noinline block: suspend StepScope.() -> T,
 ): T = step(id, codecOf<T>(), retry, timeout, block)
+
+/** Starts a child run by workflow name with kotlinx-serializable input and output; see [WorkflowScope.startChild]. */
+@JvmSynthetic
+public suspend inline fun <reified I, reified O> WorkflowScope.startChild(
+    workflowName: String,
+    input: I,
+    id: String? = null,
+    detached: Boolean = false,
+): ChildRun<O> = startChild(workflowName, input, codecOf<I>(), codecOf<O>(), id, detached)
+
+/** Runs [workflow] as a child and waits for its output: [WorkflowScope.startChild] then [ChildRun.await]. */
+@JvmSynthetic
+public suspend fun <I, O> WorkflowScope.child(workflow: WorkflowDefinition<I, O>, input: I, id: String? = null): O =
+    startChild(workflow, input, id).await()
 
 /** Waits for the next signal [name] with a kotlinx-serializable payload; see [WorkflowScope.awaitSignal]. */
 @JvmSynthetic

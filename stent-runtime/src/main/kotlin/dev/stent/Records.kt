@@ -19,6 +19,9 @@ public enum class RecordKind {
 
     /** A recorded `random()`. */
     RANDOM,
+
+    /** A child run: started (WAITING) or finished (COMPLETED, with the child's outcome); a map's progress. */
+    CHILD,
 }
 
 /** The state of one record. */

@@ -68,10 +68,17 @@ public interface StentClient {
     public suspend fun describe(runId: String): RunInfo
 
     /**
-     * Runs newest first, filtered by [status] and [workflowName] when given, [limit] at a time from
-     * [offset]. The returned [RunInfo]s carry no records (describe a run for those).
+     * Runs newest first, filtered by [status], [workflowName] and [parentId] (the children of a run)
+     * when given, [limit] at a time from [offset]. The returned [RunInfo]s carry no records (describe
+     * a run for those).
      */
-    public suspend fun list(status: RunStatus? = null, workflowName: String? = null, limit: Int = 100, offset: Int = 0): List<RunInfo>
+    public suspend fun list(
+        status: RunStatus? = null,
+        workflowName: String? = null,
+        limit: Int = 100,
+        offset: Int = 0,
+        parentId: String? = null,
+    ): List<RunInfo>
 
     /**
      * Cancels run [runId]: a PENDING or WAITING run is CANCELLED at once. A RUNNING one is flagged;
@@ -161,6 +168,13 @@ public class RunInfo internal constructor(
      * WAITING). With [readyAt], what the run waits for and until when.
      */
     public val waitingForSignals: Set<String> = emptySet(),
+    /** The run that started this one as a child, or null. */
+    public val parentId: String? = null,
+    /**
+     * The ids of the runs this one started as children, oldest first: at most 1,000 (list them with
+     * `list(parentId = id)` for more). Empty in [StentClient.list] results.
+     */
+    public val children: List<String> = emptyList(),
 ) {
     override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, records=${records.size})"
 }

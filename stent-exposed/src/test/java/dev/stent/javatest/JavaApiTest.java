@@ -343,4 +343,44 @@ class JavaApiTest {
             assertEquals(Set.of("count", "at", "roll", "token", "tags-wait"), ids);
         }
     }
+    record OrderLine(String sku, int quantity) {}
+    record Priced(String sku, long cents) {}
+
+    static final dev.stent.WorkflowDefinition<OrderLine, Priced> PRICE = Workflows.define("java-price", OrderLine.class, Priced.class,
+        (ctx, line) -> ctx.step("price", Priced.class, () -> new Priced(line.sku(), 250L * line.quantity())));
+
+    static final dev.stent.WorkflowDefinition<Integer, Long> INVOICE = Workflows.define("java-invoice", Integer.class, Long.class, (ctx, n) -> {
+        Priced first = ctx.child(PRICE, new OrderLine("first", 1));
+        dev.stent.java.ChildRef<Priced> second = ctx.startChild(PRICE, new OrderLine("second", 2), "second", false);
+        List<OrderLine> lines = IntStream.range(0, n).mapToObj(i -> new OrderLine("sku-" + i, i)).toList();
+        List<Priced> priced = ctx.map(PRICE, lines);
+        return first.cents() + second.await().cents() + priced.stream().mapToLong(Priced::cents).sum();
+    });
+
+    static final dev.stent.WorkflowDefinition<String, String> REFUSE = Workflows.define("java-refuse", String.class, String.class,
+        (ctx, why) -> ctx.step("refuse", String.class, RetryPolicy.NONE, () -> { throw new IllegalStateException("refused: " + why); }));
+
+    static final dev.stent.WorkflowDefinition<String, String> CATCHER = Workflows.define("java-catcher", String.class, String.class, (ctx, why) -> {
+        try {
+            return ctx.child(REFUSE, why);
+        } catch (dev.stent.ChildFailedException e) {
+            return e.getChildStatus() + " " + e.getFailure().getMessage();
+        }
+    });
+
+    @Test
+    void aJavaWorkflowStartsChildrenAwaitsThemAndMapsOverThePool() throws Exception {
+        try (StentWorker ignored = worker(PRICE, INVOICE, REFUSE, CATCHER)) {
+            // 250 + 500 + 250 * (0 + 1 + … + 9)
+            long total = get(client.start(INVOICE, 10, StartOptions.withId("inv")).thenCompose(RunRef::result));
+            assertEquals(250L + 500L + 250L * 45, total);
+            RunInfo info = get(client.describe("inv"));
+            assertTrue(info.getChildren().contains("inv/second"), info.getChildren().toString());
+            assertEquals(12, info.getChildren().size());
+            assertEquals("inv", get(client.describe("inv/second")).getParentId());
+            assertEquals(10, get(client.list(null, "java-price", 100, 0, "inv")).stream().filter(r -> r.getId().startsWith("inv/map")).count());
+            String caught = get(client.start(CATCHER, "no stock", StartOptions.withId("c")).thenCompose(RunRef::result));
+            assertTrue(caught.startsWith("FAILED ") && caught.contains("refused: no stock"), caught);
+        }
+    }
 }

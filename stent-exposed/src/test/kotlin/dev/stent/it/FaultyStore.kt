@@ -63,9 +63,17 @@ class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
         return real.heartbeat(workerId, runIds, leaseMs)
     }
 
-    override fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+    override fun finish(
+        runId: String,
+        fencingToken: Long,
+        status: RunStatus,
+        output: String?,
+        failure: String?,
+        notifyParent: Boolean,
+        cancelChildren: Boolean,
+    ): WriteOutcome {
         beforeFinish(runId, status)
-        return real.finish(runId, fencingToken, status, output, failure)
+        return real.finish(runId, fencingToken, status, output, failure, notifyParent, cancelChildren)
     }
 
     override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> {

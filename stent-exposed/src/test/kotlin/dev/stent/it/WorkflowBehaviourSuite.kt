@@ -1,5 +1,6 @@
 package dev.stent.it
 
+import dev.stent.ChildFailedException
 import dev.stent.DuplicateStepIdException
 import dev.stent.NonRetryableException
 import dev.stent.PayloadException
@@ -15,6 +16,7 @@ import dev.stent.UnknownRunException
 import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowFailedException
 import dev.stent.awaitSignal
+import dev.stent.child
 import dev.stent.retryPolicy
 import dev.stent.signal
 import dev.stent.startByName
@@ -432,6 +434,106 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                     stent.client.list(status = RunStatus.WAITING).count { it.leaseOwner == null } >= 5
                 }
                 runs.sumOf { it.await(60.seconds) } shouldBe 55
+            }
+        }
+    }
+
+    test("a child is a run of its own: its output comes back, describe shows parent and children, a replay starts no second child") {
+        withStore(store) { stent ->
+            val childRuns = AtomicInteger()
+            val double = workflow<Int, Int>("double") { n ->
+                sleep(300.milliseconds) // the parent unloads meanwhile
+                step("double") { childRuns.incrementAndGet(); n * 2 }
+            }
+            val parent = workflow<Int, Int>("parent") { n ->
+                val first = child(double, n, id = "first")
+                val second = startChild(double, first) // a generated id
+                sleep(300.milliseconds, id = "pause") // unload and replay: both children are found, not started again
+                second.await() + 1
+            }
+            stentWorker(stent) { register(parent); register(double); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
+                stent.client.start(parent, 5, id = "p").await(30.seconds) shouldBe 21
+            }
+            childRuns.get() shouldBe 2
+            val info = stent.client.describe("p")
+            info.children shouldContainExactly listOf("p/first", "p/child:double#1")
+            info.records.filter { it.kind == RecordKind.CHILD }.map { it.status } shouldContainExactly listOf(RecordStatus.COMPLETED, RecordStatus.COMPLETED)
+            stent.client.describe("p/first").parentId shouldBe "p"
+            stent.client.list(parentId = "p").map { it.id }.toSet() shouldBe setOf("p/first", "p/child:double#1")
+        }
+    }
+
+    test("a failed child fails its parent with the child's message, and the parent may catch it") {
+        withStore(store) { stent ->
+            val broken = workflow<String, String>("broken") { why -> step<String>("fail", retryPolicy { maxAttempts = 1 }) { throw IOException("disk $why") } }
+            val strict = workflow<String, String>("strict") { why -> child(broken, why, id = "b") }
+            val lenient = workflow<String, String>("lenient") { why ->
+                try {
+                    child(broken, why, id = "b")
+                } catch (e: ChildFailedException) {
+                    "caught ${e.childStatus} from ${e.childRunId}: ${e.failure.message}"
+                }
+            }
+            stentWorker(stent) { register(broken); register(strict); register(lenient) }.use {
+                val e = shouldThrow<WorkflowFailedException> { stent.client.start(strict, "full", id = "s").await(30.seconds) }
+                e.failure.type shouldBe ChildFailedException::class.java.name
+                e.failure.message!! shouldContain "child run 's/b'"
+                e.failure.message!! shouldContain "disk full"
+                stent.client.start(lenient, "gone", id = "l").await(30.seconds) shouldContain "caught FAILED from l/b"
+            }
+        }
+    }
+
+    test("cancel goes down a 3-level tree of children; a detached child outlives it") {
+        withStore(store) { stent ->
+            val leaf = workflow<String, String>("leaf") { _ -> awaitSignal<String>("never") }
+            val mid = workflow<String, String>("mid") { _ -> child(leaf, "x", id = "leaf") }
+            val top = workflow<String, String>("top") { _ ->
+                startChild(leaf, "y", id = "free", detached = true)
+                child(mid, "x", id = "mid")
+            }
+            stentWorker(stent) { register(top); register(mid); register(leaf); unloadThreshold = 100.milliseconds }.use {
+                stent.client.start(top, "go", id = "t")
+                eventually("the whole tree waits") {
+                    listOf("t", "t/mid", "t/mid/leaf", "t/free").all { runCatching { stent.client.describe(it).status }.getOrNull() == RunStatus.WAITING }
+                }
+                stent.client.cancel("t")
+                eventually("cancel reached every attached level") {
+                    listOf("t", "t/mid", "t/mid/leaf").all { stent.client.describe(it).status == RunStatus.CANCELLED }
+                }
+                stent.client.describe("t/free").status shouldBe RunStatus.WAITING
+            }
+        }
+    }
+
+    test("map fans 60 inputs out as children and returns their outputs in input order, each child run once") {
+        withStore(store) { stent ->
+            val runs = ConcurrentHashMap<Int, AtomicInteger>()
+            val square = workflow<Int, Int>("square") { n -> step("square") { runs.computeIfAbsent(n) { AtomicInteger() }.incrementAndGet(); n * n } }
+            val squares = workflow<Int, List<Int>>("squares") { n -> map(square, (0 until n).toList(), id = "sq") }
+            stentWorker(stent) { register(square); register(squares); concurrency = 8; unloadThreshold = 100.milliseconds }.use {
+                stent.client.start(squares, 60, id = "m").await(60.seconds) shouldBe (0 until 60).map { it * it }
+            }
+            runs.keys shouldBe (0 until 60).toSet()
+            runs.values.map { it.get() }.toSet() shouldBe setOf(1)
+            stent.client.list(parentId = "m", limit = 1000).size shouldBe 60
+        }
+    }
+
+    test("a map whose child fails fails its parent with that child, and the children left running are cancelled") {
+        withStore(store) { stent ->
+            val picky = workflow<Int, Int>("picky") { n ->
+                if (n == 3) step<Int>("refuse", retryPolicy { maxAttempts = 1 }) { throw IllegalStateException("no $n") }
+                awaitSignal<String>("go", timeout = if (n < 3) null else 30.seconds)
+                n
+            }
+            val all = workflow<Int, List<Int>>("all-picky") { n -> map(picky, (0 until n).toList(), id = "p") }
+            stentWorker(stent) { register(picky); register(all); unloadThreshold = 100.milliseconds }.use {
+                val e = shouldThrow<WorkflowFailedException> { stent.client.start(all, 6, id = "mp").await(30.seconds) }
+                e.failure.message!! shouldContain "child run 'mp/p/3'"
+                eventually("the other children are cancelled") {
+                    (0 until 6).filter { it != 3 }.all { stent.client.describe("mp/p/$it").status == RunStatus.CANCELLED }
+                }
             }
         }
     }

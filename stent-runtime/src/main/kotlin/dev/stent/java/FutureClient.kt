@@ -91,10 +91,15 @@ public class FutureClient private constructor(private val stent: Stent) {
     /** Cancels the run; see the Kotlin `StentClient.cancel`. Completes with the status after the call. */
     public fun cancel(runId: String): CompletableFuture<RunStatus> = async { client.cancel(runId) }
 
-    /** Runs newest first, filtered by [status] and [workflowName] when not null. */
+    /** Runs newest first, filtered by [status], [workflowName] and [parentId] (the children of a run) when not null. */
     @JvmOverloads
-    public fun list(status: RunStatus? = null, workflowName: String? = null, limit: Int = 100, offset: Int = 0): CompletableFuture<List<RunInfo>> =
-        async { client.list(status, workflowName, limit, offset) }
+    public fun list(
+        status: RunStatus? = null,
+        workflowName: String? = null,
+        limit: Int = 100,
+        offset: Int = 0,
+        parentId: String? = null,
+    ): CompletableFuture<List<RunInfo>> = async { client.list(status, workflowName, limit, offset, parentId) }
 
     private fun <O> ref(id: String, codec: Codec<O>): RunRef<O> = Ref(id, codec)
 

@@ -24,6 +24,21 @@ public interface WorkflowContext {
     /** The workflow's name. */
     public val workflowName: String
 
+    /**
+     * Starts a child run of [workflow] (see the Kotlin `WorkflowScope.startChild`): any worker may
+     * run it; its id is derived from this run and the call's id, so it is started once.
+     */
+    public fun <I, O> startChild(workflow: dev.stent.WorkflowDefinition<I, O>, input: I): ChildRef<O>
+
+    /** [startChild] with the call's [id] (null: generated) and whether the child outlives this run ([detached]). */
+    public fun <I, O> startChild(workflow: dev.stent.WorkflowDefinition<I, O>, input: I, id: String?, detached: Boolean): ChildRef<O>
+
+    /** Runs [workflow] as a child and waits for its output; a failed or cancelled child throws `ChildFailedException`. */
+    public fun <I, O> child(workflow: dev.stent.WorkflowDefinition<I, O>, input: I): O
+
+    /** Runs [workflow] once per input as children over the worker pool; the outputs in input order (see the Kotlin `map`). */
+    public fun <I, O> map(workflow: dev.stent.WorkflowDefinition<I, O>, inputs: List<I>): List<O>
+
     /** Runs [body] once for this run and records its result under [id]; replay returns the record. */
     public fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T
 
@@ -107,4 +122,13 @@ public interface WorkflowContext {
 
     /** [random] recorded under [id]. */
     public fun random(id: String): Double
+}
+
+/** A child run started by [WorkflowContext.startChild]. */
+public interface ChildRef<O> {
+    /** The child's run id. */
+    public val runId: String
+
+    /** Waits for the child's output (blocking the workflow's thread); a failed or cancelled child throws `ChildFailedException`. */
+    public fun await(): O
 }

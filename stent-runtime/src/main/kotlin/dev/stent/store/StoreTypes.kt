@@ -36,7 +36,46 @@ public class NewRun(
     public val deadlineAtMs: Long? = null,
     /** A deadline relative to creation (database clock), or null. */
     public val timeoutMs: Long? = null,
+    /** The run that started this one as a child, or null. */
+    public val parentId: String? = null,
+    /** The call in the parent that started it: the parent waits for signal `child:<parentCall>`. */
+    public val parentCall: String? = null,
+    /** A detached child is not cancelled with its parent. */
+    public val detached: Boolean = false,
 )
+
+/**
+ * How a run's waited signal names match a stored signal: exactly, or by prefix for a name ending
+ * in a star (a map waits for every `child:<map id>/<index>` at once).
+ */
+public object SignalNames {
+    public fun matches(waited: Collection<String>, name: String): Boolean =
+        waited.any { if (it.endsWith('*')) name.startsWith(it.dropLast(1)) else it == name }
+}
+
+/**
+ * The payload of the signal `child:<call>` a child's end sends its parent, in the transaction that
+ * finishes the child: how it ended, and its encoded output or failure.
+ */
+public class ChildOutcome(public val status: RunStatus, public val output: String? = null, public val failure: String? = null) {
+    /** As JSON: `{"status": …, "output": …, "failure": …}`, the output and failure as encoded strings. */
+    public fun encode(): String = kotlinx.serialization.json.buildJsonObject {
+        put("status", kotlinx.serialization.json.JsonPrimitive(status.name))
+        put("output", kotlinx.serialization.json.JsonPrimitive(output))
+        put("failure", kotlinx.serialization.json.JsonPrimitive(failure))
+    }.toString()
+
+    public companion object {
+        public fun decode(payload: String): ChildOutcome {
+            val o = kotlinx.serialization.json.Json.parseToJsonElement(payload) as kotlinx.serialization.json.JsonObject
+            fun text(key: String) = (o[key] as? kotlinx.serialization.json.JsonPrimitive)?.takeIf { it.isString }?.content
+            return ChildOutcome(RunStatus.valueOf(text("status") ?: "FAILED"), text("output"), text("failure"))
+        }
+
+        /** The signal a child's end sends its parent, for the parent's call [parentCall]. */
+        public fun signalName(parentCall: String): String = "child:$parentCall"
+    }
+}
 
 /** One write of [WorkflowStore.checkpoints]: [record] for [runId] if [fencingToken] still holds its lease. */
 public class CheckpointWrite(public val runId: String, public val fencingToken: Long, public val record: StoredRecord)
@@ -48,6 +87,10 @@ public class FinishWrite(
     public val status: dev.stent.RunStatus,
     public val output: String?,
     public val failure: String?,
+    /** The run is a child: send its parent the [ChildOutcome] in the same transaction. */
+    public val notifyParent: Boolean = false,
+    /** The run started children: cancel its attached unfinished children (and theirs) in the same transaction. */
+    public val cancelChildren: Boolean = false,
 )
 
 /** The outcome of [WorkflowStore.createRun]. */
@@ -84,6 +127,8 @@ public class ClaimedRun(
     public val cancelRequested: Boolean = false,
     /** When the run's deadline passes (epoch milliseconds, database clock), or null. */
     public val deadlineAtMs: Long? = null,
+    /** The parent run of a child, or null. */
+    public val parentId: String? = null,
 )
 
 /**
@@ -128,6 +173,8 @@ public class RunQuery(
     public val workflowName: String? = null,
     public val limit: Int = 100,
     public val offset: Int = 0,
+    /** Only the children of this run. */
+    public val parentId: String? = null,
 )
 
 /** A run as stored. Times are epoch milliseconds, database clock. */
@@ -155,6 +202,8 @@ public class RunRecord(
     public val deadlineAt: Long? = null,
     /** The signal names a WAITING run waits for. */
     public val waitSignals: List<String> = emptyList(),
+    /** The run that started this one as a child, or null. */
+    public val parentId: String? = null,
 )
 
 /** A worker as it announces itself in the store, so `describe()` can tell when nobody serves a run. */

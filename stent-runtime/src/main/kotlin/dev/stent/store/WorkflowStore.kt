@@ -1,5 +1,6 @@
 package dev.stent.store
 
+import dev.stent.RecordKind
 import dev.stent.RunStatus
 
 /**
@@ -52,8 +53,25 @@ public interface WorkflowStore : AutoCloseable {
     public fun consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord?
 
     /**
+     * Takes up to [limit] unconsumed signals of [runId] whose names start with [namePrefix], oldest
+     * first, and records each, in one transaction, as a COMPLETED record of [kind] whose id is
+     * [recordPrefix] followed by the rest of the name, and whose result is the payload. Throws
+     * [LeaseLostException] when [fencingToken] no longer holds the lease. A map collects its
+     * children's outcomes with it.
+     */
+    public fun consumeSignals(
+        runId: String,
+        fencingToken: Long,
+        namePrefix: String,
+        recordPrefix: String,
+        kind: RecordKind,
+        limit: Int,
+    ): List<StoredRecord>
+
+    /**
      * Writes the run back as WAITING until [wakeAtMs] (null: until a signal), waiting for
-     * [signalNames], and releases its lease. If a signal with one of those names is already stored,
+     * [signalNames] (a name ending in `*` stands for every name that starts with what precedes it),
+     * and releases its lease. If a signal with one of those names is already stored,
      * the run becomes PENDING and ready now instead.
      */
     public fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome
@@ -68,15 +86,28 @@ public interface WorkflowStore : AutoCloseable {
     /** Ends a [park] mark: the run executes again. The default records nothing. */
     public fun unpark(runId: String, fencingToken: Long): WriteOutcome = WriteOutcome.OK
 
-    /** Finishes the run as [status] (COMPLETED, FAILED or CANCELLED) with its output or failure. */
-    public fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome
+    /**
+     * Finishes the run as [status] (COMPLETED, FAILED or CANCELLED) with its output or failure. In the
+     * same transaction, with [notifyParent] it sends the run's parent a [ChildOutcome] as signal
+     * `child:<parent call>` (a parent WAITING for it becomes PENDING; a finished parent gets nothing),
+     * and with [cancelChildren] it cancels the run's attached unfinished children, and theirs.
+     */
+    public fun finish(
+        runId: String,
+        fencingToken: Long,
+        status: RunStatus,
+        output: String?,
+        failure: String?,
+        notifyParent: Boolean = false,
+        cancelChildren: Boolean = false,
+    ): WriteOutcome
 
     /**
      * [finish] for several runs in one transaction (group commit), one outcome per run in order; at
      * most one write per run. Applies nothing when it throws. The default finishes them one by one.
      */
     public fun finishes(writes: List<FinishWrite>): List<WriteOutcome> =
-        writes.map { finish(it.runId, it.fencingToken, it.status, it.output, it.failure) }
+        writes.map { finish(it.runId, it.fencingToken, it.status, it.output, it.failure, it.notifyParent, it.cancelChildren) }
 
     /**
      * Gives the lease back: the run is PENDING again. With [retryAfterMs] null (a clean release:

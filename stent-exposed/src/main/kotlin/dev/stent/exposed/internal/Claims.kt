@@ -23,14 +23,14 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
     val set = """SET status = 'RUNNING', lease_owner = ?, fencing_token = fencing_token + 1,
                lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
                updated_at = $now, ready_at = NULL, wait_signals = NULL, parked_at = NULL, parked_until = NULL"""
-    val returning = "RETURNING stent_runs.id, workflow_name, input, fencing_token, claim_count, cancel_requested, deadline_at, $now AS now"
+    val returning = "RETURNING stent_runs.id, workflow_name, input, fencing_token, claim_count, cancel_requested, deadline_at, parent_id, $now AS now"
     val (sql, args) = dialect.claim(ClaimParts(expired, ready, set, returning, filterArgs, request.limit, request.workerId, request.leaseMs))
     var dbNow: Long? = null
     val claimed = query(sql, args) { rs ->
         dbNow = rs.getLong("now")
         ClaimRow(
             rs.getString("id"), rs.getString("workflow_name"), rs.getString("input"), rs.getLong("fencing_token"), rs.getInt("claim_count"),
-            rs.getBoolean("cancel_requested"), rs.longOrNull("deadline_at"),
+            rs.getBoolean("cancel_requested"), rs.longOrNull("deadline_at"), rs.getString("parent_id"),
         )
     }
     // a run's first claim takes token 1 (tokens start at 0 and only grow); before it, nothing could write a record
@@ -55,7 +55,10 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
     ) { listOfNotNull(it.longOrNull("ready"), it.longOrNull("expires")).minOrNull() }.single()
     ClaimResult(
         claimed.map {
-            ClaimedRun(it.id, it.workflowName, it.input, it.fencingToken, it.claimCount, records[it.id].orEmpty(), it.cancelRequested, it.deadlineAt)
+            ClaimedRun(
+                it.id, it.workflowName, it.input, it.fencingToken, it.claimCount, records[it.id].orEmpty(), it.cancelRequested, it.deadlineAt,
+                it.parentId,
+            )
         },
         dbNow ?: nowMs(),
         nextReadyAt,
@@ -64,7 +67,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
 
 internal class ClaimRow(
     val id: String, val workflowName: String, val input: String, val fencingToken: Long, val claimCount: Int,
-    val cancelRequested: Boolean, val deadlineAt: Long?,
+    val cancelRequested: Boolean, val deadlineAt: Long?, val parentId: String?,
 )
 
 internal fun StoreContext.release(runId: String, fencingToken: Long, retryAfterMs: Long?): WriteOutcome =

@@ -1,5 +1,6 @@
 package dev.stent.exposed.internal
 
+import dev.stent.RecordKind
 import dev.stent.RunStatus
 import dev.stent.store.CheckpointWrite
 import dev.stent.store.ClaimRequest
@@ -54,10 +55,25 @@ internal class ExposedStore(
     override fun consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord? =
         ctx.consumeSignal(runId, fencingToken, name, stepId)
     override fun listRecords(runId: String): List<StoredRecord> = ctx.listRecords(runId)
+    override fun consumeSignals(
+        runId: String,
+        fencingToken: Long,
+        namePrefix: String,
+        recordPrefix: String,
+        kind: RecordKind,
+        limit: Int,
+    ): List<StoredRecord> = ctx.consumeSignals(runId, fencingToken, namePrefix, recordPrefix, kind, limit)
     override fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome =
         ctx.unload(runId, fencingToken, wakeAtMs, signalNames)
-    override fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
-        ctx.finish(runId, fencingToken, status, output, failure)
+    override fun finish(
+        runId: String,
+        fencingToken: Long,
+        status: RunStatus,
+        output: String?,
+        failure: String?,
+        notifyParent: Boolean,
+        cancelChildren: Boolean,
+    ): WriteOutcome = ctx.finish(runId, fencingToken, status, output, failure, notifyParent, cancelChildren)
     override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> = ctx.finishes(writes)
     override fun park(runId: String, fencingToken: Long, untilMs: Long, signalNames: Set<String>): WriteOutcome =
         ctx.park(runId, fencingToken, untilMs, signalNames)

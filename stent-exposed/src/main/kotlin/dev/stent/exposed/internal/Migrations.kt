@@ -103,6 +103,14 @@ internal object Migrations {
             exec("ALTER TABLE stent_runs ADD COLUMN parked_at BIGINT NULL")
             exec("ALTER TABLE stent_runs ADD COLUMN parked_until BIGINT NULL")
         },
+        // a child run is a run: with its parent, the parent's call that started it, and whether it outlives the parent
+        Migration(7, "child runs") {
+            exec("ALTER TABLE stent_runs ADD COLUMN parent_id VARCHAR(200) NULL")
+            exec("ALTER TABLE stent_runs ADD COLUMN parent_call VARCHAR(400) NULL")
+            exec("ALTER TABLE stent_runs ADD COLUMN detached BOOLEAN NOT NULL DEFAULT FALSE")
+            // a parent's children, for cancelling them and for describe(); only child runs are in it
+            exec("CREATE INDEX stent_runs_parent ON stent_runs (parent_id) WHERE parent_id IS NOT NULL")
+        },
     )
 
     val latest: Int get() = all.last().version

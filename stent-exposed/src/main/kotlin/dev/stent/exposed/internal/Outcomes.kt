@@ -2,28 +2,58 @@ package dev.stent.exposed.internal
 
 import dev.stent.RunStatus
 import dev.stent.UnknownRunException
+import dev.stent.store.ChildOutcome
 import dev.stent.store.FinishWrite
+import dev.stent.store.SignalNames
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WriteOutcome
 
 // Ending a turn of a run: unload it, finish it (one or a group); and what clients do to runs: signal, cancel.
 
-internal fun StoreContext.unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome = tx {
-    unloadIn(runId, fencingToken, wakeAtMs, signalNames)
-}.also {
-    when (it) {
-        UnloadOutcome.READY -> wake(WakeUpMessage.WORK)
-        UnloadOutcome.CANCELLED -> wake(WakeUpMessage.FINISHED, runId)
-        else -> Unit
+internal fun StoreContext.unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
+    val wakes = FamilyWakes()
+    return tx {
+        unloadIn(runId, fencingToken, wakeAtMs, signalNames).also {
+            // cancelled on the way out: a child tells its parent, a parent cancels its children
+            if (it == UnloadOutcome.CANCELLED) {
+                notifyParentIn(this, lockParentOf(this, runId), ChildOutcome(RunStatus.CANCELLED), wakes)
+                cancelChildrenIn(this, runId, wakes)
+            }
+        }
+    }.also { announce(wakes) }.also {
+        when (it) {
+            UnloadOutcome.READY -> wake(WakeUpMessage.WORK)
+            UnloadOutcome.CANCELLED -> wake(WakeUpMessage.FINISHED, runId)
+            else -> Unit
+        }
     }
 }
 
-internal fun StoreContext.finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
+internal fun StoreContext.finish(
+    runId: String,
+    fencingToken: Long,
+    status: RunStatus,
+    output: String?,
+    failure: String?,
+    notifyParent: Boolean = false,
+    cancelChildren: Boolean = false,
+): WriteOutcome = if (notifyParent || cancelChildren) {
+    finishFamily(runId, fencingToken, status, output, failure, notifyParent, cancelChildren)
+} else {
     autocommit { finishIn(runId, fencingToken, status, output, failure) }.also { if (it == WriteOutcome.OK) wake(WakeUpMessage.FINISHED, runId) }
+}
 
 // One statement for a group of finishes, each fenced by its own token.
 internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome> {
-    if (writes.size == 1) return writes.map { finish(it.runId, it.fencingToken, it.status, it.output, it.failure) }
+    // a finish that tells a parent or cancels children is a transaction of its own
+    if (writes.size == 1 || writes.any { it.notifyParent || it.cancelChildren }) {
+        val (family, plain) = writes.partition { it.notifyParent || it.cancelChildren }
+        val outcomes = HashMap<String, WriteOutcome>()
+        family.forEach { outcomes[it.runId] = finish(it.runId, it.fencingToken, it.status, it.output, it.failure, it.notifyParent, it.cancelChildren) }
+        if (plain.size == 1) plain.forEach { outcomes[it.runId] = finish(it.runId, it.fencingToken, it.status, it.output, it.failure) }
+        else if (plain.isNotEmpty()) plain.zip(finishes(plain)).forEach { (w, o) -> outcomes[w.runId] = o }
+        return writes.map { outcomes.getValue(it.runId) }
+    }
     require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
     writes.forEach { require(it.status.isFinished) { "finish needs a final status, not ${it.status}" } }
     val finished = autocommit {
@@ -58,7 +88,7 @@ internal fun StoreContext.sendSignal(runId: String, name: String, payload: Strin
         "INSERT INTO stent_signals (run_id, name, payload, created_at) VALUES (?, ?, ?, $now)",
         listOf(runId, name, payload),
     )
-    val waitsForIt = run.second?.let { namesJson.decodeFromString(namesSerializer, it) }?.contains(name) == true
+    val waitsForIt = SignalNames.matches(run.second?.let { namesJson.decodeFromString(namesSerializer, it) }.orEmpty(), name)
     if (run.first == RunStatus.WAITING && waitsForIt) {
         update(
             "UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'",
@@ -69,7 +99,9 @@ internal fun StoreContext.sendSignal(runId: String, name: String, payload: Strin
 
 internal fun StoreContext.requestCancel(runId: String): RunStatus? {
     var announce: WakeUpMessage? = null
+    val wakes = FamilyWakes()
     val result = tx {
+        val parent = lockParentOf(this, runId)
         val status = query("SELECT status FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(runId)) {
             RunStatus.valueOf(it.getString("status"))
         }.firstOrNull() ?: return@tx null
@@ -81,6 +113,8 @@ internal fun StoreContext.requestCancel(runId: String): RunStatus? {
                     listOf(runId),
                 )
                 announce = WakeUpMessage.FINISHED
+                notifyParentIn(this, parent, ChildOutcome(RunStatus.CANCELLED), wakes)
+                cancelChildrenIn(this, runId, wakes)
                 RunStatus.CANCELLED
             }
             RunStatus.RUNNING -> {
@@ -92,6 +126,7 @@ internal fun StoreContext.requestCancel(runId: String): RunStatus? {
         }
     }
     announce?.let { wake(it, runId) }
+    announce(wakes)
     return result
 }
 

@@ -38,6 +38,7 @@ internal fun StoreContext.listRuns(query: RunQuery): List<RunRecord> = transacti
                 else -> andWhere { RunsTable.status eq s.name }
             }
             query.workflowName?.let { w -> andWhere { RunsTable.workflowName eq w } }
+            query.parentId?.let { p -> andWhere { RunsTable.parentId eq p } }
         }
         .orderBy(RunsTable.createdAt to SortOrder.DESC, RunsTable.id to SortOrder.DESC)
         .limit(query.limit).offset(query.offset.toLong())

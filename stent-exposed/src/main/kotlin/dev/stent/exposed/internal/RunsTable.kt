@@ -39,6 +39,15 @@ internal object RunsTable : Table("stent_runs") {
     /** Until when a parked run waits (migration 6). */
     val parkedUntil = long("parked_until").nullable()
 
+    /** The run that started this one as a child (migration 7). */
+    val parentId = varchar("parent_id", 200).nullable()
+
+    /** The parent's call that started it: its end is signalled to the parent as `child:<parent_call>`. */
+    val parentCall = varchar("parent_call", 400).nullable()
+
+    /** A detached child is not cancelled with its parent. */
+    val detached = bool("detached")
+
     override val primaryKey = PrimaryKey(id)
 
     // Migration 1 created these; migration 2 replaced the first three with partial indexes over unfinished runs.

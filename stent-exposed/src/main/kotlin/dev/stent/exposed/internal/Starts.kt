@@ -8,12 +8,15 @@ import dev.stent.store.NewRun
 // One autocommit statement when the id is new (the common case).
 internal fun StoreContext.createRun(run: NewRun): CreateRunResult = autocommit {
     val inserted = query(
-        """WITH v (id, workflow_name, input, queue, priority, delay_ms, deadline_at, timeout_ms) AS
+        """WITH v (id, workflow_name, input, queue, priority, delay_ms, deadline_at, timeout_ms, parent_id, parent_call, detached) AS
              (VALUES (CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),
-                      CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)))
+                      CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BOOLEAN)))
            $insertRuns FROM v WHERE TRUE
            ON CONFLICT (id) DO NOTHING RETURNING id""",
-        listOf<Any?>(run.id, run.workflowName, run.input, run.queue, run.priority, run.delayMs, run.deadlineAtMs, run.timeoutMs),
+        listOf<Any?>(
+            run.id, run.workflowName, run.input, run.queue, run.priority, run.delayMs, run.deadlineAtMs, run.timeoutMs, run.parentId, run.parentCall,
+            run.detached,
+        ),
     ) { true }.isNotEmpty()
     if (inserted) wake(WakeUpMessage.WORK)
     if (inserted) CreateRunResult(true, run.workflowName)
@@ -28,9 +31,15 @@ internal fun StoreContext.createRuns(runs: List<NewRun>): List<CreateRunResult> 
         val (v, vArgs) = groupTable(
             listOf(
                 "id" to "TEXT", "workflow_name" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER",
-                "delay_ms" to "BIGINT", "deadline_at" to "BIGINT", "timeout_ms" to "BIGINT",
+                "delay_ms" to "BIGINT", "deadline_at" to "BIGINT", "timeout_ms" to "BIGINT", "parent_id" to "TEXT", "parent_call" to "TEXT",
+                "detached" to "BOOLEAN",
             ),
-            first.map { listOf(it.id, it.workflowName, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs) },
+            first.map {
+                listOf(
+                    it.id, it.workflowName, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs, it.parentId, it.parentCall,
+                    it.detached,
+                )
+            },
         )
         query(
             """$v

@@ -47,11 +47,11 @@ internal class StoreContext(
      * delay and its deadline (a run whose deadline passes before its delay is cancelled then).
      */
     internal val insertRuns = """INSERT INTO stent_runs (id, workflow_name, status, input, queue, priority, ready_at, deadline_at,
-               fencing_token, claim_count, cancel_requested, created_at, updated_at)
+               fencing_token, claim_count, cancel_requested, created_at, updated_at, parent_id, parent_call, detached)
            SELECT id, workflow_name, 'PENDING', input, queue, priority,
                CASE WHEN COALESCE(deadline_at, $now + timeout_ms) < $now + delay_ms
                     THEN COALESCE(deadline_at, $now + timeout_ms) ELSE $now + delay_ms END,
-               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now"""
+               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now, parent_id, parent_call, detached"""
 
     /** Announces a committed change to the other processes on this database; call it after the commit. */
     internal fun wake(message: WakeUpMessage, runId: String = "") {
@@ -99,9 +99,13 @@ internal class StoreContext(
             finishIn(runId, fencingToken, RunStatus.CANCELLED, null, null)
             return UnloadOutcome.CANCELLED
         }
+        // a name ending in '*' waits for every name that starts with the rest (a map's children)
+        val (prefixes, names) = signalNames.partition { it.endsWith('*') }
+        val byName = if (names.isEmpty()) "" else "name IN (${marks(names.size)})"
+        val byPrefix = prefixes.joinToString(" OR ") { "substr(name, 1, ?) = ?" }
         val signalled = signalNames.isNotEmpty() && query(
-            "SELECT 1 FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND name IN (${marks(signalNames.size)}) LIMIT 1",
-            listOf(runId) + signalNames,
+            "SELECT 1 FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND (${listOf(byName, byPrefix).filter { it.isNotEmpty() }.joinToString(" OR ")}) LIMIT 1",
+            listOf<Any?>(runId) + names + prefixes.flatMap { val p = it.dropLast(1); listOf(p.length, p) },
         ) { true }.isNotEmpty()
         return if (signalled) {
             update(
@@ -160,7 +164,7 @@ internal class StoreContext(
             rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("finished_at"),
             if (parked) rs.longOrNull("parked_until") else rs.longOrNull("ready_at"),
             rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
-            rs.longOrNull("deadline_at"), names(rs.getString("wait_signals")),
+            rs.longOrNull("deadline_at"), names(rs.getString("wait_signals")), rs.getString("parent_id"),
         )
     }
 
@@ -172,7 +176,7 @@ internal class StoreContext(
             r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
             r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.finishedAt], if (parked) r[RunsTable.parkedUntil] else r[RunsTable.readyAt],
             r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
-            r[RunsTable.deadlineAt], names(r[RunsTable.waitSignals]),
+            r[RunsTable.deadlineAt], names(r[RunsTable.waitSignals]), r[RunsTable.parentId],
         )
     }
 

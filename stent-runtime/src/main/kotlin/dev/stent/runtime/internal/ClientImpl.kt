@@ -4,6 +4,7 @@ import dev.stent.AwaitTimeoutException
 import dev.stent.Codec
 import dev.stent.InternalStentApi
 import dev.stent.RecordInfo
+import dev.stent.RecordKind
 import dev.stent.RunConflictException
 import dev.stent.RunHandle
 import dev.stent.RunInfo
@@ -136,16 +137,19 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         else -> error("run '${run.id}' is not finished")
     }
 
-    override suspend fun list(status: RunStatus?, workflowName: String?, limit: Int, offset: Int): List<RunInfo> {
+    override suspend fun list(status: RunStatus?, workflowName: String?, limit: Int, offset: Int, parentId: String?): List<RunInfo> {
         requireArgument(limit in 1..10_000) { "list: limit must be within 1..10000, was $limit" }
         requireArgument(offset >= 0) { "list: offset must not be negative, was $offset" }
-        return access.call("listing runs") { listRuns(RunQuery(status, workflowName, limit, offset)) }.map { info(it, emptyList()) }
+        return access.call("listing runs") { listRuns(RunQuery(status, workflowName, limit, offset, parentId)) }.map { info(it, emptyList()) }
     }
 
     override suspend fun describe(runId: String): RunInfo {
         val run = getRun(runId, "describing")
         val records = access.call("listing the records of run '$runId'") { listRecords(runId) }
-        return info(run, records, if (run.status == RunStatus.PENDING) diagnose(run) else null)
+        val children = if (records.none { it.kind == RecordKind.CHILD }) emptyList() else access.call("listing the children of run '$runId'") {
+            listRuns(RunQuery(limit = MAX_CHILDREN_SHOWN, parentId = runId)).reversed().map { it.id }
+        }
+        return info(run, records, if (run.status == RunStatus.PENDING) diagnose(run) else null, children)
     }
 
     /** Says so when no live worker serves a PENDING run's workflow and queue. */
@@ -160,7 +164,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         else "$what since ${instant(last)}: the run waits until a worker that registers it starts"
     }
 
-    private fun info(run: RunRecord, records: List<dev.stent.store.StoredRecord>, diagnosis: String? = null): RunInfo =
+    private fun info(run: RunRecord, records: List<dev.stent.store.StoredRecord>, diagnosis: String? = null, children: List<String> = emptyList()): RunInfo =
         RunInfo(
             run.id, run.workflowName, run.status, run.queue, run.priority,
             instant(run.createdAt), run.startedAt?.let(::instant), instant(run.updatedAt), run.finishedAt?.let(::instant),
@@ -172,6 +176,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
                 )
             },
             run.deadlineAt?.let(::instant), diagnosis, if (run.status == RunStatus.WAITING) run.waitSignals.toSet() else emptySet(),
+            run.parentId, children,
         )
 
     override suspend fun cancel(runId: String): RunStatus {
@@ -199,6 +204,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
 
     private companion object {
         val MAX_AWAIT_POLL = 500.milliseconds
+        const val MAX_CHILDREN_SHOWN = 1_000
         val MAX_AWAIT_POLL_WITH_WAKE_UPS = 5_000.milliseconds
         val unknownFailure = dev.stent.Failure("unknown", "no failure was recorded")
         fun instant(ms: Long): Instant = Instant.ofEpochMilli(ms)

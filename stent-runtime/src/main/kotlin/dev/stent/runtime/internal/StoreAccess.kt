@@ -42,8 +42,7 @@ internal class StoreAccess(
         checkpoints.submit(CheckpointWrite(runId, fencingToken, record))
 
     /** [WorkflowStore.finish], group-committed with concurrent finishes of this JVM. Blocking. */
-    fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome =
-        finishes.submit(FinishWrite(runId, fencingToken, status, output, failure))
+    fun finish(write: FinishWrite): WriteOutcome = finishes.submit(write)
 
     /** Runs [block] against the store on the bounded dispatcher; [what] names the operation in errors. */
     suspend fun <T> call(what: String, block: WorkflowStore.() -> T): T = withContext(dispatcher) { inline(what, block) }

@@ -4,6 +4,7 @@ import dev.stent.RecordKind
 import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.UnknownRunException
+import dev.stent.store.ChildOutcome
 import dev.stent.store.ClaimRequest
 import dev.stent.store.ClaimResult
 import dev.stent.store.ClaimedRun
@@ -14,6 +15,7 @@ import dev.stent.store.LeaseLostException
 import dev.stent.store.NewRun
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
+import dev.stent.store.SignalNames
 import dev.stent.store.StoredRecord
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WorkflowStore
@@ -41,6 +43,9 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         var updatedAt = createdAt
         var finishedAt: Long? = null
         var deadlineAt: Long? = null
+        var parentId: String? = null
+        var parentCall: String? = null
+        var detached = false
     }
 
     private class Signal(val seq: Long, val runId: String, val name: String, val payload: String) {
@@ -63,6 +68,9 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         val now = clock()
         runs[run.id] = Run(run.id, run.workflowName, run.input, run.queue, run.priority, now).apply {
             deadlineAt = run.deadlineAtMs ?: run.timeoutMs?.let { now + it }
+            parentId = run.parentId
+            parentCall = run.parentCall
+            detached = run.detached
             readyAt = listOfNotNull(now + run.delayMs, deadlineAt).min()
         }
         return CreateRunResult(true, run.workflowName)
@@ -89,7 +97,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         }
         val claimed = taken.map {
             val records = steps[it.id]?.values?.toList().orEmpty()
-            ClaimedRun(it.id, it.workflowName, it.input, it.fencingToken, it.claimCount, records, it.cancelRequested, it.deadlineAt)
+            ClaimedRun(it.id, it.workflowName, it.input, it.fencingToken, it.claimCount, records, it.cancelRequested, it.deadlineAt, it.parentId)
         }
         val next = if (claimed.isNotEmpty()) null else runs.values.filter(::eligible)
             .mapNotNull { if (it.status == RunStatus.RUNNING) it.leaseExpiresAt else if (it.status.isFinished) null else it.readyAt }.minOrNull()
@@ -121,6 +129,25 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     }
 
     @Synchronized
+    override fun consumeSignals(
+        runId: String,
+        fencingToken: Long,
+        namePrefix: String,
+        recordPrefix: String,
+        kind: RecordKind,
+        limit: Int,
+    ): List<StoredRecord> {
+        holds(runId, fencingToken) ?: throw LeaseLostException(runId)
+        return signals.filter { it.runId == runId && it.consumedBy == null && it.name.startsWith(namePrefix) }.take(limit).map { signal ->
+            val id = recordPrefix + signal.name.removePrefix(namePrefix)
+            signal.consumedBy = id
+            StoredRecord(id, kind, RecordStatus.COMPLETED, result = signal.payload, updatedAt = clock()).also {
+                steps.getOrPut(runId) { LinkedHashMap() }[id] = it
+            }
+        }
+    }
+
+    @Synchronized
     override fun unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
         val run = holds(runId, fencingToken) ?: return UnloadOutcome.LEASE_LOST
         if (run.cancelRequested) {
@@ -131,7 +158,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         run.leaseExpiresAt = null
         run.claimCount = 0
         run.updatedAt = clock()
-        return if (signals.any { it.runId == runId && it.consumedBy == null && it.name in signalNames }) {
+        return if (signals.any { it.runId == runId && it.consumedBy == null && SignalNames.matches(signalNames, it.name) }) {
             run.status = RunStatus.PENDING
             run.readyAt = clock()
             UnloadOutcome.READY
@@ -140,6 +167,22 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
             run.readyAt = wakeAtMs
             run.waitSignals = signalNames
             UnloadOutcome.WAITING
+        }
+    }
+
+    /** A child's end tells its parent; a parent's end cancels its attached children (and theirs). */
+    private fun endFamily(run: Run) {
+        val parent = run.parentId?.let { runs[it] }
+        if (parent != null && !parent.status.isFinished) {
+            val name = ChildOutcome.signalName(run.parentCall!!)
+            signals += Signal(++seq, parent.id, name, ChildOutcome(run.status, run.output, run.failure).encode())
+            if (parent.status == RunStatus.WAITING && SignalNames.matches(parent.waitSignals, name)) {
+                parent.status = RunStatus.PENDING
+                parent.readyAt = clock()
+            }
+        }
+        for (child in runs.values.filter { it.parentId == run.id && !it.detached && !it.status.isFinished }) {
+            if (child.status == RunStatus.RUNNING) child.cancelRequested = true else end(child, RunStatus.CANCELLED, null, null)
         }
     }
 
@@ -153,10 +196,19 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         run.leaseExpiresAt = null
         run.readyAt = null
         run.waitSignals = emptySet()
+        endFamily(run)
     }
 
     @Synchronized
-    override fun finish(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
+    override fun finish(
+        runId: String,
+        fencingToken: Long,
+        status: RunStatus,
+        output: String?,
+        failure: String?,
+        notifyParent: Boolean,
+        cancelChildren: Boolean,
+    ): WriteOutcome {
         require(status.isFinished) { "finish needs a final status, not $status" }
         val run = holds(runId, fencingToken) ?: return WriteOutcome.LEASE_LOST
         end(run, status, output, failure)
@@ -187,7 +239,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         val run = runs[runId] ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started")
         if (run.status.isFinished) throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.status})")
         signals += Signal(++seq, runId, name, payload)
-        if (run.status == RunStatus.WAITING && name in run.waitSignals) {
+        if (run.status == RunStatus.WAITING && SignalNames.matches(run.waitSignals, name)) {
             run.status = RunStatus.PENDING
             run.readyAt = clock()
         }
@@ -212,11 +264,12 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     @Synchronized
     override fun listRuns(query: RunQuery): List<RunRecord> = runs.values.reversed()
         .filter { (query.status == null || it.status == query.status) && (query.workflowName == null || it.workflowName == query.workflowName) }
+        .filter { query.parentId == null || it.parentId == query.parentId }
         .drop(query.offset).take(query.limit).map(::record)
 
     private fun record(r: Run) = RunRecord(
         r.id, r.workflowName, r.status, r.input, r.output, r.failure, r.queue, r.priority, r.createdAt, r.startedAt, r.updatedAt,
-        r.finishedAt, r.readyAt, r.claimCount, r.owner, r.leaseExpiresAt, r.cancelRequested, r.deadlineAt,
+        r.finishedAt, r.readyAt, r.claimCount, r.owner, r.leaseExpiresAt, r.cancelRequested, r.deadlineAt, r.waitSignals.toList(), r.parentId,
     )
 
     override fun close() = Unit

@@ -62,6 +62,15 @@ internal class Replay(private val runId: String, private val workflowName: Strin
     /** Keeps [record], just written, as the answer to its call. */
     fun record(record: StoredRecord) = synchronized(lock) { records[record.stepId] = record }
 
+    /** [record] for a record this execution reached without a call of its own (a map's child outcomes). */
+    fun recordReached(record: StoredRecord) = synchronized(lock) {
+        records[record.stepId] = record
+        visited += record.stepId
+    }
+
+    /** The record [id] holds now, without reaching it. */
+    fun peek(id: String): StoredRecord? = synchronized(lock) { records[id] }
+
     /** A Stent call ([call], with its id if it has one) made inside the body of step [outerStepId]: fatal misuse. */
     fun misuse(call: String, id: String?, outerStepId: String): StentException {
         val what = if (id != null) "$call('$id')" else "$call()"

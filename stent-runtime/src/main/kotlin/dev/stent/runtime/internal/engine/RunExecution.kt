@@ -11,6 +11,7 @@ import dev.stent.runtime.internal.decodePayload
 import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
 import dev.stent.store.ClaimedRun
+import dev.stent.store.FinishWrite
 import dev.stent.store.LeaseLostException
 import dev.stent.store.StoredRecord
 import dev.stent.store.UnloadOutcome
@@ -116,6 +117,10 @@ internal class RunExecution(
     @Volatile
     private var parkShown = false
 
+    /** Set once the run started (or replayed the start of) a child: its finish cancels attached children left running. */
+    @Volatile
+    var startedChildren = false
+
     /** Step bodies of this run executing at once ([dev.stent.WorkerConfig.maxParallelStepsPerRun]). */
     val stepPermits = Semaphore(env.config.maxParallelStepsPerRun)
 
@@ -208,6 +213,8 @@ internal class RunExecution(
         if (holdsSlot.get() && !parkShown) return
         slotLock.withLock {
             if (!holdsSlot.get()) {
+                // a stopped run does not queue for a slot
+                stopReason.get()?.let { throw RunStopped(it) }
                 env.slots.unparked(this)
                 env.slots.acquire()
                 holdsSlot.set(true)
@@ -227,13 +234,15 @@ internal class RunExecution(
     /**
      * Every branch waits in memory until [untilMs] (near): the run gives its execution slot back, so
      * a wait is not work. A wait long enough to be seen is written to the store, so reads show the
-     * run WAITING until it goes on. [stillWaiting] re-checks under the slot lock.
+     * run WAITING until it goes on. [decide] decides again under the slot lock; only a [Quiescence.Stay] parks.
      */
-    suspend fun park(untilMs: Long, signalNames: Set<String>, stillWaiting: () -> Boolean) {
+    suspend fun park(decide: () -> Quiescence) {
         slotLock.withLock {
-            if (!holdsSlot.get() || !stillWaiting()) return
-            if (untilMs - env.clock.nowMs() >= PARK_SHOWN_MS) {
-                if (storeCall("marking run '$runId' waiting") { park(runId, fencingToken, untilMs, signalNames) } == WriteOutcome.LEASE_LOST) throw lost()
+            if (!holdsSlot.get()) return
+            val stay = decide() as? Quiescence.Stay ?: return
+            if (stay.wakeAtMs - env.clock.nowMs() >= PARK_SHOWN_MS) {
+                val written = storeCall("marking run '$runId' waiting") { park(runId, fencingToken, stay.wakeAtMs, stay.signalNames) }
+                if (written == WriteOutcome.LEASE_LOST) throw lost()
                 parkShown = true
             }
             releaseSlot()
@@ -341,9 +350,12 @@ internal class RunExecution(
     )
 
     private suspend fun finish(status: RunStatus, output: String?, failure: String?) {
-        val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(runId, fencingToken, status, output, failure) }
-        if (result == WriteOutcome.OK) env.notifier.runFinished(runId)
-        else env.log.warn("run {}: lease lost before it could finish as {}", runId, status)
+        val write = FinishWrite(runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null, cancelChildren = startedChildren)
+        val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(write) }
+        if (result == WriteOutcome.OK) {
+            env.notifier.runFinished(runId)
+            claimed.parentId?.let(env.notifier::signalSent) // a parent in this process looks for its child's outcome
+        } else env.log.warn("run {}: lease lost before it could finish as {}", runId, status)
     }
 
     /**

@@ -2,6 +2,8 @@
 
 package dev.stent.runtime.internal.engine
 
+import dev.stent.ChildFailedException
+import dev.stent.ChildRun
 import dev.stent.Codec
 import dev.stent.Codecs
 import dev.stent.Failure
@@ -11,6 +13,7 @@ import dev.stent.PayloadException
 import dev.stent.RecordKind
 import dev.stent.RecordStatus
 import dev.stent.RetryPolicy
+import dev.stent.RunStatus
 import dev.stent.SignalTimeoutException
 import dev.stent.StepFailedException
 import dev.stent.StepScope
@@ -23,6 +26,8 @@ import dev.stent.runtime.internal.decodeFailure
 import dev.stent.runtime.internal.decodePayload
 import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
+import dev.stent.store.ChildOutcome
+import dev.stent.store.NewRun
 import dev.stent.store.StoredRecord
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.CoroutineScope
@@ -400,6 +405,192 @@ internal class WorkflowScopeImpl(
         }
     }
 
+    // ---- children --------------------------------------------------------------------------
+
+    override suspend fun <I, O> startChild(workflow: WorkflowDefinition<I, O>, input: I, id: String?, detached: Boolean): ChildRun<O> =
+        startChildRun(ChildSpec.of(workflow), input, id, detached)
+
+    override suspend fun <I, O> startChild(
+        workflowName: String,
+        input: I,
+        inputCodec: Codec<I>,
+        outputCodec: Codec<O>,
+        id: String?,
+        detached: Boolean,
+    ): ChildRun<O> {
+        WorkflowDefinition.validateName("workflow name", workflowName, runId, this.workflowName)
+        return startChildRun(ChildSpec(workflowName, inputCodec, outputCodec, DEFAULT_QUEUE, 0, null), input, id, detached)
+    }
+
+    /** What starting a child needs to know about its workflow. */
+    private class ChildSpec<I, O>(
+        val name: String,
+        val inputCodec: Codec<I>,
+        val outputCodec: Codec<O>,
+        val queue: String,
+        val priority: Int,
+        val timeout: Duration?,
+    ) {
+        companion object {
+            fun <I, O> of(workflow: WorkflowDefinition<I, O>) =
+                ChildSpec(workflow.name, workflow.inputCodec, workflow.outputCodec, workflow.queue, workflow.priority, workflow.timeout)
+        }
+
+        fun newRun(id: String, input: String, parentId: String, parentCall: String, detached: Boolean) = NewRun(
+            id, name, input, queue, priority, 0, null, timeout?.let { TimeMath.delayMs(it) }, parentId, parentCall, detached,
+        )
+    }
+
+    /**
+     * Starts the child once: its run id comes from this run and the call id, so a start repeated
+     * by a replay (or after a crash between the start and its record) finds the run it made.
+     */
+    private suspend fun <I, O> startChildRun(spec: ChildSpec<I, O>, input: I, id: String?, detached: Boolean): ChildRun<O> {
+        checkNotInStep("startChild", id)
+        val callId = id?.also { checkUserId(it, "child") } ?: replay.nextId("child:${spec.name}")
+        val childId = childRunId(callId)
+        val record = visit(callId, RecordKind.CHILD)
+        run.startedChildren = true
+        if (record == null) {
+            busy {
+                val encoded = encodePayload(spec.inputCodec, input, maxBytes, PayloadSite("input of child '$callId'", runId, workflowName, callId))
+                val created = run.storeCall("starting child '$callId' of run '$runId'") {
+                    createRun(spec.newRun(childId, encoded, runId, callId, detached))
+                }
+                if (!created.created && created.workflowName != spec.name) throw childConflict(callId, childId, created.workflowName, spec.name)
+                run.checkpoint(StoredRecord(callId, RecordKind.CHILD, RecordStatus.WAITING))
+            }
+        }
+        return ChildRunImpl(callId, childId, spec.outputCodec)
+    }
+
+    private inner class ChildRunImpl<O>(private val callId: String, override val runId: String, private val codec: Codec<O>) : ChildRun<O> {
+        override suspend fun await(): O {
+            checkNotInStep("await", callId)
+            replay.peek(callId)?.takeIf { it.status == RecordStatus.COMPLETED }?.let { return outcome(it) }
+            val name = ChildOutcome.signalName(callId)
+            val wake = env.notifier.signalFor(this@WorkflowScopeImpl.runId)
+            while (true) {
+                currentCoroutineContext().ensureActive()
+                val armed = wake.arm()
+                // a poll while parked needs no slot: it only looks
+                val consumed = busy(needsSlot = false) {
+                    run.storeCall("collecting child '$callId' of run '${this@WorkflowScopeImpl.runId}'") {
+                        consumeSignal(this@WorkflowScopeImpl.runId, run.fencingToken, name, callId)
+                    }
+                }
+                if (consumed != null) {
+                    val record = StoredRecord(callId, RecordKind.CHILD, RecordStatus.COMPLETED, result = consumed.result)
+                    replay.record(record)
+                    busy { } // take a slot again before the branch goes on
+                    return outcome(record)
+                }
+                waiting(Waiter(null, name)) { wake.awaitArmed(armed, SIGNAL_POLL_MS.milliseconds) }
+            }
+        }
+
+        private fun outcome(record: StoredRecord): O = childOutput(record, codec, runId)
+    }
+
+    /** The child's output from its recorded outcome, or its failure as a [ChildFailedException]. */
+    private fun <O> childOutput(record: StoredRecord, codec: Codec<O>, childId: String): O {
+        val outcome = ChildOutcome.decode(record.result ?: throw IllegalStateException("child record '${record.stepId}' has no outcome"))
+        if (outcome.status == RunStatus.COMPLETED) {
+            return decodePayload(codec, outcome.output ?: "null", PayloadSite("output of child '${record.stepId}'", runId, workflowName, record.stepId))
+        }
+        val failure = decodeFailure(outcome.failure) ?: Failure("dev.stent.Cancelled", "child run '$childId' was cancelled")
+        throw ChildFailedException(runId, workflowName, record.stepId, childId, outcome.status, failure)
+    }
+
+    /**
+     * The map: starts children in batches (recording how many it started, so a replay starts no
+     * more), then collects their outcomes in batches as they arrive, each recorded as
+     * `<map id>/<index>`. No coroutine per child: one loop, and the outputs array.
+     */
+    override suspend fun <I, O> map(workflow: WorkflowDefinition<I, O>, inputs: List<I>, id: String?): List<O> {
+        checkNotInStep("map", id)
+        val mapId = id?.also { checkUserId(it, "map") } ?: replay.nextId("map:${workflow.name}")
+        val spec = ChildSpec.of(workflow)
+        val progress = visit(mapId, RecordKind.CHILD)
+        run.startedChildren = true
+        val n = inputs.size
+        var started = progress?.result?.toInt() ?: 0
+        val outcomes = arrayOfNulls<StoredRecord>(n)
+        var collected = 0
+        fun take(record: StoredRecord) {
+            val i = record.stepId.substringAfterLast('/').toIntOrNull()?.takeIf { it in 0 until n } ?: return
+            if (outcomes[i] == null) collected++
+            outcomes[i] = record
+        }
+        // the outcomes a previous execution collected
+        for (i in 0 until minOf(started, n)) replay.peek("$mapId/$i")?.let { take(visit("$mapId/$i", RecordKind.CHILD) ?: it) }
+        failedChild(outcomes, mapId)
+        val prefix = ChildOutcome.signalName("$mapId/")
+        val wake = env.notifier.signalFor(runId)
+        while (collected < n) {
+            currentCoroutineContext().ensureActive()
+            if (started < n) {
+                busy {
+                    val batch = (started until minOf(n, started + MAP_BATCH)).map { i ->
+                        val call = "$mapId/$i"
+                        val encoded = encodePayload(spec.inputCodec, inputs[i], maxBytes, PayloadSite("input $i of map '$mapId'", runId, workflowName, mapId))
+                        spec.newRun(childRunId(call), encoded, runId, call, false)
+                    }
+                    run.storeCall("starting children of map '$mapId' of run '$runId'") { createRuns(batch) }
+                        .forEachIndexed { k, created ->
+                            if (!created.created && created.workflowName != spec.name) throw childConflict(mapId, batch[k].id, created.workflowName, spec.name)
+                        }
+                    started += batch.size
+                    run.checkpoint(StoredRecord(mapId, RecordKind.CHILD, RecordStatus.WAITING, result = started.toString()))
+                }
+                continue
+            }
+            val armed = wake.arm()
+            val consumed = busy(needsSlot = false) {
+                run.storeCall("collecting children of map '$mapId' of run '$runId'") {
+                    consumeSignals(runId, run.fencingToken, prefix, "$mapId/", RecordKind.CHILD, MAP_BATCH)
+                }
+            }
+            if (consumed.isNotEmpty()) {
+                busy { } // take a slot again before going on
+                consumed.forEach {
+                    replay.recordReached(it)
+                    take(it)
+                }
+                failedChild(outcomes, mapId)
+                continue
+            }
+            waiting(Waiter(null, "$prefix*")) { wake.awaitArmed(armed, SIGNAL_POLL_MS.milliseconds) }
+        }
+        if (progress?.status != RecordStatus.COMPLETED) busy {
+            run.checkpoint(StoredRecord(mapId, RecordKind.CHILD, RecordStatus.COMPLETED, result = started.toString()))
+        }
+        return outcomes.mapIndexed { i, record -> childOutput(record!!, spec.outputCodec, childRunId("$mapId/$i")) }
+    }
+
+    /** Throws the failure of the lowest-index failed child collected so far: the same on every replay. */
+    private fun failedChild(outcomes: Array<StoredRecord?>, mapId: String) {
+        for ((i, record) in outcomes.withIndex()) {
+            if (record == null) continue
+            if (ChildOutcome.decode(record.result ?: continue).status != RunStatus.COMPLETED) {
+                childOutput(record, Codecs.kotlinx(kotlinx.serialization.json.JsonElement.serializer()), childRunId("$mapId/$i"))
+            }
+        }
+    }
+
+    /** A child's run id: `<run id>/<call id>`, or a digest of it when that is too long for an id. */
+    private fun childRunId(callId: String): String {
+        val id = "$runId/$callId"
+        if (id.length <= MAX_RUN_ID) return id
+        val digest = java.security.MessageDigest.getInstance("SHA-256").digest(id.toByteArray())
+        return "${runId.take(100)}/" + digest.joinToString("") { "%02x".format(it) }.take(40)
+    }
+
+    private fun childConflict(callId: String, childId: String, existing: String, wanted: String) = invalid(
+        "child '$callId': run '$childId' exists already as workflow '$existing', not '$wanted'; give the call another id",
+        callId,
+    )
+
     // ---- recorded values -----------------------------------------------------------------
 
     override suspend fun now(id: String?): Instant =
@@ -483,9 +674,7 @@ internal class WorkflowScopeImpl(
             repeat(QUIESCENCE_YIELDS) { yield() }
             when (val decision = state.quiescence(env.clock.nowMs(), env.config.unloadThreshold.inWholeMilliseconds)) {
                 is Quiescence.Unload -> run.stop(StopReason.Unload(decision.wakeAtMs, decision.signalNames))
-                is Quiescence.Stay -> run.park(decision.wakeAtMs, decision.signalNames) {
-                    state.quiescence(env.clock.nowMs(), env.config.unloadThreshold.inWholeMilliseconds) is Quiescence.Stay
-                }
+                is Quiescence.Stay -> run.park { state.quiescence(env.clock.nowMs(), env.config.unloadThreshold.inWholeMilliseconds) }
                 Quiescence.Busy -> Unit
             }
         }
@@ -497,5 +686,12 @@ internal class WorkflowScopeImpl(
         val doubleCodec = Codecs.kotlinx(Double.serializer())
         const val QUIESCENCE_YIELDS = 3
         const val SIGNAL_POLL_MS = 1_000L
+
+        /** Children a map starts, or outcomes it collects, per store call. */
+        const val MAP_BATCH = 500
+
+        /** The longest run id a store keeps. */
+        const val MAX_RUN_ID = 200
+        const val DEFAULT_QUEUE = "default"
     }
 }

@@ -2,7 +2,9 @@ package dev.stent.runtime.internal.java
 
 import dev.stent.Codec
 import dev.stent.RetryPolicy
+import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowScope
+import dev.stent.java.ChildRef
 import dev.stent.java.JavaCodecs
 import dev.stent.java.StepAction
 import dev.stent.java.StepSupplier
@@ -34,6 +36,20 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
 
     override val runId: String get() = scope.runId
     override val workflowName: String get() = scope.workflowName
+
+    override fun <I, O> startChild(workflow: WorkflowDefinition<I, O>, input: I): ChildRef<O> = startChild(workflow, input, null, false)
+
+    override fun <I, O> startChild(workflow: WorkflowDefinition<I, O>, input: I, id: String?, detached: Boolean): ChildRef<O> {
+        val child = call { startChild(workflow, input, id, detached) }
+        return object : ChildRef<O> {
+            override val runId: String get() = child.runId
+            override fun await(): O = call { child.await() }
+        }
+    }
+
+    override fun <I, O> child(workflow: WorkflowDefinition<I, O>, input: I): O = startChild(workflow, input).await()
+
+    override fun <I, O> map(workflow: WorkflowDefinition<I, O>, inputs: List<I>): List<O> = call { map(workflow, inputs) }
 
     override fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T =
         runStep(id, JavaCodecs.forClass(resultType), null, null, body)

@@ -188,8 +188,10 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                         if (stopping.get()) {
                             releaseUnstarted(result.runs)
                         } else {
-                            result.runs.forEach { launchRun(it, claimedAtNanos) }
-                            launched = claimed
+                            result.runs.forEach {
+                                launchRun(it, claimedAtNanos)
+                                launched++
+                            }
                         }
                         nextReadyAt = result.nextReadyAt
                     }
@@ -205,9 +207,12 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             // for work written by other processes without a wake-up channel.
             val untilTimer = nextReadyAt?.let { (it - nowMs()).coerceAtLeast(1).milliseconds }
             val pause = if (untilTimer != null && untilTimer < idle) untilTimer else idle
+            // a freed slot (a run ended or parked) is worth a claim only when the last claim may have left work behind:
+            // it took all it asked for, or it could ask for nothing
+            val backlogMayRemain = free == 0 || claimed == free
             val woken = select {
                 if (free > 0) armedWork.onAwait { true }
-                armedSlot.onAwait { true }
+                if (backlogMayRemain) armedSlot.onAwait { true }
                 onTimeout(pause) { false }
             }
             idle = if (woken) minPoll else (idle * 2).coerceAtMost(config.pollInterval)

@@ -1,0 +1,138 @@
+package dev.stent.exposed.internal
+
+import dev.stent.RecordKind
+import dev.stent.RecordStatus
+import dev.stent.RunStatus
+import dev.stent.store.ChildOutcome
+import dev.stent.store.LeaseLostException
+import dev.stent.store.SignalNames
+import dev.stent.store.StoredRecord
+import dev.stent.store.WriteOutcome
+import java.sql.Connection
+
+// Parents and children: a child's end tells its parent (a signal, in the transaction that ends the child), a parent's end
+// cancels its attached children. Row locks go parent first, then child, in every path, so two of them never wait in a cycle.
+
+/** What ending runs in one transaction announces after its commit. */
+internal class FamilyWakes {
+    val finished = ArrayList<String>()
+    val cancelRequested = ArrayList<String>()
+    val signalled = ArrayList<String>()
+    var work = false
+}
+
+internal fun StoreContext.announce(wakes: FamilyWakes) {
+    wakes.finished.forEach { wake(WakeUpMessage.FINISHED, it) }
+    wakes.cancelRequested.forEach { wake(WakeUpMessage.CANCEL, it) }
+    wakes.signalled.forEach { wake(WakeUpMessage.SIGNAL, it) }
+    if (wakes.work) wake(WakeUpMessage.WORK)
+}
+
+/** The parent of [runId] and the call that started it, or null; locks the parent's row (before the child's, as every path does). */
+internal fun StoreContext.lockParentOf(c: Connection, runId: String): Pair<String, String>? = with(c) {
+    val parent = query("SELECT parent_id, parent_call FROM stent_runs WHERE id = ?", listOf(runId)) {
+        it.getString("parent_id")?.let { p -> p to it.getString("parent_call") }
+    }.firstOrNull() ?: return null
+    query("SELECT 1 FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(parent.first)) { true }
+    parent
+}
+
+/** Stores [name] for [runId] unless it finished; a run WAITING for it becomes PENDING. */
+internal fun StoreContext.signalIn(c: Connection, runId: String, name: String, payload: String, wakes: FamilyWakes) = with(c) {
+    val run = query("SELECT status, wait_signals FROM stent_runs WHERE id = ?", listOf(runId)) {
+        RunStatus.valueOf(it.getString("status")) to it.getString("wait_signals")
+    }.firstOrNull() ?: return
+    if (run.first.isFinished) return
+    update("INSERT INTO stent_signals (run_id, name, payload, created_at) VALUES (?, ?, ?, $now)", listOf(runId, name, payload))
+    wakes.signalled += runId
+    val waited = run.second?.let { namesJson.decodeFromString(namesSerializer, it) }.orEmpty()
+    if (run.first == RunStatus.WAITING && SignalNames.matches(waited, name)) {
+        update("UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'", listOf(runId))
+        wakes.work = true
+    }
+}
+
+/** After [runId] ended as [outcome] in this transaction: tells its parent (locked already by [lockParentOf]). */
+internal fun StoreContext.notifyParentIn(c: Connection, parent: Pair<String, String>?, outcome: ChildOutcome, wakes: FamilyWakes) {
+    if (parent == null) return
+    signalIn(c, parent.first, ChildOutcome.signalName(parent.second), outcome.encode(), wakes)
+}
+
+/**
+ * Cancels the attached unfinished children of [runId], and theirs: a PENDING or WAITING child is
+ * CANCELLED at once, a RUNNING one is flagged (its worker cancels it, and its own children then).
+ */
+internal fun StoreContext.cancelChildrenIn(c: Connection, runId: String, wakes: FamilyWakes): Unit = with(c) {
+    val queue = ArrayDeque(listOf(runId))
+    while (queue.isNotEmpty()) {
+        val parent = queue.removeFirst()
+        val children = query(
+            """SELECT id, status FROM stent_runs WHERE parent_id = ? AND detached = FALSE AND status IN ('PENDING', 'WAITING', 'RUNNING')
+               ORDER BY id ${dialect.rowLock}""",
+            listOf(parent),
+        ) { it.getString("id") to RunStatus.valueOf(it.getString("status")) }
+        for ((child, status) in children) {
+            if (status == RunStatus.RUNNING) {
+                update("UPDATE stent_runs SET cancel_requested = TRUE, updated_at = $now WHERE id = ?", listOf(child))
+                wakes.cancelRequested += child
+            } else {
+                update(
+                    """UPDATE stent_runs SET status = 'CANCELLED', finished_at = $now, updated_at = $now, ready_at = NULL, wait_signals = NULL
+                       WHERE id = ?""",
+                    listOf(child),
+                )
+                wakes.finished += child
+                queue.addLast(child)
+            }
+        }
+    }
+}
+
+/** A finish that tells the run's parent or cancels its children: one transaction, the parent's row locked first. */
+internal fun StoreContext.finishFamily(
+    runId: String,
+    fencingToken: Long,
+    status: RunStatus,
+    output: String?,
+    failure: String?,
+    notifyParent: Boolean,
+    cancelChildren: Boolean,
+): WriteOutcome {
+    val wakes = FamilyWakes()
+    val outcome = tx {
+        val parent = if (notifyParent) lockParentOf(this, runId) else null
+        val written = finishIn(runId, fencingToken, status, output, failure)
+        if (written == WriteOutcome.OK) {
+            notifyParentIn(this, parent, ChildOutcome(status, output, failure), wakes)
+            if (cancelChildren) cancelChildrenIn(this, runId, wakes)
+        }
+        written
+    }
+    if (outcome == WriteOutcome.OK) wakes.finished += runId
+    announce(wakes)
+    return outcome
+}
+
+/** Takes signals by name prefix into records, for a map collecting its children's outcomes. */
+internal fun StoreContext.consumeSignals(
+    runId: String,
+    fencingToken: Long,
+    namePrefix: String,
+    recordPrefix: String,
+    kind: RecordKind,
+    limit: Int,
+): List<StoredRecord> = tx {
+    if (!holdsLease(runId, fencingToken)) throw LeaseLostException(runId)
+    val signals = query(
+        """SELECT seq, name, payload FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND substr(name, 1, ?) = ?
+           ORDER BY seq LIMIT ? ${dialect.rowLock}""",
+        listOf(runId, namePrefix.length, namePrefix, limit),
+    ) { Triple(it.getLong("seq"), it.getString("name"), it.getString("payload")) }
+    signals.map { (seq, name, payload) ->
+        val id = recordPrefix + name.removePrefix(namePrefix)
+        update("UPDATE stent_signals SET consumed_by = ?, consumed_at = $now WHERE seq = ?", listOf(id, seq))
+        StoredRecord(id, kind, RecordStatus.COMPLETED, result = payload).also {
+            check(upsertRecord(runId, fencingToken, it) == 1) { "record '$id' of run '$runId' was already final" }
+        }
+    }
+}

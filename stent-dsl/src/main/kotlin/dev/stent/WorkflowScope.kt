@@ -116,6 +116,13 @@ public interface WorkflowScope {
      * `map:<workflow name>#n`.
      */
     public suspend fun <I, O> map(workflow: WorkflowDefinition<I, O>, inputs: List<I>, id: String? = null): List<O>
+
+    /**
+     * Publishes [value] as the run's event [key] (progress, a custom status) for clients to read
+     * (`getEvent`) or wait for (`awaitEvent`), from any process. Each call is a new version (1, 2,
+     * …), recorded like a step: a replay publishes nothing again.
+     */
+    public suspend fun <T> setEvent(key: String, value: T, codec: Codec<T>)
 }
 
 /** A child run started by [WorkflowScope.startChild]. */
@@ -168,6 +175,10 @@ public suspend inline fun <reified I, reified O> WorkflowScope.startChild(
     id: String? = null,
     detached: Boolean = false,
 ): ChildRun<O> = startChild(workflowName, input, codecOf<I>(), codecOf<O>(), id, detached)
+
+/** Publishes a kotlinx-serializable [value] as event [key]; see [WorkflowScope.setEvent]. */
+@JvmSynthetic
+public suspend inline fun <reified T> WorkflowScope.setEvent(key: String, value: T): Unit = setEvent(key, value, codecOf<T>())
 
 /** Runs [workflow] as a child and waits for its output: [WorkflowScope.startChild] then [ChildRun.await]. */
 @JvmSynthetic

@@ -22,6 +22,9 @@ public enum class RecordKind {
 
     /** A child run: started (WAITING) or finished (COMPLETED, with the child's outcome); a map's progress. */
     CHILD,
+
+    /** A published event: `setEvent(key, value)`, recorded as `event:<key>#<version>`. */
+    EVENT,
 }
 
 /** The state of one record. */

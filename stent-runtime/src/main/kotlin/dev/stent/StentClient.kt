@@ -67,6 +67,18 @@ public interface StentClient {
     /** The run's status, timestamps, attempts, failure and records. Throws [UnknownRunException]. */
     public suspend fun describe(runId: String): RunInfo
 
+    /** The latest version of run [runId]'s event [key] (see `WorkflowScope.setEvent`), or null when none was published. */
+    public suspend fun <T> getEvent(runId: String, key: String, codec: Codec<T>): RunEvent<T>?
+
+    /**
+     * Waits until run [runId] has published a version of event [key] after [afterVersion] and
+     * returns the next one (version `afterVersion + 1`), so a loop that passes the last version it
+     * saw sees every value in order. Returns null when the run finished without publishing it;
+     * throws [AwaitTimeoutException] after [timeout]. Another process's events are seen within
+     * about a second.
+     */
+    public suspend fun <T> awaitEvent(runId: String, key: String, codec: Codec<T>, afterVersion: Long = 0, timeout: Duration? = null): RunEvent<T>?
+
     /**
      * Runs newest first, filtered by [status], [workflowName] and [parentId] (the children of a run)
      * when given, [limit] at a time from [offset]. The returned [RunInfo]s carry no records (describe
@@ -125,6 +137,11 @@ public interface RunHandle<O> {
 
     /** See [StentClient.cancel]. */
     public suspend fun cancel(): RunStatus
+}
+
+/** One version of a run's event: its [value], its [version] (1, 2, …) and when it was published. */
+public class RunEvent<T> internal constructor(public val value: T, public val version: Long, public val publishedAt: Instant) {
+    override fun toString(): String = "RunEvent(version=$version, value=$value)"
 }
 
 /** A run as [StentClient.describe] shows it. */
@@ -195,3 +212,12 @@ public class RecordInfo internal constructor(
 ) {
     override fun toString(): String = "RecordInfo($id, $kind, $status, attempts=$attempts)"
 }
+
+/** The latest value of event [key] with a kotlinx-serializable type; see [StentClient.getEvent]. */
+@JvmSynthetic
+public suspend inline fun <reified T> StentClient.getEvent(runId: String, key: String): RunEvent<T>? = getEvent(runId, key, codecOf<T>())
+
+/** Waits for the version of event [key] after [afterVersion]; see [StentClient.awaitEvent]. */
+@JvmSynthetic
+public suspend inline fun <reified T> StentClient.awaitEvent(runId: String, key: String, afterVersion: Long = 0, timeout: Duration? = null): RunEvent<T>? =
+    awaitEvent(runId, key, codecOf<T>(), afterVersion, timeout)

@@ -383,4 +383,29 @@ class JavaApiTest {
             assertTrue(caught.startsWith("FAILED ") && caught.contains("refused: no stock"), caught);
         }
     }
+
+    record Progress(int done, int of) {}
+
+    static final dev.stent.WorkflowDefinition<Integer, String> REPORT = Workflows.define("java-report", Integer.class, String.class, (ctx, n) -> {
+        for (int i = 1; i <= n; i++) {
+            ctx.setEvent("progress", new Progress(i, n));
+            ctx.awaitSignal("next", String.class);
+        }
+        return "reported";
+    });
+
+    @Test
+    void aJavaClientAwaitsEachEventAJavaWorkflowPublishes() throws Exception {
+        try (StentWorker ignored = worker(REPORT)) {
+            RunRef<String> run = get(client.start(REPORT, 2, StartOptions.withId("rep")));
+            var first = get(client.awaitEvent("rep", "progress", Progress.class, 0, Duration.ofSeconds(30)));
+            assertEquals(new Progress(1, 2), first.getValue());
+            get(client.signal("rep", "next", "go"));
+            var second = get(client.awaitEvent("rep", "progress", Progress.class, first.getVersion(), Duration.ofSeconds(30)));
+            assertEquals(new Progress(2, 2), second.getValue());
+            get(client.signal("rep", "next", "go"));
+            assertEquals("reported", get(run.result()));
+            assertEquals(2L, get(client.getEvent("rep", "progress", Progress.class)).getVersion());
+        }
+    }
 }

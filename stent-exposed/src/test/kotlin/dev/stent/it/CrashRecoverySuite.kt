@@ -5,7 +5,9 @@ import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowFailedException
+import dev.stent.awaitEvent
 import dev.stent.codecOf
+import dev.stent.signal
 import dev.stent.startByName
 import dev.stent.stentWorker
 import dev.stent.step
@@ -13,6 +15,7 @@ import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldHaveSize
+import io.kotest.matchers.ints.shouldBeGreaterThanOrEqual
 import io.kotest.matchers.ints.shouldBeLessThanOrEqual
 import io.kotest.matchers.shouldBe
 import io.kotest.matchers.string.shouldContain
@@ -79,6 +82,79 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
                 val info = stent.client.describe("r$i")
                 info.status shouldBe RunStatus.COMPLETED
                 info.records.map { it.id } shouldBe (1..5).map { "s$it" }
+            }
+        }
+    }
+
+    test("a map of 500 children over 3 worker JVMs, one killed midway and replaced: ordered result, every child once, spread over processes") {
+        val dir = Files.createTempDirectory("stent-map").toFile()
+        val db = store.newDb()
+        db.open().use { stent ->
+            val workers = mutableListOf(startWorkerProcess(db, dir), startWorkerProcess(db, dir), startWorkerProcess(db, dir))
+            val killed: Long
+            try {
+                val run = stent.client.startByName<Int, List<Int>>("map-parent", 500, id = "m")
+                eventually("children run", 60.seconds) { ExecutionLog(dir).counts.size >= 150 }
+                killed = workers.first().pid()
+                workers.removeFirst().kill9()
+                workers += startWorkerProcess(db, dir)
+                run.await(180.seconds) shouldBe (0 until 500).map { it * 2 }
+            } finally {
+                workers.forEach { it.kill9() }
+            }
+            val log = ExecutionLog(dir)
+            log.counts.size shouldBe 500 // every child ran
+            log.pids.size shouldBeGreaterThanOrEqual 2 // over the pool, not the parent's process alone
+            // a child runs twice only if it was in flight in the killed process (8 slots)
+            val again = log.counts.filterValues { it > 1 }
+            again.size shouldBeLessThanOrEqual 8
+            again.values.forEach { it shouldBe 2 }
+            again.keys.forEach { key -> log.pidsOf(key).contains(killed.toString()) shouldBe true }
+            stent.client.list(parentId = "m", limit = 1000).size shouldBe 500
+        }
+    }
+
+    test("a parent killed between starting its children and recording them starts no child twice") {
+        val dir = Files.createTempDirectory("stent-map-kill").toFile()
+        val db = store.newDb()
+        db.open().use { stent ->
+            // the map's record of how many children it started is held in flight, after the children were inserted
+            var worker = startWorkerProcess(db, dir, properties = mapOf("stent.test.holdCheckpoint" to "kids"))
+            try {
+                val run = stent.client.startByName<Int, List<Int>>("map-parent", 20, id = "mk")
+                eventually("the start of the children is being recorded") { File(dir, "writes.log").let { it.exists() && it.readText().contains("H mk kids") } }
+                stent.client.list(parentId = "mk", limit = 100).size shouldBe 20 // inserted, not yet recorded by the parent
+                worker.kill9()
+                worker = startWorkerProcess(db, dir)
+                run.await(120.seconds) shouldBe (0 until 20).map { it * 2 }
+            } finally {
+                worker.kill9()
+            }
+            stent.client.list(parentId = "mk", limit = 100).map { it.id }.toSet() shouldBe (0 until 20).map { "mk/kids/$it" }.toSet()
+            // the same 20 child runs, each finished once; a child body in flight at the kill may have run again, nothing more
+            (0 until 20).forEach { stent.client.describe("mk/kids/$it").status shouldBe RunStatus.COMPLETED }
+            ExecutionLog(dir).counts.filterKeys { it.startsWith("mk/") }.values.forEach { it shouldBeLessThanOrEqual 2 }
+        }
+    }
+
+    test("an event published in a worker JVM is seen, every version, by a client in another process") {
+        val dir = Files.createTempDirectory("stent-events").toFile()
+        val db = store.newDb()
+        db.open().use { stent ->
+            val worker = startWorkerProcess(db, dir)
+            try {
+                val run = stent.client.startByName<Int, String>("progress", 3, id = "pe")
+                var version = 0L
+                val seen = (1..3).map {
+                    val event = stent.client.awaitEvent<Int>("pe", "progress", afterVersion = version, timeout = 30.seconds)!!
+                    version = event.version
+                    stent.client.signal("pe", "next", "go")
+                    event.value
+                }
+                seen shouldBe listOf(1, 2, 3)
+                run.await(30.seconds) shouldBe "done"
+            } finally {
+                worker.kill9()
             }
         }
     }

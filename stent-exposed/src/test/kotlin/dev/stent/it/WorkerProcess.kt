@@ -1,5 +1,7 @@
 package dev.stent.it
 
+import dev.stent.awaitSignal
+import dev.stent.setEvent
 import dev.stent.stentWorker
 import dev.stent.step
 import dev.stent.store.WakeUpSink
@@ -30,6 +32,27 @@ fun crashFive(dir: File) = workflow<String, String>("crash-five") { _ ->
         }
     }
     "ok"
+}
+
+/** A map's child: logs its execution like [crashFive] and doubles its input. */
+fun mapChild(dir: File) = workflow<Int, Int>("map-child") { n ->
+    step("double") {
+        logExecution(dir, runId, stepId)
+        delay(20.milliseconds)
+        n * 2
+    }
+}
+
+/** Maps [mapChild] over 0 until n, as map "kids". */
+fun mapParent(dir: File) = workflow<Int, List<Int>>("map-parent") { n -> map(mapChild(dir), (0 until n).toList(), id = "kids") }
+
+/** Publishes `progress` 1..n, waiting for signal `next` after each. */
+val progress = workflow<Int, String>("progress") { n ->
+    for (i in 1..n) {
+        setEvent("progress", i)
+        awaitSignal<String>("next")
+    }
+    "done"
 }
 
 /** Kills its own JVM inside a step, every time: the poison guard must stop it. */
@@ -80,6 +103,9 @@ fun main(args: Array<String>) {
     val worker = stentWorker(stent) {
         register(crashFive(File(logDir)))
         register(halting)
+        register(mapChild(File(logDir)))
+        register(mapParent(File(logDir)))
+        register(progress)
         this.concurrency = concurrency
         leaseDuration = leaseMs.milliseconds
         pollInterval = (System.getProperty("stent.test.pollMs")?.toLong() ?: 50L).milliseconds

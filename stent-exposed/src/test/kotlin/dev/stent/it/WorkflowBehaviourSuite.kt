@@ -1,5 +1,6 @@
 package dev.stent.it
 
+import dev.stent.AwaitTimeoutException
 import dev.stent.ChildFailedException
 import dev.stent.DuplicateStepIdException
 import dev.stent.NonRetryableException
@@ -15,9 +16,12 @@ import dev.stent.StepFailedException
 import dev.stent.UnknownRunException
 import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowFailedException
+import dev.stent.awaitEvent
 import dev.stent.awaitSignal
 import dev.stent.child
+import dev.stent.getEvent
 import dev.stent.retryPolicy
+import dev.stent.setEvent
 import dev.stent.signal
 import dev.stent.startByName
 import dev.stent.stentWorker
@@ -534,6 +538,38 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
                 eventually("the other children are cancelled") {
                     (0 until 6).filter { it != 3 }.all { stent.client.describe("mp/p/$it").status == RunStatus.CANCELLED }
                 }
+            }
+        }
+    }
+
+    test("events: a client awaits each published version in order, a replay publishes nothing again, a finished run ends the wait") {
+        withStore(store) { stent ->
+            val job = workflow<Int, String>("job") { n ->
+                for (i in 1..n) {
+                    setEvent("progress", i * 10)
+                    awaitSignal<String>("next") // unloads: the replay reaches each published event again
+                }
+                setEvent("status", "done")
+                "finished"
+            }
+            stentWorker(stent) { register(job); unloadThreshold = 100.milliseconds; pollInterval = 50.milliseconds }.use {
+                val run = stent.client.start(job, 3, id = "e")
+                val seen = mutableListOf<Int>()
+                var version = 0L
+                repeat(3) {
+                    val event = stent.client.awaitEvent<Int>("e", "progress", afterVersion = version, timeout = 30.seconds)!!
+                    seen += event.value
+                    version = event.version
+                    stent.client.signal("e", "next", "go")
+                }
+                seen shouldContainExactly listOf(10, 20, 30)
+                run.await(30.seconds) shouldBe "finished"
+                stent.client.getEvent<Int>("e", "progress")!!.version shouldBe 3 // each version once, although the run replayed three times
+                stent.client.getEvent<String>("e", "status")!!.value shouldBe "done"
+                stent.client.awaitEvent<Int>("e", "progress", afterVersion = 3, timeout = 5.seconds) shouldBe null // finished without a fourth
+                stent.client.getEvent<Int>("e", "never") shouldBe null
+                val waiting = stent.client.start(job, 1, id = "e2")
+                shouldThrow<AwaitTimeoutException> { stent.client.awaitEvent<Int>(waiting.id, "status", timeout = 300.milliseconds) }
             }
         }
     }

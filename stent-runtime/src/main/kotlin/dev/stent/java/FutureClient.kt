@@ -2,6 +2,7 @@ package dev.stent.java
 
 import dev.stent.Codec
 import dev.stent.InternalStentApi
+import dev.stent.RunEvent
 import dev.stent.RunInfo
 import dev.stent.RunStatus
 import dev.stent.Stent
@@ -87,6 +88,17 @@ public class FutureClient private constructor(private val stent: Stent) {
 
     /** The run's status, timestamps, attempts, failure and records. */
     public fun describe(runId: String): CompletableFuture<RunInfo> = async { client.describe(runId) }
+
+    /** The latest version of run [runId]'s event [key], or null; see the Kotlin `StentClient.getEvent`. */
+    public fun <T : Any> getEvent(runId: String, key: String, type: Class<T>): CompletableFuture<RunEvent<T>?> =
+        async { client.getEvent(runId, key, JavaCodecs.forClass(type)) }
+
+    /**
+     * The version of event [key] after [afterVersion], once published (null: the run finished
+     * without it); fails with `AwaitTimeoutException` after [timeout]. See the Kotlin `StentClient.awaitEvent`.
+     */
+    public fun <T : Any> awaitEvent(runId: String, key: String, type: Class<T>, afterVersion: Long, timeout: Duration): CompletableFuture<RunEvent<T>?> =
+        async { client.awaitEvent(runId, key, JavaCodecs.forClass(type), afterVersion, timeout.toKotlinDuration()) }
 
     /** Cancels the run; see the Kotlin `StentClient.cancel`. Completes with the status after the call. */
     public fun cancel(runId: String): CompletableFuture<RunStatus> = async { client.cancel(runId) }

@@ -39,6 +39,9 @@ public interface WorkflowContext {
     /** Runs [workflow] once per input as children over the worker pool; the outputs in input order (see the Kotlin `map`). */
     public fun <I, O> map(workflow: dev.stent.WorkflowDefinition<I, O>, inputs: List<I>): List<O>
 
+    /** Publishes [value] as the run's event [key] for clients to read or await (see the Kotlin `WorkflowScope.setEvent`). */
+    public fun setEvent(key: String, value: Any)
+
     /** Runs [body] once for this run and records its result under [id]; replay returns the record. */
     public fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T
 

@@ -44,6 +44,14 @@ public class NewRun(
     public val detached: Boolean = false,
 )
 
+/** How events are kept: as records `event:<key>#<version>` of kind [RecordKind.EVENT]. */
+public object EventRecords {
+    public fun prefix(key: String): String = "event:$key"
+
+    /** The version of an event record of [key], or null when [stepId] is not one. */
+    public fun version(key: String, stepId: String): Long? = stepId.removePrefix(prefix(key) + "#").takeIf { it != stepId }?.toLongOrNull()
+}
+
 /**
  * How a run's waited signal names match a stored signal: exactly, or by prefix for a name ending
  * in a star (a map waits for every `child:<map id>/<index>` at once).
@@ -51,6 +59,13 @@ public class NewRun(
 public object SignalNames {
     public fun matches(waited: Collection<String>, name: String): Boolean =
         waited.any { if (it.endsWith('*')) name.startsWith(it.dropLast(1)) else it == name }
+
+    /** Why [name] cannot be a user's signal name (the `child:` prefix and a trailing star are Stent's), or null when it can. */
+    public fun checkUserName(name: String): String? = when {
+        name.startsWith(ChildOutcome.signalName("")) -> "signal names starting with 'child:' are reserved for child runs' outcomes; pick another name"
+        name.endsWith('*') -> "a signal name must not end with '*' (reserved for matching many names); pick another name"
+        else -> null
+    }
 }
 
 /**

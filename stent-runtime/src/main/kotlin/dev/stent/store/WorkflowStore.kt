@@ -52,6 +52,11 @@ public interface WorkflowStore : AutoCloseable {
      */
     public fun consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord?
 
+    /** The records of run [runId]'s event [key], oldest version first (see [EventRecords]). The default filters [listRecords]. */
+    public fun listEvents(runId: String, key: String): List<StoredRecord> =
+        listRecords(runId).filter { it.kind == RecordKind.EVENT && EventRecords.version(key, it.stepId) != null }
+            .sortedBy { EventRecords.version(key, it.stepId) }
+
     /**
      * Takes up to [limit] unconsumed signals of [runId] whose names start with [namePrefix], oldest
      * first, and records each, in one transaction, as a COMPLETED record of [kind] whose id is

@@ -55,6 +55,7 @@ internal class ExposedStore(
     override fun consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord? =
         ctx.consumeSignal(runId, fencingToken, name, stepId)
     override fun listRecords(runId: String): List<StoredRecord> = ctx.listRecords(runId)
+    override fun listEvents(runId: String, key: String): List<StoredRecord> = ctx.listEvents(runId, key)
     override fun consumeSignals(
         runId: String,
         fencingToken: Long,

@@ -111,6 +111,10 @@ internal object Migrations {
             // a parent's children, for cancelling them and for describe(); only child runs are in it
             exec("CREATE INDEX stent_runs_parent ON stent_runs (parent_id) WHERE parent_id IS NOT NULL")
         },
+        // a child's outcome is signal `child:<call id>`, and call ids are up to 400 characters (SQLite does not limit VARCHAR)
+        Migration(8, "signal names as long as a child's call id") { dialect ->
+            if (dialect == PostgresDialect) exec("ALTER TABLE stent_signals ALTER COLUMN \"name\" TYPE VARCHAR(420)")
+        },
     )
 
     val latest: Int get() = all.last().version

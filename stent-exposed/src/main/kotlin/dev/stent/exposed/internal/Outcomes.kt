@@ -13,10 +13,12 @@ import dev.stent.store.WriteOutcome
 internal fun StoreContext.unload(runId: String, fencingToken: Long, wakeAtMs: Long?, signalNames: Set<String>): UnloadOutcome {
     val wakes = FamilyWakes()
     return tx {
+        // the parent's row before the run's, as every path that locks both
+        val parent = lockParentOf(this, runId)
         unloadIn(runId, fencingToken, wakeAtMs, signalNames).also {
             // cancelled on the way out: a child tells its parent, a parent cancels its children
             if (it == UnloadOutcome.CANCELLED) {
-                notifyParentIn(this, lockParentOf(this, runId), ChildOutcome(RunStatus.CANCELLED), wakes)
+                notifyParentIn(this, parent, ChildOutcome(RunStatus.CANCELLED), wakes)
                 cancelChildrenIn(this, runId, wakes)
             }
         }

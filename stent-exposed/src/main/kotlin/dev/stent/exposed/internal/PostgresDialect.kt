@@ -53,6 +53,8 @@ internal object PostgresDialect : SqlDialect() {
         """, l AS (SELECT id FROM stent_runs WHERE id IN (SELECT id FROM v) ORDER BY id COLLATE "C" FOR UPDATE)""" to
             " AND stent_runs.id IN (SELECT id FROM l)"
 
+    override val idOrder = """ORDER BY id COLLATE "C""""
+
     // `= ANY(?)` with one array, so the statement's text does not vary with the number of values
     override fun inList(connection: Connection, column: String, values: Collection<String>) =
         "$column = ANY(?)" to listOf<Any?>(connection.createArrayOf("text", values.toTypedArray()))

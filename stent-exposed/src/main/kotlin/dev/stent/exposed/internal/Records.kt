@@ -3,6 +3,7 @@ package dev.stent.exposed.internal
 import dev.stent.RecordKind
 import dev.stent.RecordStatus
 import dev.stent.store.CheckpointWrite
+import dev.stent.store.EventRecords
 import dev.stent.store.LeaseLostException
 import dev.stent.store.StoredRecord
 import dev.stent.store.WriteOutcome
@@ -67,3 +68,12 @@ internal fun StoreContext.listRecords(runId: String): List<StoredRecord> = trans
         .orderBy(RecordsTable.createdAt to SortOrder.ASC, RecordsTable.stepId to SortOrder.ASC)
         .map(::recordOf)
 }
+
+// A run's events are records `event:<key>#<version>`: one indexed range of its records.
+internal fun StoreContext.listEvents(runId: String, key: String): List<StoredRecord> = autocommit {
+    val prefix = EventRecords.prefix(key) + "#"
+    query(
+        "SELECT * FROM stent_records WHERE run_id = ? AND kind = 'EVENT' AND substr(step_id, 1, ?) = ?",
+        listOf(runId, prefix.codePointCount(0, prefix.length), prefix),
+    ) { recordOf(it) }
+}.sortedBy { EventRecords.version(key, it.stepId) }

@@ -6,7 +6,7 @@ import org.jetbrains.exposed.v1.core.Table
 internal object SignalsTable : Table("stent_signals") {
     val seq = long("seq").autoIncrement()
     val runId = varchar("run_id", 200)
-    val name = varchar("name", 200)
+    val name = varchar("name", 420)
     val payload = text("payload")
     val createdAt = long("created_at")
 

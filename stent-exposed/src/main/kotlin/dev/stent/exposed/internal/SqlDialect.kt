@@ -47,6 +47,9 @@ internal sealed class SqlDialect {
     /** A CTE `l` that locks the run rows of `v` before a group update, and the condition that joins it; empty where writers are serialized. */
     abstract val groupLock: Pair<String, String>
 
+    /** `ORDER BY id` in the order multi-row locks take rows (PostgreSQL: bytes, as the heartbeat and group writes). */
+    abstract val idOrder: String
+
     /** `column IN (…)` for [values], and its arguments. */
     abstract fun inList(connection: Connection, column: String, values: Collection<String>): Pair<String, List<Any?>>
 }

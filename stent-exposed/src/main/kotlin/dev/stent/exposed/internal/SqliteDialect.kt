@@ -38,5 +38,7 @@ internal object SqliteDialect : SqlDialect() {
 
     override val groupLock = "" to ""
 
+    override val idOrder = "ORDER BY id"
+
     override fun inList(connection: Connection, column: String, values: Collection<String>) = "$column IN (${marks(values.size)})" to values.toList()
 }

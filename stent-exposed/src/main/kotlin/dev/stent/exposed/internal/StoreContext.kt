@@ -105,7 +105,7 @@ internal class StoreContext(
         val byPrefix = prefixes.joinToString(" OR ") { "substr(name, 1, ?) = ?" }
         val signalled = signalNames.isNotEmpty() && query(
             "SELECT 1 FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND (${listOf(byName, byPrefix).filter { it.isNotEmpty() }.joinToString(" OR ")}) LIMIT 1",
-            listOf<Any?>(runId) + names + prefixes.flatMap { val p = it.dropLast(1); listOf(p.length, p) },
+            listOf<Any?>(runId) + names + prefixes.flatMap { val p = it.dropLast(1); listOf(p.codePointCount(0, p.length), p) },
         ) { true }.isNotEmpty()
         return if (signalled) {
             update(

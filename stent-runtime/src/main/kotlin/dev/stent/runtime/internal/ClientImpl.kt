@@ -3,9 +3,11 @@ package dev.stent.runtime.internal
 import dev.stent.AwaitTimeoutException
 import dev.stent.Codec
 import dev.stent.InternalStentApi
+import dev.stent.InvalidArgumentException
 import dev.stent.RecordInfo
 import dev.stent.RecordKind
 import dev.stent.RunConflictException
+import dev.stent.RunEvent
 import dev.stent.RunHandle
 import dev.stent.RunInfo
 import dev.stent.RunStatus
@@ -18,9 +20,11 @@ import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowFailedException
 import dev.stent.requireArgument
+import dev.stent.store.EventRecords
 import dev.stent.store.NewRun
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
+import dev.stent.store.SignalNames
 import java.time.Instant
 import java.util.UUID
 import kotlin.time.Duration
@@ -95,6 +99,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
 
     override suspend fun <T> signal(runId: String, name: String, payload: T, codec: Codec<T>) {
         WorkflowDefinition.validateName("signal name", name)
+        SignalNames.checkUserName(name)?.let { throw InvalidArgumentException("cannot send signal '$name' to run '$runId': $it", runId, null, null) }
         val encoded = encodePayload(codec, payload, maxBytes, PayloadSite("payload of signal '$name'", runId, null))
         access.call("sending signal '$name' to run '$runId'") { sendSignal(runId, name, encoded) }
         notifier.signalSent(runId)
@@ -136,6 +141,40 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         RunStatus.CANCELLED -> throw WorkflowCancelledException(run.id, run.workflowName, decodeFailure(run.failure)?.message)
         else -> error("run '${run.id}' is not finished")
     }
+
+    override suspend fun <T> getEvent(runId: String, key: String, codec: Codec<T>): RunEvent<T>? =
+        events(runId, key).lastOrNull()?.let { event(runId, key, it, codec) }
+
+    override suspend fun <T> awaitEvent(runId: String, key: String, codec: Codec<T>, afterVersion: Long, timeout: Duration?): RunEvent<T>? {
+        requireArgument(afterVersion >= 0) { "awaitEvent of run '$runId': afterVersion must not be negative, was $afterVersion" }
+        requireArgument(timeout == null || !timeout.isNegative()) { "awaitEvent of run '$runId': timeout must not be negative, was $timeout" }
+        val limit = timeout?.takeUnless { it.isInfinite() }
+        val started = TimeSource.Monotonic.markNow()
+        var poll = 20.milliseconds
+        while (true) {
+            val wake = notifier.signalFor(runId) // an event published in this process fires it
+            val armed = wake.arm()
+            val next = events(runId, key).firstOrNull { (EventRecords.version(key, it.stepId) ?: 0) > afterVersion }
+            if (next != null) return event(runId, key, next, codec)
+            // finished without it: nothing more will come (read after the events, so none published before the end is missed)
+            if (getRun(runId, "awaiting event '$key' of").status.isFinished && events(runId, key).none {
+                    (EventRecords.version(key, it.stepId) ?: 0) > afterVersion
+                }
+            ) return null
+            val left = limit?.let { it - started.elapsedNow() }
+            if (left != null && left <= Duration.ZERO) throw AwaitTimeoutException(runId, limit)
+            wake.awaitArmed(armed, if (left != null && left < poll) left else poll)
+            poll = (poll * 2).coerceAtMost(MAX_AWAIT_POLL * 2)
+        }
+    }
+
+    private suspend fun events(runId: String, key: String) = access.call("reading event '$key' of run '$runId'") { listEvents(runId, key) }
+
+    private fun <T> event(runId: String, key: String, record: dev.stent.store.StoredRecord, codec: Codec<T>) = RunEvent(
+        decodePayload(codec, record.result ?: "null", PayloadSite("value of event '$key'", runId, null, record.stepId)),
+        EventRecords.version(key, record.stepId)!!,
+        instant(record.updatedAt),
+    )
 
     override suspend fun list(status: RunStatus?, workflowName: String?, limit: Int, offset: Int, parentId: String?): List<RunInfo> {
         requireArgument(limit in 1..10_000) { "list: limit must be within 1..10000, was $limit" }

@@ -123,7 +123,9 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         holds(runId, fencingToken) ?: throw LeaseLostException(runId)
         val signal = signals.firstOrNull { it.runId == runId && it.name == name && it.consumedBy == null } ?: return null
         signal.consumedBy = stepId
-        val record = StoredRecord(stepId, RecordKind.SIGNAL, RecordStatus.COMPLETED, result = signal.payload, updatedAt = clock())
+        // as the real stores' upsert: a record that exists keeps its kind (a child's await completes its CHILD record)
+        val kind = steps[runId]?.get(stepId)?.kind ?: RecordKind.SIGNAL
+        val record = StoredRecord(stepId, kind, RecordStatus.COMPLETED, result = signal.payload, updatedAt = clock())
         steps.getOrPut(runId) { LinkedHashMap() }[stepId] = record
         return record
     }

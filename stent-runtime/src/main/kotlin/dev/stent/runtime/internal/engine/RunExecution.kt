@@ -2,6 +2,7 @@ package dev.stent.runtime.internal.engine
 
 import dev.stent.Failure
 import dev.stent.InternalStentApi
+import dev.stent.RecordKind
 import dev.stent.RunStatus
 import dev.stent.StentException
 import dev.stent.StentStoreException
@@ -350,7 +351,9 @@ internal class RunExecution(
     )
 
     private suspend fun finish(status: RunStatus, output: String?, failure: String?) {
-        val write = FinishWrite(runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null, cancelChildren = startedChildren)
+        // a run that started children cancels those left running, even when it ends without running its body (cancel, deadline, poison)
+        val parentOfChildren = startedChildren || claimed.records.any { it.kind == RecordKind.CHILD }
+        val write = FinishWrite(runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null, cancelChildren = parentOfChildren)
         val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(write) }
         if (result == WriteOutcome.OK) {
             env.notifier.runFinished(runId)

@@ -27,7 +27,9 @@ import dev.stent.runtime.internal.decodePayload
 import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
 import dev.stent.store.ChildOutcome
+import dev.stent.store.EventRecords
 import dev.stent.store.NewRun
+import dev.stent.store.SignalNames
 import dev.stent.store.StoredRecord
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.CoroutineScope
@@ -363,6 +365,7 @@ internal class WorkflowScopeImpl(
     override suspend fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration?, id: String?): T {
         checkNotInStep("awaitSignal", id)
         WorkflowDefinition.validateName("signal name", name, runId, workflowName)
+        SignalNames.checkUserName(name)?.let { throw invalid("awaitSignal('$name'): $it", id) }
         if (timeout != null && timeout.isNegative()) {
             throw invalid("awaitSignal('$name'): timeout must not be negative (null or INFINITE for none), was $timeout", id)
         }
@@ -447,7 +450,7 @@ internal class WorkflowScopeImpl(
      */
     private suspend fun <I, O> startChildRun(spec: ChildSpec<I, O>, input: I, id: String?, detached: Boolean): ChildRun<O> {
         checkNotInStep("startChild", id)
-        val callId = id?.also { checkUserId(it, "child") } ?: replay.nextId("child:${spec.name}")
+        val callId = id?.also { checkUserId(it, "child"); checkNoSlash(it, "child") } ?: replay.nextId("child:${spec.name}")
         val childId = childRunId(callId)
         val record = visit(callId, RecordKind.CHILD)
         run.startedChildren = true
@@ -467,11 +470,12 @@ internal class WorkflowScopeImpl(
     private inner class ChildRunImpl<O>(private val callId: String, override val runId: String, private val codec: Codec<O>) : ChildRun<O> {
         override suspend fun await(): O {
             checkNotInStep("await", callId)
-            replay.peek(callId)?.takeIf { it.status == RecordStatus.COMPLETED }?.let { return outcome(it) }
             val name = ChildOutcome.signalName(callId)
             val wake = env.notifier.signalFor(this@WorkflowScopeImpl.runId)
             while (true) {
                 currentCoroutineContext().ensureActive()
+                // recorded already: by a replay, or by another branch awaiting the same child
+                replay.peek(callId)?.takeIf { it.status == RecordStatus.COMPLETED }?.let { return outcome(it) }
                 val armed = wake.arm()
                 // a poll while parked needs no slot: it only looks
                 val consumed = busy(needsSlot = false) {
@@ -509,7 +513,7 @@ internal class WorkflowScopeImpl(
      */
     override suspend fun <I, O> map(workflow: WorkflowDefinition<I, O>, inputs: List<I>, id: String?): List<O> {
         checkNotInStep("map", id)
-        val mapId = id?.also { checkUserId(it, "map") } ?: replay.nextId("map:${workflow.name}")
+        val mapId = id?.also { checkUserId(it, "map"); checkNoSlash(it, "map") } ?: replay.nextId("map:${workflow.name}")
         val spec = ChildSpec.of(workflow)
         val progress = visit(mapId, RecordKind.CHILD)
         run.startedChildren = true
@@ -586,10 +590,30 @@ internal class WorkflowScopeImpl(
         return "${runId.take(100)}/" + digest.joinToString("") { "%02x".format(it) }.take(40)
     }
 
+    /** '/' separates a parent's id from its children's: a child or map id with one could meet another's. */
+    private fun checkNoSlash(id: String, what: String) {
+        if ('/' in id) throw invalid("invalid $what id '$id': '/' separates a parent run's id from its children's; use '-' or '.'", id)
+    }
+
     private fun childConflict(callId: String, childId: String, existing: String, wanted: String) = invalid(
         "child '$callId': run '$childId' exists already as workflow '$existing', not '$wanted'; give the call another id",
         callId,
     )
+
+    // ---- events ----------------------------------------------------------------------------
+
+    override suspend fun <T> setEvent(key: String, value: T, codec: Codec<T>) {
+        checkNotInStep("setEvent", key)
+        WorkflowDefinition.validateName("event key", key, runId, workflowName)
+        if ('#' in key) throw invalid("invalid event key '$key': '#' is reserved for versions; use '-' or '.'", null)
+        val id = replay.nextId(EventRecords.prefix(key))
+        if (visit(id, RecordKind.EVENT) != null) return
+        busy {
+            val encoded = encodePayload(codec, value, maxBytes, PayloadSite("value of event '$key'", runId, workflowName, id))
+            run.checkpoint(StoredRecord(id, RecordKind.EVENT, RecordStatus.COMPLETED, result = encoded))
+        }
+        env.notifier.signalSent(runId) // a client of this process waiting for it looks now
+    }
 
     // ---- recorded values -----------------------------------------------------------------
 

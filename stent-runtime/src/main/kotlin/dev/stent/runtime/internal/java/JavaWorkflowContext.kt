@@ -102,6 +102,12 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
     override fun <T> awaitSignal(name: String, codec: Codec<T>, timeout: Duration?, id: String?): T =
         call { awaitSignal(name, codec, timeout?.toKotlinDuration(), id) }
 
+    @Suppress("UNCHECKED_CAST")
+    override fun setEvent(key: String, value: Any) {
+        val codec = JavaCodecs.forClass(value.javaClass) as Codec<Any>
+        call { setEvent(key, value, codec) }
+    }
+
     override fun now(): Instant = call { now() }
     override fun now(id: String): Instant = call { now(id) }
     override fun randomUuid(): UUID = call { randomUuid() }

@@ -574,6 +574,27 @@ abstract class WorkflowBehaviourSuite(store: TestStore) : FunSpec({
         }
     }
 
+    test("a step that starts another run with an id from its idempotency key starts it once, though its body runs again") {
+        withStore(store) { stent ->
+            val attempts = AtomicInteger()
+            val notify = workflow<String, String>("notify-once") { to -> step("send") { "sent to $to" } }
+            val caller = workflow<String, String>("caller") { to ->
+                step("start-notify", retryPolicy { maxAttempts = 3; initialDelay = 10.milliseconds }) {
+                    val started = stent.client.start(notify, to, id = "$idempotencyKey/notify")
+                    if (attempts.incrementAndGet() < 3) throw IOException("lost the reply") // the start happened; the body fails after it
+                    started.id
+                }
+            }
+            stentWorker(stent) { register(notify); register(caller) }.use {
+                val notifyId = stent.client.start(caller, "ana", id = "call").await(30.seconds)
+                notifyId shouldBe "call/start-notify/notify"
+                stent.client.handle(notifyId, notify.outputCodec).await(30.seconds) shouldBe "sent to ana"
+            }
+            attempts.get() shouldBe 3
+            stent.client.list(workflowName = "notify-once").map { it.id } shouldContainExactly listOf("call/start-notify/notify")
+        }
+    }
+
     test("now, randomUuid and random are recorded and the same after a replay") {
         withStore(store) { stent ->
             val firstSeen = ConcurrentHashMap<String, String>()

@@ -31,6 +31,7 @@ class Sizes(quick: Boolean) {
     val replaySteps = if (quick) 2000 else 10_000
     val waitingRuns = if (quick) 2000 else 100_000
     val spreadTimers = if (quick) 50 else 200
+    val mapChildren = 1000
 }
 
 /** Prints and keeps one JSON line per result. */
@@ -69,12 +70,14 @@ fun main(args: Array<String>) {
             run("checkpoint_direct") { scenarios.checkpointDirect(db()) }
             run("throughput_1step") { scenarios.throughput(db, workers = 1); scenarios.throughput(db, workers = 2) }
             run("fanout") { scenarios.fanout(db()) }
+            run("map_fanout") { scenarios.mapFanout(db, workers = 1); scenarios.mapFanout(db, workers = 2) }
+            run("map_memory") { scenarios.mapMemory(db()) }
             run("start_latency") { scenarios.startLatency(db()) }
             run("replay") { scenarios.replay(db()) }
             run("waiting_runs") { scenarios.waitingRuns(db()) }
         }
         if (withDbos && "postgres" in stores) {
-            for (name in listOf("step_overhead", "throughput_1step", "fanout", "start_latency")) {
+            for (name in listOf("step_overhead", "throughput_1step", "fanout", "start_latency", "map_fanout")) {
                 if (only == null || name in only) scenarios.dbos(name)
             }
         }
@@ -227,6 +230,62 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
         }
     }
 
+    /** One parent maps [oneStep] over 1,000 inputs as child runs, on [workers] worker JVMs; after a warm-up map of the same size. */
+    fun mapFanout(newDb: () -> BenchDb, workers: Int) {
+        val db = newDb()
+        db.open().use { stent ->
+            val jvms = List(workers) { startWorkerJvm(db, 64) }
+            try {
+                runBlocking {
+                    val n = sizes.mapChildren
+                    stent.client.startByName<Int, Long>("bench-map", n, id = "warm").await(10.minutes)
+                    val cpu = CpuMeter(jvms.map { it.pid() })
+                    val t0 = System.nanoTime()
+                    val sum = stent.client.startByName<Int, Long>("bench-map", n, id = "measured").await(10.minutes)
+                    val wall = (System.nanoTime() - t0) / 1e9
+                    check(sum == n.toLong() * (n - 1) / 2) { "map_fanout: sum $sum" }
+                    val cpuS = cpu.elapsed()
+                    results.emit(
+                        result("map_fanout", db.store, n, wall) {
+                            put("workers", workers)
+                            for ((group, s) in cpuS) put("cpu_us_per_child_$group", s * 1e6 / n)
+                        },
+                    )
+                }
+            } finally {
+                jvms.forEach { it.destroy() }
+                jvms.forEach { if (!it.waitFor(10, TimeUnit.SECONDS)) it.destroyForcibly().waitFor() }
+            }
+        }
+    }
+
+    /**
+     * The heap of a JVM whose worker runs one parent mapping over 10,000 children (and the children),
+     * after a GC when 10%, 50% and 90% of the children finished: flat when the parent holds no
+     * coroutine or record object per child in flight.
+     */
+    fun mapMemory(db: BenchDb) = db.open().use { stent ->
+        inProcessWorker(stent, 64, unloadThreshold = 200.milliseconds).use {
+            runBlocking {
+                val n = 10_000
+                Probes.mapChildrenDone.set(0)
+                val t0 = System.nanoTime()
+                val run = stent.client.start(mapCounted, n, id = "memory")
+                val heapAt = listOf(10, 50, 90).associateWith { pct ->
+                    while (Probes.mapChildrenDone.get() < n * pct / 100L) delay(20.milliseconds)
+                    usedHeapAfterGc()
+                }
+                run.await(30.minutes)
+                val wall = (System.nanoTime() - t0) / 1e9
+                results.emit(
+                    result("map_memory", db.store, n, wall) {
+                        for ((pct, bytes) in heapAt) put("heap_mb_at_${pct}pct", bytes / 1e6)
+                    },
+                )
+            }
+        }
+    }
+
     fun fanout(db: BenchDb) = db.open().use { stent ->
         inProcessWorker(stent, 32).use {
             runBlocking {
@@ -345,6 +404,11 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                 delay(200.milliseconds)
             }
         }
+        return usedHeapAfterGc()
+    }
+
+    /** The heap in use after a few GCs. */
+    private suspend fun usedHeapAfterGc(): Long {
         repeat(3) { System.gc(); delay(100.milliseconds) }
         val rt = Runtime.getRuntime()
         return rt.totalMemory() - rt.freeMemory()

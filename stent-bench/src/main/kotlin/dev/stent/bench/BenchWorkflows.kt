@@ -15,6 +15,7 @@ object Probes {
     val firstStepAt = ConcurrentHashMap<String, Long>()
     val afterReplay = AtomicLong()
     val timerLagMs = ConcurrentLinkedQueue<Long>()
+    val mapChildrenDone = AtomicLong()
 
     fun reset() {
         firstStep.set(0); lastStep.set(0); firstStepAt.clear(); afterReplay.set(0); timerLagMs.clear()
@@ -56,4 +57,13 @@ val sleeper = workflow<Long, Long>("bench-sleeper") { dueMs ->
     step("after") { (System.currentTimeMillis() - dueMs).also { Probes.timerLagMs += it } }
 }
 
-val allBenchWorkflows = listOf(noopSteps, oneStep, latency, replay, sleeper)
+/** One step that counts itself in [Probes.mapChildrenDone]. */
+val countedStep = workflow<Int, Int>("bench-counted") { n -> step("s") { Probes.mapChildrenDone.incrementAndGet(); n } }
+
+/** Maps [countedStep] over 0 until n: the parent whose memory `map_memory` watches. */
+val mapCounted = workflow<Int, Long>("bench-map-counted") { n -> map(countedStep, (0 until n).toList(), id = "children").sumOf { it.toLong() } }
+
+/** Maps [oneStep] over 0 until n as child runs that any worker takes; returns the sum of their outputs. */
+val mapOne = workflow<Int, Long>("bench-map") { n -> map(oneStep, (0 until n).toList(), id = "children").sumOf { it.toLong() } }
+
+val allBenchWorkflows = listOf(noopSteps, oneStep, latency, replay, sleeper, mapOne, countedStep, mapCounted)

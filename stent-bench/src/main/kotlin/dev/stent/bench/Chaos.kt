@@ -204,7 +204,9 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
             val shaking = launch(Dispatchers.IO) {
                 for ((n, what) in plan.withIndex()) {
                     delay(rnd.nextLong(DISRUPTION_GAP_MS / 2, DISRUPTION_GAP_MS * 3 / 2))
-                    batches.getOrNull(n)?.let { sendSignals(it) }
+                    // the batch goes out while the victim is chosen, so runs are executing (holding leases) meanwhile,
+                    // however fast the runs of the batch finish
+                    val sending = batches.getOrNull(n)?.let { batch -> launch { sendSignals(batch) } }
                     when (what) {
                         "kill" -> {
                             val (i, leased) = victim(workers, processArgs)
@@ -239,6 +241,7 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
                             disruptions += Disruption("restart", null, at, System.currentTimeMillis() + config.leaseMs, true)
                         }
                     }
+                    sending?.join()
                 }
                 batches.drop(plan.size).forEach { sendSignals(it) }
             }

@@ -159,6 +159,31 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
         }
     }
 
+    test("a kill -9 in the middle of 60 parallel blocking branches re-runs only the bodies in flight") {
+        val dir = Files.createTempDirectory("stent-branches").toFile()
+        val db = store.newDb()
+        db.open().use { stent ->
+            var worker = startWorkerProcess(db, dir, properties = mapOf("stent.test.stepsPerRun" to "10"))
+            val killed: Long
+            try {
+                val run = stent.client.startByName<Int, Int>("branches", 60, id = "br")
+                eventually("a few waves of bodies ran") { ExecutionLog(dir).counts.size >= 25 }
+                killed = worker.pid()
+                worker.kill9()
+                worker = startWorkerProcess(db, dir)
+                run.await(120.seconds) shouldBe (1..60).sum()
+            } finally {
+                worker.kill9()
+            }
+            val log = ExecutionLog(dir)
+            log.counts.size shouldBe 60
+            val again = log.counts.filterValues { it > 1 }
+            again.size shouldBeLessThanOrEqual 10 // at most maxParallelStepsPerRun bodies were in flight at the kill
+            again.keys.forEach { key -> log.pidsOf(key).first() shouldBe killed.toString() }
+            log.counts.values.forEach { it shouldBeLessThanOrEqual 2 }
+        }
+    }
+
     test("the poison guard fails a run that keeps killing its worker") {
         val dir = Files.createTempDirectory("stent-poison").toFile()
         val db = store.newDb()

@@ -7,6 +7,9 @@ import dev.stent.step
 import dev.stent.store.WakeUpSink
 import dev.stent.store.WorkflowStore
 import dev.stent.workflow
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.withTimeoutOrNull
 import java.io.File
@@ -45,6 +48,21 @@ fun mapChild(dir: File) = workflow<Int, Int>("map-child") { n ->
 
 /** Maps [mapChild] over 0 until n, as map "kids". */
 fun mapParent(dir: File) = workflow<Int, List<Int>>("map-parent") { n -> map(mapChild(dir), (0 until n).toList(), id = "kids") }
+
+/** n parallel branches, each a blocking 300 ms step that logs its execution; returns the sum of 1..n. */
+fun branches(dir: File) = workflow<Int, Int>("branches") { n ->
+    coroutineScope {
+        (1..n).map { i ->
+            async {
+                step("b$i") {
+                    logExecution(dir, runId, stepId)
+                    Thread.sleep(300)
+                    i
+                }
+            }
+        }.awaitAll().sum()
+    }
+}
 
 /** Publishes `progress` 1..n, waiting for signal `next` after each. */
 val progress = workflow<Int, String>("progress") { n ->
@@ -106,6 +124,8 @@ fun main(args: Array<String>) {
         register(mapChild(File(logDir)))
         register(mapParent(File(logDir)))
         register(progress)
+        register(branches(File(logDir)))
+        maxParallelStepsPerRun = System.getProperty("stent.test.stepsPerRun")?.toInt() ?: 64
         this.concurrency = concurrency
         leaseDuration = leaseMs.milliseconds
         pollInterval = (System.getProperty("stent.test.pollMs")?.toLong() ?: 50L).milliseconds

@@ -36,8 +36,14 @@ public interface WorkflowContext {
     /** Runs [workflow] as a child and waits for its output; a failed or cancelled child throws `ChildFailedException`. */
     public fun <I, O> child(workflow: dev.stent.WorkflowDefinition<I, O>, input: I): O
 
+    /** [child] with the call's [id] (the child's run id is `<this run's id>/<id>`). */
+    public fun <I, O> child(workflow: dev.stent.WorkflowDefinition<I, O>, input: I, id: String): O
+
     /** Runs [workflow] once per input as children over the worker pool; the outputs in input order (see the Kotlin `map`). */
     public fun <I, O> map(workflow: dev.stent.WorkflowDefinition<I, O>, inputs: List<I>): List<O>
+
+    /** [map] with the map's [id] (children are `<this run's id>/<id>/<index>`). */
+    public fun <I, O> map(workflow: dev.stent.WorkflowDefinition<I, O>, inputs: List<I>, id: String): List<O>
 
     /** Publishes [value] as the run's event [key] for clients to read or await (see the Kotlin `WorkflowScope.setEvent`). */
     public fun setEvent(key: String, value: Any)

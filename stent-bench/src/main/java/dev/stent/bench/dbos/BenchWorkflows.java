@@ -8,6 +8,9 @@ public interface BenchWorkflows {
     /** One no-op step. */
     int oneStep(int i);
 
+    /** Starts {@code n} oneStep workflows as children on the bench queue, awaits them all, returns the sum. */
+    long mapFanout(int n);
+
     /** First step stores {@code System.nanoTime()} under {@code key}; then returns. */
     int latencyProbe(int key);
 }

@@ -12,6 +12,10 @@ public final class BenchWorkflowsImpl implements BenchWorkflows {
 
     private final DBOS dbos;
 
+    /** The proxy DBOS made of this object (children must be started through it) and the queue they go on. */
+    static volatile BenchWorkflows self;
+    static volatile dev.dbos.transact.workflow.Queue queue;
+
     public BenchWorkflowsImpl(DBOS dbos) {
         this.dbos = dbos;
     }
@@ -32,6 +36,22 @@ public final class BenchWorkflowsImpl implements BenchWorkflows {
     public int oneStep(int i) {
         final int v = i & 0xff;
         return dbos.runStep(() -> v, "noop");
+    }
+
+    @Override
+    @Workflow(name = "mapFanout")
+    public long mapFanout(int n) {
+        var opts = new dev.dbos.transact.StartWorkflowOptions(queue);
+        var handles = new java.util.ArrayList<dev.dbos.transact.workflow.WorkflowHandle<Integer, RuntimeException>>(n);
+        for (int i = 0; i < n; i++) {
+            final int v = i;
+            handles.add(dbos.startWorkflow(() -> self.oneStep(v), opts));
+        }
+        long sum = 0;
+        for (var h : handles) {
+            sum += h.getResult();
+        }
+        return sum;
     }
 
     @Override

@@ -79,6 +79,11 @@ public final class DbosBench {
 
         try (DBOS dbos = new DBOS(config)) {
             BenchWorkflows wf = dbos.registerProxy(BenchWorkflows.class, new BenchWorkflowsImpl(dbos));
+            BenchWorkflowsImpl.self = wf;
+            BenchWorkflowsImpl.queue = queue;
+            if (scenario.equals("map_fanout") && !mode.equals("queue")) {
+                mode = "queue"; // DBOS fans out over a queue: that is its map
+            }
             if (mode.equals("queue")) {
                 dbos.registerQueue(queue);
             } else if (!mode.equals("direct")) {
@@ -98,6 +103,8 @@ public final class DbosBench {
                     return fanout(dbos, wf, opts, mode);
                 case "start_latency":
                     return startLatency(dbos, wf, n);
+                case "map_fanout":
+                    return mapFanout(dbos, wf, n);
                 default:
                     throw new IllegalArgumentException("unknown scenario " + scenario);
             }
@@ -176,6 +183,18 @@ public final class DbosBench {
             h.getResult();
         }
         return started;
+    }
+
+    /** One workflow enqueues n oneStep children on the queue and awaits them; after a warm-up of the same size. */
+    private static String mapFanout(DBOS dbos, BenchWorkflows wf, int n) throws Exception {
+        dbos.startWorkflow(() -> wf.mapFanout(n)).getResult(); // warm-up, not measured
+        long t0 = System.nanoTime();
+        long sum = dbos.startWorkflow(() -> wf.mapFanout(n)).getResult();
+        double wall = (System.nanoTime() - t0) / 1e9;
+        if (sum != java.util.stream.IntStream.range(0, n).map(i -> i & 0xff).asLongStream().sum()) { // oneStep returns i & 0xff
+            throw new IllegalStateException("map_fanout: sum " + sum);
+        }
+        return new Json().head("map_fanout", n).num("wall_s", wall).num("per_sec", n / wall).str("dbos_mode", "queue").done();
     }
 
     /** 20 workflows x 50 sequential no-op steps, started at once, all awaited. */

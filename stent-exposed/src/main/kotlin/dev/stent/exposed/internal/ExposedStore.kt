@@ -41,7 +41,10 @@ internal class ExposedStore(
     override val deliversWakeUps: Boolean get() = listenConnection != null
 
     override fun startWakeUps(sink: WakeUpSink): AutoCloseable =
-        listenConnection?.let { PgWakeUps(it, channel, sink) } ?: AutoCloseable {}
+        listenConnection?.let { PgWakeUps(it, channel, sink) } ?: run {
+            ctx.localSink = sink
+            AutoCloseable { ctx.localSink = null }
+        }
 
     override fun dbNowMs(): Long = with(ctx) { tx { nowMs() } }
 

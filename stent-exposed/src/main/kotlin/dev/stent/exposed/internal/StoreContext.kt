@@ -42,6 +42,13 @@ internal class StoreContext(
     internal val sender: PgNotifySender? = if (sendsWakeUps) PgNotifySender(dataSource, channel) else null
 
     /**
+     * Without a channel to other processes (SQLite), wake-ups still reach this process: a cancel that
+     * reaches a whole tree of children, or a child's end, wakes what waits here at once.
+     */
+    @Volatile
+    internal var localSink: dev.stent.store.WakeUpSink? = null
+
+    /**
      * The insert of new runs from a `v` table of (id, workflow_name, input, queue, priority, delay_ms, deadline_at,
      * timeout_ms): the deadline is absolute or relative to now, and a run becomes ready at the earlier of its
      * delay and its deadline (a run whose deadline passes before its delay is cancelled then).
@@ -55,7 +62,7 @@ internal class StoreContext(
 
     /** Announces a committed change to the other processes on this database; call it after the commit. */
     internal fun wake(message: WakeUpMessage, runId: String = "") {
-        sender?.send(message.payload(runId))
+        if (sender != null) sender.send(message.payload(runId)) else localSink?.let { WakeUpMessage.dispatch(message.payload(runId), it) }
     }
 
     /** Sends what is queued and stops the sender. */

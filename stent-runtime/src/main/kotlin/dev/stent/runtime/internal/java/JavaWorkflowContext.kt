@@ -49,7 +49,11 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
 
     override fun <I, O> child(workflow: WorkflowDefinition<I, O>, input: I): O = startChild(workflow, input).await()
 
+    override fun <I, O> child(workflow: WorkflowDefinition<I, O>, input: I, id: String): O = startChild(workflow, input, id, false).await()
+
     override fun <I, O> map(workflow: WorkflowDefinition<I, O>, inputs: List<I>): List<O> = call { map(workflow, inputs) }
+
+    override fun <I, O> map(workflow: WorkflowDefinition<I, O>, inputs: List<I>, id: String): List<O> = call { map(workflow, inputs, id) }
 
     override fun <T : Any> step(id: String, resultType: Class<T>, body: StepSupplier<T>): T =
         runStep(id, JavaCodecs.forClass(resultType), null, null, body)

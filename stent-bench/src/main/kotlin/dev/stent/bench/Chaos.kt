@@ -125,6 +125,9 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
     private val dir: File = Files.createTempDirectory("stent-chaos").toFile()
     private val log = File(dir, "bodies.log")
     private val rnd = Random(42)
+
+    /** The pauses between signals: their own generator, since signals go out while [rnd] picks victims. */
+    private val signalRnd = Random(43)
     private val disruptions = java.util.Collections.synchronizedList(mutableListOf<Disruption>())
 
     fun run(store: String): ChaosSummary {
@@ -197,7 +200,7 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
             val batches = ids.shuffled(rnd).chunked((ids.size + plan.size) / (plan.size + 1))
             suspend fun sendSignals(batch: List<String>) {
                 for (id in batch) {
-                    delay(rnd.nextLong(0, 15))
+                    delay(signalRnd.nextLong(0, 15))
                     retrying { stent.client.signal(id, "go", "now") }
                 }
             }
@@ -270,6 +273,8 @@ class Chaos(private val config: ChaosConfig, private val broken: BrokenVariant? 
                 return block()
             } catch (e: dev.stent.StentStoreException) {
                 delay(200)
+            } catch (e: dev.stent.UnknownRunException) {
+                return // a signal whose reply a database restart lost committed, and the run finished since
             }
         }
     }

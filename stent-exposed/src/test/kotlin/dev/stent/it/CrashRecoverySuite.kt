@@ -16,8 +16,10 @@ import io.kotest.assertions.throwables.shouldThrow
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldHaveSize
 import io.kotest.matchers.ints.shouldBeGreaterThanOrEqual
+import io.kotest.matchers.ints.shouldBeLessThan
 import io.kotest.matchers.ints.shouldBeLessThanOrEqual
 import io.kotest.matchers.shouldBe
+import io.kotest.matchers.shouldNotBe
 import io.kotest.matchers.string.shouldContain
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
@@ -170,6 +172,7 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
                 eventually("a few waves of bodies ran") { ExecutionLog(dir).counts.size >= 25 }
                 killed = worker.pid()
                 worker.kill9()
+                ExecutionLog(dir).counts.size shouldBeLessThan 60 // the kill landed in the middle of the run
                 worker = startWorkerProcess(db, dir)
                 run.await(120.seconds) shouldBe (1..60).sum()
             } finally {
@@ -178,8 +181,11 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
             val log = ExecutionLog(dir)
             log.counts.size shouldBe 60
             val again = log.counts.filterValues { it > 1 }
-            again.size shouldBeLessThanOrEqual 10 // at most maxParallelStepsPerRun bodies were in flight at the kill
-            again.keys.forEach { key -> log.pidsOf(key).first() shouldBe killed.toString() }
+            // re-run: the bodies in flight at the kill (at most maxParallelStepsPerRun = 10), and those that had returned but
+            // whose checkpoint was still queued on the run's thread (a body's permit is freed before its checkpoint): at most 20
+            again.isEmpty() shouldBe false
+            again.size shouldBeLessThanOrEqual 20
+            again.keys.forEach { key -> log.pidsOf(key)[1] shouldNotBe killed.toString() } // re-run by the new worker
             log.counts.values.forEach { it shouldBeLessThanOrEqual 2 }
         }
     }

@@ -6,6 +6,7 @@ import dev.stent.RecordKind
 import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.store.CheckpointWrite
+import dev.stent.store.ChildOutcome
 import dev.stent.store.ClaimRequest
 import dev.stent.store.FinishWrite
 import dev.stent.store.NewRun
@@ -93,6 +94,24 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             store.getRun("g1")!!.let { it.status to it.output } shouldBe (RunStatus.COMPLETED to "\"one\"")
             store.getRun("g2")!!.let { it.status to it.failure } shouldBe (RunStatus.FAILED to "{}")
             store.getRun("old")!!.let { it.status to it.output } shouldBe (RunStatus.RUNNING to null)
+        }
+    }
+
+    test("children of one parent finishing in one group each send their own outcome, under their own call") {
+        withStore(store) { stent ->
+            val store = stent.store
+            store.createRuns(
+                listOf(NewRun("p", "parent", "\"\"", "default", 0, 0)) +
+                    (0..2).map { NewRun("p/m/$it", "kid", "\"\"", "default", 0, 0, parentId = "p", parentCall = "m/$it") },
+            )
+            val claimed = store.claim(ClaimRequest("w1", listOf("parent", "kid"), emptyList(), 10, 30_000)).runs.associateBy { it.id }
+            claimed.getValue("p/m/1").parentId shouldBe "p"
+            store.finishes(
+                (0..2).map { FinishWrite("p/m/$it", claimed.getValue("p/m/$it").fencingToken, RunStatus.COMPLETED, "$it", null, notifyParent = true) },
+            ) shouldBe List(3) { WriteOutcome.OK }
+            val parent = claimed.getValue("p")
+            val outcomes = store.consumeSignals("p", parent.fencingToken, "child:m/", "m/", RecordKind.CHILD, 10)
+            outcomes.associate { it.stepId to ChildOutcome.decode(it.result!!).output } shouldBe mapOf("m/0" to "0", "m/1" to "1", "m/2" to "2")
         }
     }
 })

@@ -4,6 +4,7 @@ import dev.stent.RecordKind
 import dev.stent.RecordStatus
 import dev.stent.RunStatus
 import dev.stent.store.ChildOutcome
+import dev.stent.store.FinishWrite
 import dev.stent.store.LeaseLostException
 import dev.stent.store.SignalNames
 import dev.stent.store.StoredRecord
@@ -96,29 +97,55 @@ internal fun StoreContext.cancelChildrenIn(c: Connection, runId: String, wakes: 
     }
 }
 
-/** A finish that tells the run's parent or cancels its children: one transaction, the parent's row locked first. */
-internal fun StoreContext.finishFamily(
-    runId: String,
-    fencingToken: Long,
-    status: RunStatus,
-    output: String?,
-    failure: String?,
-    notifyParent: Boolean,
-    cancelChildren: Boolean,
-): WriteOutcome {
-    val wakes = FamilyWakes()
-    val outcome = tx {
-        val parent = if (notifyParent) lockParentOf(this, runId) else null
-        val written = finishIn(runId, fencingToken, status, output, failure)
-        if (written == WriteOutcome.OK) {
-            notifyParentIn(this, parent, ChildOutcome(status, output, failure), wakes)
-            if (cancelChildren) cancelChildrenIn(this, runId, wakes)
-        }
-        written
+/**
+ * Finishes that tell their runs' parents or cancel their children. Children of one parent that
+ * finish together (the children of a map, group-committed by a worker) share one transaction that
+ * locks their parent once and then them in id order: the parent-first order of every other path, so
+ * the children of a map no longer commit one at a time on their parent's row. Every other family
+ * finish (a run that cancels its children, a child alone) is a transaction of its own.
+ */
+internal fun StoreContext.finishFamilies(writes: List<FinishWrite>): List<WriteOutcome> {
+    require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
+    val (children, others) = writes.partition { it.notifyParent && !it.cancelChildren }
+    val parentOf = if (children.size < 2) emptyMap() else autocommit {
+        val (ids, idArgs) = inList("id", children.map { it.runId })
+        query("SELECT id, parent_id FROM stent_runs WHERE $ids AND parent_id IS NOT NULL", idArgs) { it.getString("id") to it.getString("parent_id") }.toMap()
     }
-    if (outcome == WriteOutcome.OK) wakes.finished += runId
+    val groups = children.groupBy { parentOf[it.runId] } // null: one of fewer than two, or a child whose parent is unknown
+    val outcomes = HashMap<String, WriteOutcome>()
+    for ((parent, group) in groups) {
+        if (parent == null) group.forEach { outcomes[it.runId] = finishFamilyGroup(listOf(it)).single() }
+        else group.zip(finishFamilyGroup(group)).forEach { (w, o) -> outcomes[w.runId] = o }
+    }
+    others.forEach { outcomes[it.runId] = finishFamilyGroup(listOf(it)).single() }
+    return writes.map { outcomes.getValue(it.runId) }
+}
+
+/** One transaction: the parent of [writes] (at most one between them) locked first, then each write's finish, signal and cascade. */
+private fun StoreContext.finishFamilyGroup(writes: List<FinishWrite>): List<WriteOutcome> {
+    val wakes = FamilyWakes()
+    val outcomes = tx {
+        // each child's own parent and call (the call names the signal), its parent's row locked once, first
+        val notifying = writes.filter { it.notifyParent }.map { it.runId }
+        val parents = if (notifying.isEmpty()) emptyMap() else {
+            val (ids, idArgs) = inList("id", notifying)
+            query("SELECT id, parent_id, parent_call FROM stent_runs WHERE $ids AND parent_id IS NOT NULL", idArgs) {
+                it.getString("id") to (it.getString("parent_id") to it.getString("parent_call"))
+            }.toMap()
+        }
+        parents.values.map { it.first }.distinct().forEach { query("SELECT 1 FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(it)) { true } }
+        writes.inLockOrder { it.runId }.associate { w ->
+            val written = finishIn(w.runId, w.fencingToken, w.status, w.output, w.failure)
+            if (written == WriteOutcome.OK) {
+                if (w.notifyParent) notifyParentIn(this, parents[w.runId], ChildOutcome(w.status, w.output, w.failure), wakes)
+                if (w.cancelChildren) cancelChildrenIn(this, w.runId, wakes)
+                wakes.finished += w.runId
+            }
+            w.runId to written
+        }
+    }
     announce(wakes)
-    return outcome
+    return writes.map { outcomes.getValue(it.runId) }
 }
 
 /** Takes signals by name prefix into records, for a map collecting its children's outcomes. */

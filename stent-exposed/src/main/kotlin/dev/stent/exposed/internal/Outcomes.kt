@@ -40,23 +40,23 @@ internal fun StoreContext.finish(
     notifyParent: Boolean = false,
     cancelChildren: Boolean = false,
 ): WriteOutcome = if (notifyParent || cancelChildren) {
-    finishFamily(runId, fencingToken, status, output, failure, notifyParent, cancelChildren)
+    finishFamilies(listOf(FinishWrite(runId, fencingToken, status, output, failure, notifyParent, cancelChildren))).single()
 } else {
     autocommit { finishIn(runId, fencingToken, status, output, failure) }.also { if (it == WriteOutcome.OK) wake(WakeUpMessage.FINISHED, runId) }
 }
 
 // One statement for a group of finishes, each fenced by its own token.
 internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome> {
-    // a finish that tells a parent or cancels children is a transaction of its own
+    require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
+    // finishes that tell a parent or cancel children go through transactions of their own (see finishFamilies)
     if (writes.size == 1 || writes.any { it.notifyParent || it.cancelChildren }) {
         val (family, plain) = writes.partition { it.notifyParent || it.cancelChildren }
         val outcomes = HashMap<String, WriteOutcome>()
-        family.forEach { outcomes[it.runId] = finish(it.runId, it.fencingToken, it.status, it.output, it.failure, it.notifyParent, it.cancelChildren) }
+        if (family.isNotEmpty()) family.zip(finishFamilies(family)).forEach { (w, o) -> outcomes[w.runId] = o }
         if (plain.size == 1) plain.forEach { outcomes[it.runId] = finish(it.runId, it.fencingToken, it.status, it.output, it.failure) }
         else if (plain.isNotEmpty()) plain.zip(finishes(plain)).forEach { (w, o) -> outcomes[w.runId] = o }
         return writes.map { outcomes.getValue(it.runId) }
     }
-    require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
     writes.forEach { require(it.status.isFinished) { "finish needs a final status, not ${it.status}" } }
     val finished = autocommit {
         val (v, vArgs) = groupTable(

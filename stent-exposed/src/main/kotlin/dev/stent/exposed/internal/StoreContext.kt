@@ -62,7 +62,12 @@ internal class StoreContext(
 
     /** Announces a committed change to the other processes on this database; call it after the commit. */
     internal fun wake(message: WakeUpMessage, runId: String = "") {
-        if (sender != null) sender.send(message.payload(runId)) else localSink?.let { WakeUpMessage.dispatch(message.payload(runId), it) }
+        if (sender != null) {
+            sender.send(message.payload(runId))
+        } else {
+            // a hint after the commit: whatever the sink does, the write it announces stays done
+            localSink?.let { sink -> runCatching { WakeUpMessage.dispatch(message.payload(runId), sink) } }
+        }
     }
 
     /** Sends what is queued and stops the sender. */

@@ -377,6 +377,7 @@ internal class RunExecution(
     suspend fun <T> storeCall(what: String, block: dev.stent.store.WorkflowStore.() -> T): T = try {
         blockingOnRunThread(what, block)
     } catch (e: StentStoreException) {
+        env.log.warn("run {}: {} failed: {}", runId, what, e.message)
         stop(StopReason.StoreFailure)
         throw e
     } catch (e: LeaseLostException) {

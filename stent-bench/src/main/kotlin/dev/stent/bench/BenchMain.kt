@@ -103,6 +103,17 @@ private fun workerMain(args: List<String>) {
     Thread.sleep(Long.MAX_VALUE)
 }
 
+/** Runs [block] with [count] bench worker JVMs of 64 slots; then stops them (SIGTERM first, so a worker can write its JFR recording on exit). */
+fun <T> withWorkerJvms(db: BenchDb, count: Int, block: (List<Process>) -> T): T {
+    val jvms = List(count) { startWorkerJvm(db, 64) }
+    try {
+        return block(jvms)
+    } finally {
+        jvms.forEach { it.destroy() }
+        jvms.forEach { if (!it.waitFor(10, TimeUnit.SECONDS)) it.destroyForcibly().waitFor() }
+    }
+}
+
 /** Starts a bench worker JVM on the bench classpath and waits for READY. */
 fun startWorkerJvm(db: BenchDb, concurrency: Int, vararg javaArgs: String): Process {
     val java = File(System.getProperty("java.home"), "bin/java").path
@@ -188,8 +199,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
     fun throughput(newDb: () -> BenchDb, workers: Int) {
         val db = newDb()
         db.open().use { stent ->
-            val jvms = List(workers) { startWorkerJvm(db, 64) }
-            try {
+            withWorkerJvms(db, workers) { jvms ->
                 runBlocking {
                     // 16 coroutines start runs at once, as a service receiving requests would, then all are awaited
                     suspend fun startAndAwait(args: IntRange): Double {
@@ -222,10 +232,6 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                         },
                     )
                 }
-            } finally {
-                // SIGTERM first, so a worker can write its JFR recording on exit
-                jvms.forEach { it.destroy() }
-                jvms.forEach { if (!it.waitFor(10, TimeUnit.SECONDS)) it.destroyForcibly().waitFor() }
             }
         }
     }
@@ -234,8 +240,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
     fun mapFanout(newDb: () -> BenchDb, workers: Int) {
         val db = newDb()
         db.open().use { stent ->
-            val jvms = List(workers) { startWorkerJvm(db, 64) }
-            try {
+            withWorkerJvms(db, workers) { jvms ->
                 runBlocking {
                     val n = sizes.mapChildren
                     stent.client.startByName<Int, Long>("bench-map", n, id = "warm").await(10.minutes)
@@ -252,9 +257,6 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                         },
                     )
                 }
-            } finally {
-                jvms.forEach { it.destroy() }
-                jvms.forEach { if (!it.waitFor(10, TimeUnit.SECONDS)) it.destroyForcibly().waitFor() }
             }
         }
     }

@@ -106,34 +106,33 @@ internal fun StoreContext.cancelChildrenIn(c: Connection, runId: String, wakes: 
  */
 internal fun StoreContext.finishFamilies(writes: List<FinishWrite>): List<WriteOutcome> {
     require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
+    // each child's parent and the call that started it (the call names the signal): set at insert, never changed,
+    // so one read outside the transactions serves them all
+    val notifying = writes.filter { it.notifyParent }.map { it.runId }
+    val parents = if (notifying.isEmpty()) emptyMap() else autocommit {
+        val (ids, idArgs) = inList("id", notifying)
+        query("SELECT id, parent_id, parent_call FROM stent_runs WHERE $ids AND parent_id IS NOT NULL", idArgs) {
+            it.getString("id") to (it.getString("parent_id") to it.getString("parent_call"))
+        }.toMap()
+    }
     val (children, others) = writes.partition { it.notifyParent && !it.cancelChildren }
-    val parentOf = if (children.size < 2) emptyMap() else autocommit {
-        val (ids, idArgs) = inList("id", children.map { it.runId })
-        query("SELECT id, parent_id FROM stent_runs WHERE $ids AND parent_id IS NOT NULL", idArgs) { it.getString("id") to it.getString("parent_id") }.toMap()
-    }
-    val groups = children.groupBy { parentOf[it.runId] } // null: one of fewer than two, or a child whose parent is unknown
     val outcomes = HashMap<String, WriteOutcome>()
-    for ((parent, group) in groups) {
-        if (parent == null) group.forEach { outcomes[it.runId] = finishFamilyGroup(listOf(it)).single() }
-        else group.zip(finishFamilyGroup(group)).forEach { (w, o) -> outcomes[w.runId] = o }
+    for ((parent, group) in children.groupBy { parents[it.runId]?.first }) {
+        // a child whose parent is unknown finishes alone
+        if (parent == null) group.forEach { outcomes[it.runId] = finishFamilyGroup(listOf(it), parents).single() }
+        else group.zip(finishFamilyGroup(group, parents)).forEach { (w, o) -> outcomes[w.runId] = o }
     }
-    others.forEach { outcomes[it.runId] = finishFamilyGroup(listOf(it)).single() }
+    others.forEach { outcomes[it.runId] = finishFamilyGroup(listOf(it), parents).single() }
     return writes.map { outcomes.getValue(it.runId) }
 }
 
-/** One transaction: the parent of [writes] (at most one between them) locked first, then each write's finish, signal and cascade. */
-private fun StoreContext.finishFamilyGroup(writes: List<FinishWrite>): List<WriteOutcome> {
+/** One transaction: the parent of [writes] (at most one between them, from [parents]) locked first, then each write's finish, signal and cascade. */
+private fun StoreContext.finishFamilyGroup(writes: List<FinishWrite>, parents: Map<String, Pair<String, String>>): List<WriteOutcome> {
     val wakes = FamilyWakes()
     val outcomes = tx {
-        // each child's own parent and call (the call names the signal), its parent's row locked once, first
-        val notifying = writes.filter { it.notifyParent }.map { it.runId }
-        val parents = if (notifying.isEmpty()) emptyMap() else {
-            val (ids, idArgs) = inList("id", notifying)
-            query("SELECT id, parent_id, parent_call FROM stent_runs WHERE $ids AND parent_id IS NOT NULL", idArgs) {
-                it.getString("id") to (it.getString("parent_id") to it.getString("parent_call"))
-            }.toMap()
+        for (parent in writes.mapNotNull { parents[it.runId]?.first }.distinct()) {
+            query("SELECT 1 FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(parent)) { true }
         }
-        parents.values.map { it.first }.distinct().forEach { query("SELECT 1 FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(it)) { true } }
         writes.inLockOrder { it.runId }.associate { w ->
             val written = finishIn(w.runId, w.fencingToken, w.status, w.output, w.failure)
             if (written == WriteOutcome.OK) {
@@ -158,10 +157,11 @@ internal fun StoreContext.consumeSignals(
     limit: Int,
 ): List<StoredRecord> = tx {
     if (!holdsLease(runId, fencingToken)) throw LeaseLostException(runId)
+    val (named, nameArgs) = startsWith("name", namePrefix)
     val signals = query(
-        """SELECT seq, name, payload FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND substr(name, 1, ?) = ?
+        """SELECT seq, name, payload FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND $named
            ORDER BY seq LIMIT ? ${dialect.rowLock}""",
-        listOf(runId, namePrefix.codePointCount(0, namePrefix.length), namePrefix, limit),
+        listOf<Any?>(runId) + nameArgs + limit,
     ) { Triple(it.getLong("seq"), it.getString("name"), it.getString("payload")) }
     signals.map { (seq, name, payload) ->
         val id = recordPrefix + name.removePrefix(namePrefix)

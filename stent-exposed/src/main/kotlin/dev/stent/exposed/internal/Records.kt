@@ -71,9 +71,6 @@ internal fun StoreContext.listRecords(runId: String): List<StoredRecord> = trans
 
 // A run's events are records `event:<key>#<version>`: one indexed range of its records.
 internal fun StoreContext.listEvents(runId: String, key: String): List<StoredRecord> = autocommit {
-    val prefix = EventRecords.prefix(key) + "#"
-    query(
-        "SELECT * FROM stent_records WHERE run_id = ? AND kind = 'EVENT' AND substr(step_id, 1, ?) = ?",
-        listOf(runId, prefix.codePointCount(0, prefix.length), prefix),
-    ) { recordOf(it) }
+    val (versioned, versionArgs) = startsWith("step_id", EventRecords.prefix(key) + "#")
+    query("SELECT * FROM stent_records WHERE run_id = ? AND kind = 'EVENT' AND $versioned", listOf<Any?>(runId) + versionArgs) { recordOf(it) }
 }.sortedBy { EventRecords.version(key, it.stepId) }

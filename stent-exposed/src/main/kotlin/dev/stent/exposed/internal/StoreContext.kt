@@ -114,10 +114,10 @@ internal class StoreContext(
         // a name ending in '*' waits for every name that starts with the rest (a map's children)
         val (prefixes, names) = signalNames.partition { it.endsWith('*') }
         val byName = if (names.isEmpty()) "" else "name IN (${marks(names.size)})"
-        val byPrefix = prefixes.joinToString(" OR ") { "substr(name, 1, ?) = ?" }
+        val byPrefix = prefixes.map { startsWith("name", it.dropLast(1)) }
         val signalled = signalNames.isNotEmpty() && query(
-            "SELECT 1 FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND (${listOf(byName, byPrefix).filter { it.isNotEmpty() }.joinToString(" OR ")}) LIMIT 1",
-            listOf<Any?>(runId) + names + prefixes.flatMap { val p = it.dropLast(1); listOf(p.codePointCount(0, p.length), p) },
+            "SELECT 1 FROM stent_signals WHERE run_id = ? AND consumed_by IS NULL AND (${(listOf(byName) + byPrefix.map { it.first }).filter { it.isNotEmpty() }.joinToString(" OR ")}) LIMIT 1",
+            listOf<Any?>(runId) + names + byPrefix.flatMap { it.second },
         ) { true }.isNotEmpty()
         return if (signalled) {
             update(
@@ -220,6 +220,10 @@ internal class StoreContext(
         sortedWith { a, b -> java.util.Arrays.compareUnsigned(id(a).toByteArray(), id(b).toByteArray()) }
 
     internal fun Connection.inList(column: String, values: Collection<String>) = dialect.inList(this, column, values)
+
+    /** `column` starts with [prefix], and its arguments: both databases count characters as code points, as Kotlin's `length` does not. */
+    internal fun startsWith(column: String, prefix: String): Pair<String, List<Any?>> =
+        "substr($column, 1, ?) = ?" to listOf(prefix.codePointCount(0, prefix.length), prefix)
 
     internal companion object {
         /** A record is updated in place until it is final; a final record is never overwritten. */

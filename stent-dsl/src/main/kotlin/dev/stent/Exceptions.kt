@@ -228,6 +228,21 @@ public class RunConflictException(
         "run ids are unique across workflows; choose another id",
 )
 
+/** An operation that needs a finished run (delete) was asked of one that has not finished. */
+public class RunNotFinishedException(
+    override val runId: String,
+    /** The run's status when asked. */
+    public val status: RunStatus,
+    /** What was asked: "delete". */
+    operation: String,
+) : StentException("cannot $operation run '$runId': it is $status, not finished; cancel it first (client.cancel) and $operation it once it is CANCELLED")
+
+/** No schedule with this name exists. */
+public class UnknownScheduleException(
+    /** The name asked for. */
+    public val scheduleName: String,
+) : StentException("no schedule named '$scheduleName'; list them with client.listSchedules() and check the name")
+
 /** Throws an [InvalidArgumentException] with [message] unless [valid]: Stent's `require`. */
 @InternalStentApi
 public inline fun requireArgument(valid: Boolean, message: () -> String) {

@@ -38,12 +38,16 @@ public interface WorkflowScope {
      * interrupted; whatever it returns then is not recorded. With a [timeout], an attempt that
      * runs longer is cancelled the same way and fails with [StepTimeoutException], which [retry]
      * retries like any failure. Null or [Duration.INFINITE]: no timeout.
+     *
+     * With a [cache], a result another run stored under the same key within its TTL is recorded
+     * instead of running [block], and a result computed here is stored for later runs (see [StepCache]).
      */
     public suspend fun <T> step(
         id: String,
         codec: Codec<T>,
         retry: RetryPolicy? = null,
         timeout: Duration? = null,
+        cache: StepCache? = null,
         block: suspend StepScope.() -> T,
     ): T
 
@@ -164,8 +168,9 @@ public suspend inline fun <reified T> WorkflowScope.step(
     id: String,
     retry: RetryPolicy? = null,
     timeout: Duration? = null,
+    cache: StepCache? = null,
     noinline block: suspend StepScope.() -> T,
-): T = step(id, codecOf<T>(), retry, timeout, block)
+): T = step(id, codecOf<T>(), retry, timeout, cache, block)
 
 /** Starts a child run by workflow name with kotlinx-serializable input and output; see [WorkflowScope.startChild]. */
 @JvmSynthetic

@@ -12,7 +12,8 @@ import kotlin.time.Duration
 public interface StentClient {
     /**
      * Starts a run of [workflow] with [input]. With an [id] that exists already, returns a handle to
-     * the existing run and changes nothing (idempotent start). [queue] and [priority] default to
+     * the existing run and changes nothing (idempotent start). A [partitionKey] (a customer, an
+     * account) is what a queue's `concurrencyPerKey` limit counts. [queue] and [priority] default to
      * the workflow's; [delay] postpones the first claim (at most 1,000 years: longer, and
      * [Duration.INFINITE], count as that). A [deadline] (default: the workflow's `timeout` after
      * the start) cancels the run durably when it passes, wherever the run is; `await()` then
@@ -26,6 +27,7 @@ public interface StentClient {
         priority: Int? = null,
         delay: Duration? = null,
         deadline: Instant? = null,
+        partitionKey: String? = null,
     ): RunHandle<O>
 
     /**
@@ -44,6 +46,7 @@ public interface StentClient {
         priority: Int? = null,
         delay: Duration? = null,
         deadline: Instant? = null,
+        partitionKey: String? = null,
     ): RunHandle<O>
 
     /** A handle to an existing run whose output uses [outputCodec]. Does not check that the run exists. */
@@ -80,9 +83,9 @@ public interface StentClient {
     public suspend fun <T> awaitEvent(runId: String, key: String, codec: Codec<T>, afterVersion: Long = 0, timeout: Duration? = null): RunEvent<T>?
 
     /**
-     * Runs newest first, filtered by [status], [workflowName] and [parentId] (the children of a run)
-     * when given, [limit] at a time from [offset]. The returned [RunInfo]s carry no records (describe
-     * a run for those).
+     * Runs newest first, filtered by [status], [workflowName], [parentId] (the children of a run),
+     * [queue] and [failureKind] (FAILED runs that failed for that reason) when given, [limit] at a
+     * time from [offset]. The returned [RunInfo]s carry no records (describe a run for those).
      */
     public suspend fun list(
         status: RunStatus? = null,
@@ -90,7 +93,76 @@ public interface StentClient {
         limit: Int = 100,
         offset: Int = 0,
         parentId: String? = null,
+        queue: String? = null,
+        failureKind: FailureKind? = null,
     ): List<RunInfo>
+
+    /**
+     * The dead letters: FAILED runs not [discard]ed, newest first, of [failureKind] when given. Each
+     * carries its failure; `describe(id)` shows its history. [retry] or [discard] each.
+     */
+    public suspend fun deadLetters(failureKind: FailureKind? = null, limit: Int = 100, offset: Int = 0): List<RunInfo>
+
+    /**
+     * Runs a FAILED run again from where it failed: every completed step keeps its record and is not
+     * run again; the step that failed it runs again with its attempts counted from zero (a failure
+     * of the workflow code itself, or of the poison guard, resumes by replay: deploy the fix first).
+     * The retry is counted in [RunInfo.retries]. Idempotent: a run that is not FAILED (already
+     * retried) is left as it is. Returns the status after the call. Throws [UnknownRunException].
+     */
+    public suspend fun retry(runId: String): RunStatus
+
+    /**
+     * Marks a FAILED run handled: it leaves [deadLetters] (it stays FAILED, with [RunInfo.discardedAt]
+     * set). Idempotent; a run that is not FAILED is left as it is. Returns its status. Throws [UnknownRunException].
+     */
+    public suspend fun discard(runId: String): RunStatus
+
+    /**
+     * Deletes a finished run with its records and signals. A run that has not finished is not
+     * deleted: cancel it first ([RunConflictException]). Throws [UnknownRunException] when there is no such run.
+     */
+    public suspend fun delete(runId: String)
+
+    /** Stores [limits] for their queue: every worker's claim applies them from its next claim (within a second). */
+    public suspend fun setQueueLimits(limits: QueueLimits)
+
+    /** Removes every limit of [queue]. */
+    public suspend fun removeQueueLimits(queue: String)
+
+    /** Every queue that has limits or unfinished runs, with its limits and counts of runs pending, running and waiting. */
+    public suspend fun listQueues(): List<QueueInfo>
+
+    /**
+     * Creates or replaces schedule [name]: a run of [workflow] with [input] at every tick of [cron]
+     * (5 fields `minute hour day month weekday`, or 6 with seconds first) read in [zone]. Workers fire
+     * it: exactly one run per tick across all of them, with id `schedule:<name>@<tick instant>`. Ticks
+     * missed while no worker ran are skipped, except the newest, and up to [catchUp] before it
+     * (0 to 1,000). Replacing a schedule with the same expression and zone keeps its next tick (so an
+     * application may declare its schedules at every start); a paused one stays paused.
+     */
+    public suspend fun <I> schedule(
+        name: String,
+        cron: String,
+        workflow: WorkflowDefinition<I, *>,
+        input: I,
+        zone: java.time.ZoneId = java.time.ZoneOffset.UTC,
+        catchUp: Int = 0,
+        queue: String? = null,
+        priority: Int? = null,
+    ): ScheduleInfo
+
+    /** Every schedule, by name, with its next tick. */
+    public suspend fun listSchedules(): List<ScheduleInfo>
+
+    /** Stops schedule [name] from firing until [resumeSchedule]. Throws [UnknownScheduleException]. */
+    public suspend fun pauseSchedule(name: String)
+
+    /** Fires schedule [name] again from its next tick after now (ticks while paused are not started). Throws [UnknownScheduleException]. */
+    public suspend fun resumeSchedule(name: String)
+
+    /** Deletes schedule [name]; the runs it started stay. Returns false when there was none. */
+    public suspend fun deleteSchedule(name: String): Boolean
 
     /**
      * Cancels run [runId]: a PENDING or WAITING run is CANCELLED at once. A RUNNING one is flagged;
@@ -120,7 +192,8 @@ public suspend inline fun <reified I, reified O> StentClient.startByName(
     priority: Int? = null,
     delay: Duration? = null,
     deadline: Instant? = null,
-): RunHandle<O> = start(workflowName, input, codecOf<I>(), codecOf<O>(), id, queue, priority, delay, deadline)
+    partitionKey: String? = null,
+): RunHandle<O> = start(workflowName, input, codecOf<I>(), codecOf<O>(), id, queue, priority, delay, deadline, partitionKey)
 
 /** A started run. */
 @OptIn(ExperimentalSubclassOptIn::class)
@@ -192,6 +265,14 @@ public class RunInfo internal constructor(
      * `list(parentId = id)` for more). Empty in [StentClient.list] results.
      */
     public val children: List<String> = emptyList(),
+    /** The partition key given at start, or null. */
+    public val partitionKey: String? = null,
+    /** Why a FAILED run failed, or null. */
+    public val failureKind: FailureKind? = null,
+    /** How many times the run was retried after failing ([StentClient.retry]). */
+    public val retries: Int = 0,
+    /** When a FAILED run was discarded ([StentClient.discard]), or null. */
+    public val discardedAt: Instant? = null,
 ) {
     override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, records=${records.size})"
 }
@@ -221,3 +302,20 @@ public suspend inline fun <reified T> StentClient.getEvent(runId: String, key: S
 @JvmSynthetic
 public suspend inline fun <reified T> StentClient.awaitEvent(runId: String, key: String, afterVersion: Long = 0, timeout: Duration? = null): RunEvent<T>? =
     awaitEvent(runId, key, codecOf<T>(), afterVersion, timeout)
+
+/** A schedule as [StentClient.listSchedules] shows it. */
+public class ScheduleInfo internal constructor(
+    public val name: String,
+    public val cron: String,
+    public val zone: java.time.ZoneId,
+    public val workflowName: String,
+    public val queue: String,
+    public val catchUp: Int,
+    public val paused: Boolean,
+    /** When the next tick is due (null: the expression has no more); a paused schedule does not fire it. */
+    public val nextFireAt: Instant?,
+    /** The last tick a run was started for, or null. */
+    public val lastFireAt: Instant?,
+) {
+    override fun toString(): String = "ScheduleInfo($name, '$cron' in $zone, workflow=$workflowName, paused=$paused, next=$nextFireAt)"
+}

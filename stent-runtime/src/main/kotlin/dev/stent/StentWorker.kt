@@ -124,6 +124,26 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
          */
         public var maxParallelSteps: Int = 256
 
+        internal val queueLimits = LinkedHashMap<String, QueueLimits>()
+
+        /**
+         * Declares [limits] for their queue: stored when the worker starts (before its first claim), so
+         * every worker applies them. Workers that declare different limits for one queue overwrite each
+         * other's: declare each queue's limits in one place.
+         */
+        public fun limit(limits: QueueLimits) {
+            queueLimits[limits.queue] = limits
+        }
+
+        /**
+         * Finished runs older than this are deleted with their records and signals, in small batches,
+         * by this worker (every worker that sets it takes part). Null (the default) keeps them.
+         */
+        public var retention: Duration? = null
+
+        /** Whether this worker fires schedules (default true): any number of workers may, each tick starts one run. */
+        public var fireSchedules: Boolean = true
+
         /** Registers [definition]; this worker claims runs of its name. */
         public fun register(definition: WorkflowDefinition<*, *>) {
             val existing = definitions.putIfAbsent(definition.name, definition)
@@ -168,6 +188,9 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
             requireArgument(stopTimeout.isPositive() && stopTimeout.isFinite()) {
                 "stentWorker: stopTimeout must be positive and finite, was $stopTimeout"
             }
+            retention?.let { r ->
+                requireArgument(r.isPositive()) { "stentWorker: retention must be positive (or null to keep finished runs), was $r" }
+            }
             queues?.let { q ->
                 requireArgument(q.isNotEmpty()) { "stentWorker: queues must name at least one queue, or be null for every queue" }
                 q.forEach { WorkflowDefinition.validateName("queue", it) }
@@ -175,7 +198,7 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
             return WorkerConfig(
                 workerId, definitions.toMap(), concurrency, queues?.toSet(), leaseDuration, heartbeat,
                 shutdownGrace, pollInterval, unloadThreshold, maxClaims, stopTimeout, maxParallelStepsPerRun, maxParallelSteps,
-                maxWaitingInMemory,
+                maxWaitingInMemory, queueLimits.values.toList(), retention?.takeUnless { it.isInfinite() }, fireSchedules,
             )
         }
 
@@ -207,6 +230,9 @@ internal class WorkerConfig(
     val maxParallelStepsPerRun: Int,
     val maxParallelSteps: Int,
     val maxWaitingInMemory: Int,
+    val queueLimits: List<QueueLimits> = emptyList(),
+    val retention: Duration? = null,
+    val fireSchedules: Boolean = true,
 )
 
 /**

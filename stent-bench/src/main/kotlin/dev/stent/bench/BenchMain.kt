@@ -3,7 +3,9 @@ package dev.stent.bench
 import dev.stent.RunStatus
 import dev.stent.Stent
 import dev.stent.StentWorker
+import dev.stent.WorkflowDefinition
 import dev.stent.codecOf
+import dev.stent.queueLimits
 import dev.stent.signal
 import dev.stent.startByName
 import dev.stent.stentWorker
@@ -69,6 +71,10 @@ fun main(args: Array<String>) {
             run("step_overhead") { scenarios.stepOverhead(db()) }
             run("checkpoint_direct") { scenarios.checkpointDirect(db()) }
             run("throughput_1step") { scenarios.throughput(db, workers = 1); scenarios.throughput(db, workers = 2) }
+            // the claim of a queue with limits above the offered load against one without, interleaved A, B, A, B
+            run("throughput_limited") {
+                repeat(2) { for (limits in listOf("none", "concurrency", "all")) scenarios.throughput(db, workers = 1, limits = limits) }
+            }
             run("fanout") { scenarios.fanout(db()) }
             run("map_fanout") { scenarios.mapFanout(db, workers = 1); scenarios.mapFanout(db, workers = 2) }
             run("map_memory") { scenarios.mapMemory(db()) }
@@ -196,16 +202,35 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
         )
     }
 
-    fun throughput(newDb: () -> BenchDb, workers: Int) {
+    /**
+     * [limits]: null for the plain scenario; else "none" (a queue without limits), "concurrency" (a concurrency limit)
+     * or "all" (concurrency, per key and rate limits), each far above what the workers can run, so the claim takes
+     * the limited path and counts, and nothing is held back.
+     */
+    fun throughput(newDb: () -> BenchDb, workers: Int, limits: String? = null) {
         val db = newDb()
+        val queue = if (limits == null || limits == "none") WorkflowDefinition.DEFAULT_QUEUE else "bench-limited"
         db.open().use { stent ->
+            if (queue != WorkflowDefinition.DEFAULT_QUEUE) {
+                runBlocking {
+                    stent.client.setQueueLimits(
+                        queueLimits(queue) {
+                            concurrency = 100_000
+                            if (limits == "all") {
+                                concurrencyPerKey = 100_000
+                                rateLimit(1_000_000, 1.seconds)
+                            }
+                        },
+                    )
+                }
+            }
             withWorkerJvms(db, workers) { jvms ->
                 runBlocking {
                     // 16 coroutines start runs at once, as a service receiving requests would, then all are awaited
                     suspend fun startAndAwait(args: IntRange): Double {
                         val t0 = System.nanoTime()
                         val ids = args.chunked(args.count() / 16 + 1).map { chunk ->
-                            async { chunk.map { stent.client.startByName<Int, Int>("bench-one", it).id } }
+                            async { chunk.map { stent.client.startByName<Int, Int>("bench-one", it, queue = queue).id } }
                         }.awaitAll().flatten()
                         val started = (System.nanoTime() - t0) / 1e9
                         val codec = codecOf<Int>()
@@ -221,10 +246,12 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                     val started = startAndAwait(1..sizes.throughput)
                     val wall = (System.nanoTime() - t0) / 1e9
                     val cpuS = cpu.elapsed()
-                    stores.pgStatementsReport("throughput_1step, $workers worker JVM(s), ${sizes.throughput} runs")?.let(System.err::print)
+                    val name = if (limits == null) "throughput_1step" else "throughput_limited"
+                    stores.pgStatementsReport("$name, $workers worker JVM(s), ${sizes.throughput} runs")?.let(System.err::print)
                     results.emit(
-                        result("throughput_1step", db.store, sizes.throughput, wall) {
+                        result(name, db.store, sizes.throughput, wall) {
                             put("workers", workers)
+                            limits?.let { put("limits", it) }
                             put("start_phase_s", started)
                             put("warm_up", warm)
                             // where the CPU went: µs of CPU per workflow in each process group

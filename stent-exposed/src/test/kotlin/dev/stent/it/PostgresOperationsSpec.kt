@@ -194,4 +194,29 @@ class PostgresOperationsSpec : FunSpec({
     test("with notifications off, the same worker does not run the workflow within the window (the test above cannot pass by polling)") {
         wakeUpWindow(notifications = false).exceptionOrNull().shouldBeInstanceOf<dev.stent.AwaitTimeoutException>()
     }
+
+    // The claim of a limited queue relies on it: its queue lock and its claim go in one round trip (see Claims.kt).
+    test("statements sent together on an autocommit connection are one transaction: the first one's lock holds through the last") {
+        val schema = "implicit_${System.nanoTime()}"
+        DriverManager.getConnection(TestPg.url, TestPg.user, TestPg.password).use { setup ->
+            setup.createStatement().execute("CREATE SCHEMA $schema; CREATE TABLE $schema.q (name TEXT PRIMARY KEY); INSERT INTO $schema.q VALUES ('a')")
+        }
+        DriverManager.getConnection(TestPg.url, TestPg.user, TestPg.password).use { a ->
+            DriverManager.getConnection(TestPg.url, TestPg.user, TestPg.password).use { b ->
+                a.autoCommit shouldBe true
+                val holder = thread {
+                    a.prepareStatement("SELECT name FROM $schema.q WHERE name = ? FOR UPDATE; SELECT pg_sleep(1.5)").use { ps ->
+                        ps.setString(1, "a")
+                        ps.execute()
+                        while (ps.moreResults || ps.updateCount != -1) Unit
+                    }
+                }
+                Thread.sleep(500)
+                val refused = runCatching { b.createStatement().executeQuery("SELECT name FROM $schema.q FOR UPDATE NOWAIT").close() }.exceptionOrNull()
+                (refused as java.sql.SQLException).sqlState shouldBe "55P03" // lock_not_available: still held by the first statement
+                holder.join()
+                b.createStatement().executeQuery("SELECT name FROM $schema.q FOR UPDATE NOWAIT").use { it.next() shouldBe true } // released at the end
+            }
+        }
+    }
 })

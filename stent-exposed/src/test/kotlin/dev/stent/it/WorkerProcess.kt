@@ -1,6 +1,7 @@
 package dev.stent.it
 
 import dev.stent.awaitSignal
+import dev.stent.queueLimits
 import dev.stent.setEvent
 import dev.stent.stentWorker
 import dev.stent.step
@@ -73,6 +74,27 @@ val progress = workflow<Int, String>("progress") { n ->
     "done"
 }
 
+/**
+ * In queue "limited": one 200 ms step that appends `start <runId> <epoch ms>` and `end <runId> <epoch ms>` to
+ * `bodies.log`, so a test can see how many bodies of the queue ran at once across processes.
+ */
+fun limitedWork(dir: File) = workflow<Int, Int>("limited-work", { queue = "limited" }) { n ->
+    step("work") {
+        appendLine(File(dir, "bodies.log"), "start $runId ${System.currentTimeMillis()}")
+        delay(200.milliseconds)
+        appendLine(File(dir, "bodies.log"), "end $runId ${System.currentTimeMillis()}")
+        n
+    }
+}
+
+/** Started by a schedule: logs `runId:tick:pid` like [crashFive]. */
+fun tick(dir: File) = workflow<String, String>("tick") { _ ->
+    step("tick") {
+        logExecution(dir, runId, stepId)
+        "ok"
+    }
+}
+
 /** Kills its own JVM inside a step, every time: the poison guard must stop it. */
 val halting = workflow<String, String>("halt") { _ ->
     step("die") { Runtime.getRuntime().halt(3); "unreachable" }
@@ -109,7 +131,8 @@ private fun testStore(real: WorkflowStore, logDir: File): WorkflowStore {
 
 /**
  * A worker JVM for crash tests: `WorkerProcess <logDir> <concurrency> <leaseMs> <maxClaims> <store args…>`
- * (store args as in [TestDb.processArgs]); `-Dstent.test.pollMs` sets its poll interval (default 50 ms), and
+ * (store args as in [TestDb.processArgs]); `-Dstent.test.pollMs` sets its poll interval (default 50 ms),
+ * `-Dstent.test.limitConcurrency` declares that concurrency limit for queue "limited", and
  * see [testStore] for the store's test switches. Prints READY once claiming; runs until killed.
  */
 fun main(args: Array<String>) {
@@ -125,6 +148,9 @@ fun main(args: Array<String>) {
         register(mapParent(File(logDir)))
         register(progress)
         register(branches(File(logDir)))
+        register(limitedWork(File(logDir)))
+        register(tick(File(logDir)))
+        System.getProperty("stent.test.limitConcurrency")?.let { limit(queueLimits("limited") { this.concurrency = it.toInt() }) }
         maxParallelStepsPerRun = System.getProperty("stent.test.stepsPerRun")?.toInt() ?: 64
         this.concurrency = concurrency
         leaseDuration = leaseMs.milliseconds

@@ -1,15 +1,21 @@
 package dev.stent.java
 
 import dev.stent.Codec
+import dev.stent.FailureKind
 import dev.stent.InternalStentApi
+import dev.stent.QueueInfo
+import dev.stent.QueueLimits
 import dev.stent.RunEvent
 import dev.stent.RunInfo
 import dev.stent.RunStatus
+import dev.stent.ScheduleInfo
 import dev.stent.Stent
 import dev.stent.StentClient
 import dev.stent.WorkflowDefinition
 import kotlinx.coroutines.future.future
 import java.time.Duration
+import java.time.ZoneId
+import java.time.ZoneOffset
 import java.util.concurrent.CompletableFuture
 import kotlin.time.toKotlinDuration
 
@@ -31,11 +37,19 @@ public class FutureClient private constructor(private val stent: Stent) {
 
     private fun <T> async(block: suspend () -> T): CompletableFuture<T> = stent.scope.future { block() }
 
+    /** [async] for a call without a result. */
+    private fun done(block: suspend () -> Unit): CompletableFuture<Void?> = async {
+        block()
+        null
+    }
+
     /** Starts a run of [workflow]; see the Kotlin `StentClient.start`. */
     @JvmOverloads
     public fun <I, O> start(workflow: WorkflowDefinition<I, O>, input: I, options: StartOptions = StartOptions.NONE): CompletableFuture<RunRef<O>> =
         async {
-            val h = client.start(workflow, input, options.id, options.queue, options.priority, options.delay?.toKotlinDuration(), options.deadline)
+            val h = client.start(
+                workflow, input, options.id, options.queue, options.priority, options.delay?.toKotlinDuration(), options.deadline, options.partitionKey,
+            )
             ref(h.id, workflow.outputCodec)
         }
 
@@ -59,7 +73,7 @@ public class FutureClient private constructor(private val stent: Stent) {
             val inputCodec = JavaCodecs.forClass(input.javaClass)
             val h = client.start(
                 workflowName, input, inputCodec, outputCodec, options.id, options.queue, options.priority,
-                options.delay?.toKotlinDuration(), options.deadline,
+                options.delay?.toKotlinDuration(), options.deadline, options.partitionKey,
             )
             ref(h.id, outputCodec)
         }
@@ -81,10 +95,8 @@ public class FutureClient private constructor(private val stent: Stent) {
         signal(runId, name, payload, JavaCodecs.forClass(payload.javaClass))
 
     /** Sends signal [name] with [payload] encoded by [codec] (for generic payloads). */
-    public fun <T> signal(runId: String, name: String, payload: T, codec: Codec<T>): CompletableFuture<Void?> = async {
-        client.signal(runId, name, payload, codec)
-        null
-    }
+    public fun <T> signal(runId: String, name: String, payload: T, codec: Codec<T>): CompletableFuture<Void?> =
+        done { client.signal(runId, name, payload, codec) }
 
     /** The run's status, timestamps, attempts, failure and records. */
     public fun describe(runId: String): CompletableFuture<RunInfo> = async { client.describe(runId) }
@@ -103,7 +115,10 @@ public class FutureClient private constructor(private val stent: Stent) {
     /** Cancels the run; see the Kotlin `StentClient.cancel`. Completes with the status after the call. */
     public fun cancel(runId: String): CompletableFuture<RunStatus> = async { client.cancel(runId) }
 
-    /** Runs newest first, filtered by [status], [workflowName] and [parentId] (the children of a run) when not null. */
+    /**
+     * Runs newest first, filtered by [status], [workflowName], [parentId] (the children of a run),
+     * [queue] and [failureKind] when not null.
+     */
     @JvmOverloads
     public fun list(
         status: RunStatus? = null,
@@ -111,7 +126,58 @@ public class FutureClient private constructor(private val stent: Stent) {
         limit: Int = 100,
         offset: Int = 0,
         parentId: String? = null,
-    ): CompletableFuture<List<RunInfo>> = async { client.list(status, workflowName, limit, offset, parentId) }
+        queue: String? = null,
+        failureKind: FailureKind? = null,
+    ): CompletableFuture<List<RunInfo>> = async { client.list(status, workflowName, limit, offset, parentId, queue, failureKind) }
+
+    /** FAILED runs not discarded, newest first, of [failureKind] when not null; see the Kotlin `StentClient.deadLetters`. */
+    @JvmOverloads
+    public fun deadLetters(failureKind: FailureKind? = null, limit: Int = 100, offset: Int = 0): CompletableFuture<List<RunInfo>> =
+        async { client.deadLetters(failureKind, limit, offset) }
+
+    /** Runs a FAILED run again from the step that failed it; see the Kotlin `StentClient.retry`. */
+    public fun retry(runId: String): CompletableFuture<RunStatus> = async { client.retry(runId) }
+
+    /** Marks a FAILED run handled; see the Kotlin `StentClient.discard`. */
+    public fun discard(runId: String): CompletableFuture<RunStatus> = async { client.discard(runId) }
+
+    /** Deletes a finished run; fails with `RunNotFinishedException` for one that has not finished. */
+    public fun delete(runId: String): CompletableFuture<Void?> = done { client.delete(runId) }
+
+    /** Stores a queue's limits for every worker's claims. */
+    public fun setQueueLimits(limits: QueueLimits): CompletableFuture<Void?> = done { client.setQueueLimits(limits) }
+
+    /** Removes every limit of [queue]. */
+    public fun removeQueueLimits(queue: String): CompletableFuture<Void?> = done { client.removeQueueLimits(queue) }
+
+    /** Every queue with limits or unfinished runs. */
+    public fun listQueues(): CompletableFuture<List<QueueInfo>> = async { client.listQueues() }
+
+    /**
+     * Creates or replaces schedule [name]: a run of [workflow] with [input] at every tick of [cron] in
+     * [zone], starting up to [catchUp] ticks missed while no worker ran; see the Kotlin `StentClient.schedule`.
+     */
+    @JvmOverloads
+    public fun <I> schedule(
+        name: String,
+        cron: String,
+        workflow: WorkflowDefinition<I, *>,
+        input: I,
+        zone: ZoneId = ZoneOffset.UTC,
+        catchUp: Int = 0,
+    ): CompletableFuture<ScheduleInfo> = async { client.schedule(name, cron, workflow, input, zone, catchUp) }
+
+    /** Every schedule with its next tick. */
+    public fun listSchedules(): CompletableFuture<List<ScheduleInfo>> = async { client.listSchedules() }
+
+    /** Pauses schedule [name]. */
+    public fun pauseSchedule(name: String): CompletableFuture<Void?> = done { client.pauseSchedule(name) }
+
+    /** Resumes schedule [name] from its next tick after now. */
+    public fun resumeSchedule(name: String): CompletableFuture<Void?> = done { client.resumeSchedule(name) }
+
+    /** Deletes schedule [name]; completes with false when there was none. */
+    public fun deleteSchedule(name: String): CompletableFuture<Boolean> = async { client.deleteSchedule(name) }
 
     private fun <O> ref(id: String, codec: Codec<O>): RunRef<O> = Ref(id, codec)
 
@@ -147,7 +213,7 @@ public interface RunRef<O> {
 }
 
 /**
- * How to start a run: id, queue, priority, delay, deadline. Unset fields take the workflow's
+ * How to start a run: id, queue, priority, delay, deadline, partition key. Unset fields take the workflow's
  * defaults when starting a definition; when starting by name (the definition may live elsewhere)
  * they are queue `"default"`, priority 0 and no deadline.
  */
@@ -157,6 +223,8 @@ public class StartOptions private constructor(
     public val priority: Int?,
     public val delay: Duration?,
     public val deadline: java.time.Instant?,
+    /** The partition key a queue's per-key limit counts, or null. */
+    public val partitionKey: String? = null,
 ) {
     /** Builds [StartOptions]. */
     public class Builder internal constructor() {
@@ -165,6 +233,10 @@ public class StartOptions private constructor(
         private var priority: Int? = null
         private var delay: Duration? = null
         private var deadline: java.time.Instant? = null
+        private var partitionKey: String? = null
+
+        /** The partition key (a customer, an account) a queue's `concurrencyPerKey` limit counts. */
+        public fun partitionKey(key: String): Builder = apply { partitionKey = key }
 
         /** Cancels the run durably when [deadline] passes, wherever it is (overrides the workflow's timeout). */
         public fun deadline(deadline: java.time.Instant): Builder = apply { this.deadline = deadline }
@@ -176,7 +248,7 @@ public class StartOptions private constructor(
 
         /** Postpones the first claim. */
         public fun delay(delay: Duration): Builder = apply { this.delay = delay }
-        public fun build(): StartOptions = StartOptions(id, queue, priority, delay, deadline)
+        public fun build(): StartOptions = StartOptions(id, queue, priority, delay, deadline, partitionKey)
     }
 
     public companion object {

@@ -37,6 +37,15 @@ public object Workers {
         public fun maxParallelSteps(n: Int): Builder = with { maxParallelSteps = n }
         public fun maxWaitingInMemory(n: Int): Builder = with { maxWaitingInMemory = n }
 
+        /** Declares a queue's limits, stored when the worker starts (see `StentWorker.Builder.limit`). */
+        public fun limit(limits: dev.stent.QueueLimits): Builder = with { limit(limits) }
+
+        /** Deletes finished runs older than [age] (see `StentWorker.Builder.retention`). */
+        public fun retention(age: Duration): Builder = with { retention = age.toKotlinDuration() }
+
+        /** Whether this worker fires schedules (default true). */
+        public fun fireSchedules(fire: Boolean): Builder = with { fireSchedules = fire }
+
         /** How long a stopped run may take to unwind before it is abandoned; see `StentWorker.Builder.stopTimeout`. */
         public fun stopTimeout(d: Duration): Builder = with { stopTimeout = d.toKotlinDuration() }
 

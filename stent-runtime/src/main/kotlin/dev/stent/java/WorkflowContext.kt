@@ -2,6 +2,7 @@ package dev.stent.java
 
 import dev.stent.Codec
 import dev.stent.RetryPolicy
+import dev.stent.StepCache
 import java.time.Duration
 import java.time.Instant
 import java.util.UUID
@@ -72,6 +73,15 @@ public interface WorkflowContext {
 
     /** [step] with an explicit [codec], a [timeout] per attempt and a retry policy, each nullable. */
     public fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T
+
+    /**
+     * [step] whose result is shared across runs under [cache]'s key for its TTL: a result stored by
+     * another run is recorded instead of running [body] (see `StepCache`).
+     */
+    public fun <T : Any> step(id: String, resultType: Class<T>, cache: StepCache, body: StepSupplier<T>): T
+
+    /** [step] with an explicit [codec], cached across runs under [cache]. */
+    public fun <T> step(id: String, codec: Codec<T>, cache: StepCache, body: StepSupplier<T>): T
 
     /**
      * A step without a result: [body] runs once for this run and the step records only that it

@@ -42,6 +42,8 @@ public class NewRun(
     public val parentCall: String? = null,
     /** A detached child is not cancelled with its parent. */
     public val detached: Boolean = false,
+    /** The run's partition key within its queue, for per-key concurrency limits; null for none. */
+    public val partitionKey: String? = null,
 )
 
 /** How events are kept: as records `event:<key>#<version>` of kind [RecordKind.EVENT]. */
@@ -190,6 +192,12 @@ public class RunQuery(
     public val offset: Int = 0,
     /** Only the children of this run. */
     public val parentId: String? = null,
+    /** Only runs of this queue. */
+    public val queue: String? = null,
+    /** Only FAILED runs that failed for this reason. */
+    public val failureKind: dev.stent.FailureKind? = null,
+    /** Only dead letters: FAILED runs not discarded. */
+    public val deadLetters: Boolean = false,
 )
 
 /** A run as stored. Times are epoch milliseconds, database clock. */
@@ -219,7 +227,81 @@ public class RunRecord(
     public val waitSignals: List<String> = emptyList(),
     /** The run that started this one as a child, or null. */
     public val parentId: String? = null,
+    /** The partition key given at start, or null. */
+    public val partitionKey: String? = null,
+    /** Why a FAILED run failed, or null. */
+    public val failureKind: dev.stent.FailureKind? = null,
+    /** How many times the run was retried after failing. */
+    public val retries: Int = 0,
+    /** When a FAILED run was discarded (marked handled), or null. */
+    public val discardedAt: Long? = null,
 )
+
+/** How dead letters are kept: which kind of failure a finished run's encoded failure is. */
+public object FailureKinds {
+    /** The [dev.stent.FailureKind] of an encoded [dev.stent.Failure] (JSON with a `type`), or null for none. */
+    public fun ofEncoded(failure: String?): dev.stent.FailureKind? {
+        if (failure == null) return null
+        val type = runCatching {
+            (kotlinx.serialization.json.Json.parseToJsonElement(failure) as? kotlinx.serialization.json.JsonObject)
+                ?.get("type")?.let { (it as? kotlinx.serialization.json.JsonPrimitive)?.content }
+        }.getOrNull()
+        return dev.stent.FailureKind.ofType(type ?: "")
+    }
+}
+
+/**
+ * A queue's limits as stored: every worker's claim enforces them. Null fields do not limit.
+ * [ratePeriodMs] is set exactly when [rateLimit] is.
+ */
+public class QueueLimitsRecord(
+    public val name: String,
+    public val concurrency: Int? = null,
+    public val concurrencyPerKey: Int? = null,
+    public val rateLimit: Int? = null,
+    public val ratePeriodMs: Long? = null,
+    public val updatedAt: Long = 0,
+)
+
+/** A queue as [WorkflowStore.listQueues] reports it: its limits (if any) and its unfinished runs. */
+public class QueueRecord(
+    public val name: String,
+    public val limits: QueueLimitsRecord?,
+    public val pending: Long,
+    public val running: Long,
+    public val waiting: Long,
+)
+
+/** A schedule as stored; see [WorkflowStore.fireSchedules]. Times are epoch milliseconds, database clock. */
+public class ScheduleRecord(
+    public val name: String,
+    /** The cron expression (5 fields, or 6 with seconds first). */
+    public val cron: String,
+    /** The time zone id the expression is read in. */
+    public val zone: String,
+    public val workflowName: String,
+    /** The encoded input of every run. */
+    public val input: String,
+    public val queue: String,
+    public val priority: Int,
+    /** Ticks missed while no worker fired them that are still started, newest first; 0 skips them all. */
+    public val catchUp: Int,
+    public val paused: Boolean,
+    /** When the next tick is due; null when the expression has no more. */
+    public val nextFireAt: Long?,
+    /** The last tick a run was started for, or null. */
+    public val lastFireAt: Long? = null,
+    public val createdAt: Long = 0,
+    public val updatedAt: Long = 0,
+    /** The workflow's run timeout, applied to every run a tick starts; null for none. */
+    public val timeoutMs: Long? = null,
+)
+
+/** What [WorkflowStore.fireSchedules] did: how many runs it created, and when the earliest unpaused schedule is due next (null: none). */
+public class ScheduleFiring(public val created: Int, public val nextDueAt: Long?, public val dbNowMs: Long)
+
+/** What to do for a due schedule: start runs for [ticks] (oldest first) and fire next at [nextFireAt] (null: never). */
+public class SchedulePlan(public val ticks: List<Long>, public val nextFireAt: Long?)
 
 /** A worker as it announces itself in the store, so `describe()` can tell when nobody serves a run. */
 public class WorkerRecord(

@@ -166,6 +166,73 @@ public interface WorkflowStore : AutoCloseable {
     public fun listRuns(query: RunQuery): List<RunRecord>
 
     /**
+     * Stores [limits] for queue [QueueLimitsRecord.name], replacing what was stored: every worker's
+     * claim enforces them. A record with no limit set removes the queue's limits.
+     */
+    public fun setQueueLimits(limits: QueueLimitsRecord): Unit = unsupported("queue limits")
+
+    /** Every queue with limits or unfinished runs. */
+    public fun listQueues(): List<QueueRecord> = unsupported("queue limits")
+
+    /**
+     * Puts a FAILED run back to PENDING, ready now: the record of the step that failed it is deleted
+     * (its attempts start again), every other record is kept, the poison count starts again and the
+     * retry is counted. Returns the status after the call (unchanged when the run was not FAILED),
+     * or null when there is no such run.
+     */
+    public fun retryRun(runId: String): RunStatus? = unsupported("retry")
+
+    /** Marks a FAILED run handled (it leaves the dead letters). Returns the status, or null when there is no such run. */
+    public fun discardRun(runId: String): RunStatus? = unsupported("discard")
+
+    /**
+     * Deletes a finished run with its records and signals. Returns its status before (it is left as it
+     * is when it is not finished), or null when there is no such run.
+     */
+    public fun deleteRun(runId: String): RunStatus? = unsupported("delete")
+
+    /** Deletes up to [limit] runs that finished before [beforeMs], with their records and signals; returns how many. */
+    public fun deleteFinishedRuns(beforeMs: Long, limit: Int): Int = unsupported("retention")
+
+    /** The cached result under [key] if it has not expired, or null. */
+    public fun getCached(key: String): String? = unsupported("the step cache")
+
+    /**
+     * Caches [record]'s result under [key] for [ttlMs] unless an unexpired value is stored already,
+     * and checkpoints [record] with whichever value is stored, in one transaction. Returns the record
+     * written, or null when [fencingToken] no longer holds the lease (nothing is written).
+     */
+    public fun checkpointCached(runId: String, fencingToken: Long, record: StoredRecord, key: String, ttlMs: Long): StoredRecord? =
+        unsupported("the step cache")
+
+    /** Deletes up to [limit] expired cache entries; returns how many. */
+    public fun deleteExpiredCache(limit: Int): Int = unsupported("the step cache")
+
+    /**
+     * Creates or replaces schedule [ScheduleRecord.name]. A replaced schedule keeps its last tick, so
+     * no tick it fired fires again.
+     */
+    public fun upsertSchedule(schedule: ScheduleRecord): Unit = unsupported("schedules")
+
+    /** Every schedule, by name. */
+    public fun listSchedules(): List<ScheduleRecord> = unsupported("schedules")
+
+    /** Pauses or resumes schedule [name]; a resumed one fires next at [nextFireAt]. Returns false when there is no such schedule. */
+    public fun setSchedulePaused(name: String, paused: Boolean, nextFireAt: Long?): Boolean = unsupported("schedules")
+
+    /** Deletes schedule [name] (its runs stay); returns false when there was none. */
+    public fun deleteSchedule(name: String): Boolean = unsupported("schedules")
+
+    /**
+     * Fires up to [limit] due schedules that no other worker is firing, in one transaction: for each,
+     * [plan] (given the schedule and the database clock) says which ticks to start runs for and when
+     * it is due next; [run] makes the run of a tick (its id names the schedule and the tick, so a tick
+     * never starts two runs). Returns how many runs were created and when a schedule is due next.
+     */
+    public fun fireSchedules(limit: Int, plan: (ScheduleRecord, Long) -> SchedulePlan, run: (ScheduleRecord, Long) -> NewRun): ScheduleFiring =
+        unsupported("schedules")
+
+    /**
      * Starts delivering wake-ups written by other processes (PostgreSQL `LISTEN/NOTIFY`) to
      * [sink] until the returned handle is closed. Stores without such a channel return a no-op;
      * the engine then relies on in-process wake-ups and polling.
@@ -175,6 +242,9 @@ public interface WorkflowStore : AutoCloseable {
     /** True when [startWakeUps] delivers other processes' wake-ups, so waiters can poll rarely. */
     public val deliversWakeUps: Boolean get() = false
 }
+
+private fun unsupported(what: String): Nothing =
+    throw UnsupportedOperationException("this store does not support $what; use the SQLite or PostgreSQL store")
 
 /** Receives wake-ups; every one is a hint to re-read the database, never a fact to act on. */
 public interface WakeUpSink {

@@ -9,8 +9,13 @@ import dev.stent.store.CreateRunResult
 import dev.stent.store.FinishWrite
 import dev.stent.store.HeartbeatResult
 import dev.stent.store.NewRun
+import dev.stent.store.QueueLimitsRecord
+import dev.stent.store.QueueRecord
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
+import dev.stent.store.ScheduleFiring
+import dev.stent.store.SchedulePlan
+import dev.stent.store.ScheduleRecord
 import dev.stent.store.StoredRecord
 import dev.stent.store.UnloadOutcome
 import dev.stent.store.WakeUpSink
@@ -90,6 +95,23 @@ internal class ExposedStore(
     override fun getRun(runId: String): RunRecord? = ctx.getRun(runId)
     override fun getRuns(runIds: Collection<String>): List<RunRecord> = ctx.getRuns(runIds)
     override fun listRuns(query: RunQuery): List<RunRecord> = ctx.listRuns(query)
+
+    override fun setQueueLimits(limits: QueueLimitsRecord) = ctx.setQueueLimits(limits)
+    override fun listQueues(): List<QueueRecord> = ctx.listQueues()
+    override fun retryRun(runId: String): RunStatus? = ctx.retryRun(runId)
+    override fun discardRun(runId: String): RunStatus? = ctx.discardRun(runId)
+    override fun deleteRun(runId: String): RunStatus? = ctx.deleteRun(runId)
+    override fun deleteFinishedRuns(beforeMs: Long, limit: Int): Int = ctx.deleteFinishedRuns(beforeMs, limit)
+    override fun getCached(key: String): String? = ctx.getCached(key)
+    override fun checkpointCached(runId: String, fencingToken: Long, record: StoredRecord, key: String, ttlMs: Long): StoredRecord? =
+        ctx.checkpointCached(runId, fencingToken, record, key, ttlMs)
+    override fun deleteExpiredCache(limit: Int): Int = ctx.deleteExpiredCache(limit)
+    override fun upsertSchedule(schedule: ScheduleRecord) = ctx.upsertSchedule(schedule)
+    override fun listSchedules(): List<ScheduleRecord> = ctx.listSchedules()
+    override fun setSchedulePaused(name: String, paused: Boolean, nextFireAt: Long?): Boolean = ctx.setSchedulePaused(name, paused, nextFireAt)
+    override fun deleteSchedule(name: String): Boolean = ctx.deleteSchedule(name)
+    override fun fireSchedules(limit: Int, plan: (ScheduleRecord, Long) -> SchedulePlan, run: (ScheduleRecord, Long) -> NewRun): ScheduleFiring =
+        ctx.fireSchedules(limit, plan, run)
 
     override fun close() {
         ctx.close()

@@ -34,7 +34,28 @@ internal fun <T> Connection.query(sql: String, args: List<Any?>, map: (ResultSet
         }
     }
 
+/**
+ * Runs `;`-separated statements as one round trip and returns the rows of the last, after [skip] results of
+ * statements before it. On PostgreSQL, statements sent together on an autocommit connection run as one implicit
+ * transaction: a lock the first takes is held through the last and released by the commit at the end, with no
+ * round trip (and no idle transaction) between them; each statement still reads a snapshot of its own.
+ */
+internal fun <T> Connection.queryAfter(skip: Int, sql: String, args: List<Any?>, map: (ResultSet) -> T): List<T> =
+    prepareStatement(sql).use { ps ->
+        ps.bind(args)
+        var isRows = ps.execute()
+        var index = 0
+        val out = ArrayList<T>()
+        while (isRows || ps.updateCount != -1) {
+            if (isRows && index++ >= skip) ps.resultSet.use { rs -> while (rs.next()) out += map(rs) }
+            isRows = ps.moreResults
+        }
+        out
+    }
+
 internal fun ResultSet.longOrNull(col: String): Long? = (getObject(col) as Number?)?.toLong()
+internal fun ResultSet.longOrNull(col: Int): Long? = (getObject(col) as Number?)?.toLong()
+internal fun ResultSet.intOrNull(col: String): Int? = (getObject(col) as Number?)?.toInt()
 
 /** `?, ?, ?` for [n] arguments. */
 internal fun marks(n: Int): String = List(n) { "?" }.joinToString(", ")

@@ -115,6 +115,36 @@ internal object Migrations {
         Migration(8, "signal names as long as a child's call id") { dialect ->
             if (dialect == PostgresDialect) exec("ALTER TABLE stent_signals ALTER COLUMN \"name\" TYPE VARCHAR(420)")
         },
+        // queues that protect what they call: limits read by every claim, partition keys, dead letters, a step cache, schedules
+        Migration(9, "queue limits, partition keys, dead letters, the step cache, schedules and retention") {
+            exec("ALTER TABLE stent_runs ADD COLUMN partition_key VARCHAR(200) NULL")
+            exec("ALTER TABLE stent_runs ADD COLUMN failure_kind VARCHAR(32) NULL")
+            exec("ALTER TABLE stent_runs ADD COLUMN retries INT NOT NULL DEFAULT 0")
+            exec("ALTER TABLE stent_runs ADD COLUMN discarded_at BIGINT NULL")
+            // the runs executing per queue and key, which a limited queue's claim counts (lease_owner is set only while RUNNING)
+            exec("CREATE INDEX stent_runs_queue_running ON stent_runs (queue, partition_key) WHERE lease_owner IS NOT NULL")
+            // the starts of a rate-limited queue within its period
+            exec("CREATE INDEX stent_runs_queue_started ON stent_runs (queue, started_at) WHERE started_at IS NOT NULL")
+            // retention deletes the oldest finished runs first
+            exec("CREATE INDEX stent_runs_finished ON stent_runs (finished_at) WHERE finished_at IS NOT NULL")
+            // a row only for a queue with a limit
+            exec(
+                """CREATE TABLE stent_queues (name VARCHAR(200) PRIMARY KEY, concurrency INT NULL, key_concurrency INT NULL,
+                   rate_limit INT NULL, rate_period_ms BIGINT NULL, updated_at BIGINT NOT NULL)""",
+            )
+            exec(
+                """CREATE TABLE stent_cache (cache_key VARCHAR(400) PRIMARY KEY, "result" TEXT NOT NULL, run_id VARCHAR(200) NOT NULL,
+                   created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)""",
+            )
+            exec("CREATE INDEX stent_cache_expires ON stent_cache (expires_at)")
+            exec(
+                """CREATE TABLE stent_schedules (name VARCHAR(200) PRIMARY KEY, cron VARCHAR(200) NOT NULL, zone VARCHAR(64) NOT NULL,
+                   workflow_name VARCHAR(200) NOT NULL, "input" TEXT NOT NULL, queue VARCHAR(200) NOT NULL, priority INT NOT NULL,
+                   catch_up INT NOT NULL, paused BOOLEAN NOT NULL, next_fire_at BIGINT NULL, last_fire_at BIGINT NULL, timeout_ms BIGINT NULL,
+                   created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)""",
+            )
+            exec("CREATE INDEX stent_schedules_due ON stent_schedules (next_fire_at) WHERE next_fire_at IS NOT NULL")
+        },
     )
 
     val latest: Int get() = all.last().version

@@ -60,13 +60,15 @@ internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome
     writes.forEach { require(it.status.isFinished) { "finish needs a final status, not ${it.status}" } }
     val finished = autocommit {
         val (v, vArgs) = groupTable(
-            listOf("id" to "TEXT", "fencing_token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT"),
-            writes.inLockOrder { it.runId }.map { listOf(it.runId, it.fencingToken, it.status.name, it.output, it.failure) },
+            listOf("id" to "TEXT", "fencing_token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT", "failure_kind" to "TEXT"),
+            writes.inLockOrder { it.runId }.map {
+                listOf(it.runId, it.fencingToken, it.status.name, it.output, it.failure, failureKindOf(it.status, it.failure))
+            },
         )
         val (locked, lockedJoin) = dialect.groupLock
         query(
             """$v$locked
-               UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, finished_at = $now,
+               UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, failure_kind = v.failure_kind, finished_at = $now,
                    updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
                FROM v WHERE stent_runs.id = v.id AND stent_runs.fencing_token = v.fencing_token AND stent_runs.status = 'RUNNING'$lockedJoin
                RETURNING ${dialect.updatedId}""",

@@ -26,11 +26,27 @@ internal object PostgresDialect : SqlDialect() {
     // MATERIALIZED CTEs lock and pick the candidates once (`id IN (subquery)` may be re-run under
     // concurrency and update more rows than the limit); the ready set fills what the expired set left.
     override fun claim(parts: ClaimParts) = with(parts) {
-        """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
-                 r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
-           UPDATE stent_runs $set FROM (SELECT id FROM e UNION ALL SELECT id FROM r) c WHERE stent_runs.id = c.id
-           $returning""" to filterArgs + limit + filterArgs + limit + workerId + leaseMs
+        if (limited.isEmpty()) {
+            """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
+                     r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
+               UPDATE stent_runs $set FROM (SELECT id FROM e UNION ALL SELECT id FROM r) c WHERE stent_runs.id = c.id
+               $returning""" to filterArgs + limit + filterArgs + limit + workerId + leaseMs
+        } else {
+            // each limited queue's pick is a set of its own; the batch takes the best of all sets up to the limit
+            val picks = limited.indices.joinToString("") { i -> ",\n l$i AS MATERIALIZED (${limited[i].first})" }
+            val all = (listOf("e", "r") + limited.indices.map { "l$it" }).joinToString(" UNION ALL ") { "SELECT id, pass, priority, since FROM $it" }
+            """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
+                     r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)$picks
+               UPDATE stent_runs $set FROM (SELECT id FROM ($all) u ORDER BY pass, priority DESC, since LIMIT ?) c WHERE stent_runs.id = c.id
+               $returning""" to filterArgs + limit + filterArgs + limit + limited.flatMap {
+                it.second
+            } + workerId + leaseMs + limit
+        }
     }
+
+    // in name order, so two claims never wait on each other in a cycle
+    override fun lockQueues(count: Int): String? =
+        if (count == 0) null else """SELECT name FROM stent_queues WHERE name IN (${marks(count)}) ORDER BY name COLLATE "C" FOR UPDATE"""
 
     // rows locked in id order, as group writes lock them, so a heartbeat and a group never deadlock
     override fun heartbeat(ids: Pair<String, List<Any?>>, workerId: String, leaseMs: Long) =

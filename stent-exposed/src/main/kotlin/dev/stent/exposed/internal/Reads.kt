@@ -39,6 +39,9 @@ internal fun StoreContext.listRuns(query: RunQuery): List<RunRecord> = transacti
             }
             query.workflowName?.let { w -> andWhere { RunsTable.workflowName eq w } }
             query.parentId?.let { p -> andWhere { RunsTable.parentId eq p } }
+            query.queue?.let { q -> andWhere { RunsTable.queue eq q } }
+            query.failureKind?.let { k -> andWhere { RunsTable.failureKind eq k.name } }
+            if (query.deadLetters) andWhere { (RunsTable.status eq RunStatus.FAILED.name) and RunsTable.discardedAt.isNull() }
         }
         .orderBy(RunsTable.createdAt to SortOrder.DESC, RunsTable.id to SortOrder.DESC)
         .limit(query.limit).offset(query.offset.toLong())

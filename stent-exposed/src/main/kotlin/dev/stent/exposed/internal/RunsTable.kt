@@ -48,6 +48,18 @@ internal object RunsTable : Table("stent_runs") {
     /** A detached child is not cancelled with its parent. */
     val detached = bool("detached")
 
+    /** The partition key given at start, for per-key queue limits (migration 9). */
+    val partitionKey = varchar("partition_key", 200).nullable()
+
+    /** Why a FAILED run failed ([dev.stent.FailureKind]). */
+    val failureKind = varchar("failure_kind", 32).nullable()
+
+    /** How many times the run was retried after failing. */
+    val retries = integer("retries")
+
+    /** When a FAILED run was discarded (marked handled). */
+    val discardedAt = long("discarded_at").nullable()
+
     override val primaryKey = PrimaryKey(id)
 
     // Migration 1 created these; migration 2 replaced the first three with partial indexes over unfinished runs.

@@ -35,6 +35,12 @@ internal sealed class SqlDialect {
     /** The claim as one statement over the two candidate sets of [parts], and its arguments. */
     abstract fun claim(parts: ClaimParts): Pair<String, List<Any?>>
 
+    /**
+     * A statement that locks the rows of [count] limited queues (their names are its arguments, sorted) for
+     * the rest of the claim's transaction, or null where writers are serialized already.
+     */
+    abstract fun lockQueues(count: Int): String?
+
     /** Renews the leases [workerId] holds on the runs matched by [ids] (an [inList] clause), returning id, fencing_token and cancel_requested. */
     abstract fun heartbeat(ids: Pair<String, List<Any?>>, workerId: String, leaseMs: Long): Pair<String, List<Any?>>
 
@@ -56,9 +62,11 @@ internal sealed class SqlDialect {
 
 /**
  * The parts of the claim both dialects share: the candidate SELECTs over expired leases and ready
- * runs ([filterArgs] fill the `?` of each), the SET list and the RETURNING list.
+ * runs ([filterArgs] fill the `?` of each), the picks of queues with limits, the SET list and the RETURNING list.
  */
 internal class ClaimParts(
     val expired: String, val ready: String, val set: String, val returning: String,
     val filterArgs: List<Any?>, val limit: Int, val workerId: String, val leaseMs: Long,
+    /** One SELECT (id, pass, priority, since) and its arguments per limited queue; see `limitedBranch`. */
+    val limited: List<Pair<String, List<Any?>>> = emptyList(),
 )

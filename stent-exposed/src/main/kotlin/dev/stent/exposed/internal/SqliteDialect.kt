@@ -17,14 +17,19 @@ internal object SqliteDialect : SqlDialect() {
     override fun hasColumn(tx: JdbcTransaction, table: String, column: String): Boolean =
         tx.exec("SELECT 1 FROM pragma_table_info('$table') WHERE name = '$column'") { it.next() } == true
 
-    // BEGIN IMMEDIATE already serializes writers: one ordered pick over both sets
+    // BEGIN IMMEDIATE already serializes writers: one ordered pick over all sets
     override fun claim(parts: ClaimParts) = with(parts) {
+        val picks = limited.joinToString("") { " UNION ALL SELECT * FROM (${it.first})" }
         """UPDATE stent_runs $set WHERE id IN (
                SELECT id FROM (SELECT * FROM ($expired ORDER BY priority DESC, since LIMIT ?)
-                               UNION ALL SELECT * FROM ($ready ORDER BY priority DESC, since LIMIT ?))
-               ORDER BY pass LIMIT ?)
-           $returning""" to listOf<Any?>(workerId, leaseMs) + filterArgs + limit + filterArgs + limit + limit
+                               UNION ALL SELECT * FROM ($ready ORDER BY priority DESC, since LIMIT ?)$picks)
+               ORDER BY pass, priority DESC, since LIMIT ?)
+           $returning""" to listOf<Any?>(workerId, leaseMs) + filterArgs + limit + filterArgs + limit + limited.flatMap {
+            it.second
+        } + limit
     }
+
+    override fun lockQueues(count: Int): String? = null
 
     override fun heartbeat(ids: Pair<String, List<Any?>>, workerId: String, leaseMs: Long) =
         """UPDATE stent_runs SET lease_expires_at = $now + ? WHERE lease_owner = ? AND status = 'RUNNING' AND ${ids.first}

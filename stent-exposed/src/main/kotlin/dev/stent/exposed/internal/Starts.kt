@@ -8,14 +8,15 @@ import dev.stent.store.NewRun
 // One autocommit statement when the id is new (the common case).
 internal fun StoreContext.createRun(run: NewRun): CreateRunResult = autocommit {
     val inserted = query(
-        """WITH v (id, workflow_name, input, queue, priority, delay_ms, deadline_at, timeout_ms, parent_id, parent_call, detached) AS
+        """WITH v (id, workflow_name, input, queue, priority, delay_ms, deadline_at, timeout_ms, parent_id, parent_call, detached, partition_key) AS
              (VALUES (CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),
-                      CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BOOLEAN)))
+                      CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BOOLEAN),
+                      CAST(? AS TEXT)))
            $insertRuns FROM v WHERE TRUE
            ON CONFLICT (id) DO NOTHING RETURNING id""",
         listOf<Any?>(
             run.id, run.workflowName, run.input, run.queue, run.priority, run.delayMs, run.deadlineAtMs, run.timeoutMs, run.parentId, run.parentCall,
-            run.detached,
+            run.detached, run.partitionKey,
         ),
     ) { true }.isNotEmpty()
     if (inserted) wake(WakeUpMessage.WORK)
@@ -27,27 +28,7 @@ internal fun StoreContext.createRun(run: NewRun): CreateRunResult = autocommit {
 internal fun StoreContext.createRuns(runs: List<NewRun>): List<CreateRunResult> {
     if (runs.size == 1) return listOf(createRun(runs.single()))
     val first = runs.distinctBy { it.id }
-    val inserted = autocommit {
-        val (v, vArgs) = groupTable(
-            listOf(
-                "id" to "TEXT", "workflow_name" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER",
-                "delay_ms" to "BIGINT", "deadline_at" to "BIGINT", "timeout_ms" to "BIGINT", "parent_id" to "TEXT", "parent_call" to "TEXT",
-                "detached" to "BOOLEAN",
-            ),
-            first.map {
-                listOf(
-                    it.id, it.workflowName, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs, it.parentId, it.parentCall,
-                    it.detached,
-                )
-            },
-        )
-        query(
-            """$v
-               $insertRuns FROM v WHERE TRUE
-               ON CONFLICT (id) DO NOTHING RETURNING id""",
-            vArgs,
-        ) { it.getString(1) }.toHashSet()
-    }
+    val inserted = autocommit { insertRunsIn(this, first) }
     // announced before anything else can fail: the runs exist now
     if (inserted.isNotEmpty()) wake(WakeUpMessage.WORK)
     val existing = runs.map { it.id }.filter { it !in inserted }.toSet()
@@ -61,4 +42,27 @@ internal fun StoreContext.createRuns(runs: List<NewRun>): List<CreateRunResult> 
         // a later duplicate in the group sees the run its first occurrence created
         CreateRunResult(created, if (run.id in inserted) first.first { it.id == run.id }.workflowName else workflowNames.getValue(run.id))
     }
+}
+
+/** Inserts [runs] (distinct ids) in one statement, skipping ids that exist; returns the ids inserted. */
+internal fun StoreContext.insertRunsIn(c: java.sql.Connection, runs: List<NewRun>): Set<String> = with(c) {
+    val (v, vArgs) = groupTable(
+        listOf(
+            "id" to "TEXT", "workflow_name" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER",
+            "delay_ms" to "BIGINT", "deadline_at" to "BIGINT", "timeout_ms" to "BIGINT", "parent_id" to "TEXT", "parent_call" to "TEXT",
+            "detached" to "BOOLEAN", "partition_key" to "TEXT",
+        ),
+        runs.map {
+            listOf(
+                it.id, it.workflowName, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs, it.parentId, it.parentCall,
+                it.detached, it.partitionKey,
+            )
+        },
+    )
+    query(
+        """$v
+           $insertRuns FROM v WHERE TRUE
+           ON CONFLICT (id) DO NOTHING RETURNING id""",
+        vArgs,
+    ) { it.getString(1) }.toHashSet()
 }

@@ -50,15 +50,22 @@ internal class StoreContext(
 
     /**
      * The insert of new runs from a `v` table of (id, workflow_name, input, queue, priority, delay_ms, deadline_at,
-     * timeout_ms): the deadline is absolute or relative to now, and a run becomes ready at the earlier of its
+     * timeout_ms, parent_id, parent_call, detached, partition_key): the deadline is absolute or relative to now, and a run becomes ready at the earlier of its
      * delay and its deadline (a run whose deadline passes before its delay is cancelled then).
      */
     internal val insertRuns = """INSERT INTO stent_runs (id, workflow_name, status, input, queue, priority, ready_at, deadline_at,
-               fencing_token, claim_count, cancel_requested, created_at, updated_at, parent_id, parent_call, detached)
+               fencing_token, claim_count, cancel_requested, created_at, updated_at, parent_id, parent_call, detached, partition_key)
            SELECT id, workflow_name, 'PENDING', input, queue, priority,
                CASE WHEN COALESCE(deadline_at, $now + timeout_ms) < $now + delay_ms
                     THEN COALESCE(deadline_at, $now + timeout_ms) ELSE $now + delay_ms END,
-               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now, parent_id, parent_call, detached"""
+               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now, parent_id, parent_call, detached, partition_key"""
+
+    /** When this process last read which queues have limits (System.nanoTime), and their names; see `limitedQueues`. */
+    @Volatile
+    internal var queueLimitsCache: Pair<Long, Map<String, dev.stent.store.QueueLimitsRecord>>? = null
+
+    /** Bumped by every change of limits made through this process, so a read begun before it is not cached. */
+    internal val queueLimitsGeneration = java.util.concurrent.atomic.AtomicLong()
 
     /** Announces a committed change to the other processes on this database; call it after the commit. */
     internal fun wake(message: WakeUpMessage, runId: String = "") {
@@ -140,10 +147,10 @@ internal class StoreContext(
     internal fun Connection.finishIn(runId: String, fencingToken: Long, status: RunStatus, output: String?, failure: String?): WriteOutcome {
         require(status.isFinished) { "finish needs a final status, not $status" }
         val n = update(
-            """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), finished_at = $now,
-                   updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
+            """UPDATE stent_runs SET status = ?, output = CAST(? AS TEXT), failure = CAST(? AS TEXT), failure_kind = CAST(? AS TEXT),
+                   finished_at = $now, updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
                WHERE id = ? AND fencing_token = ? AND status = 'RUNNING'""",
-            listOf(status.name, output, failure, runId, fencingToken),
+            listOf(status.name, output, failure, failureKindOf(status, failure), runId, fencingToken),
         )
         return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
@@ -166,6 +173,10 @@ internal class StoreContext(
         return if (n == 1) WriteOutcome.OK else WriteOutcome.LEASE_LOST
     }
 
+    /** The failure kind stored with a finish: only FAILED runs have one. */
+    internal fun failureKindOf(status: RunStatus, failure: String?): String? =
+        if (status == RunStatus.FAILED) dev.stent.store.FailureKinds.ofEncoded(failure)?.name else null
+
     internal fun runRecord(rs: ResultSet): RunRecord {
         val status = RunStatus.valueOf(rs.getString("status"))
         // a RUNNING run parked in its worker's memory reads as WAITING, until when it waits
@@ -176,7 +187,8 @@ internal class StoreContext(
             rs.longOrNull("started_at"), rs.getLong("updated_at"), rs.longOrNull("finished_at"),
             if (parked) rs.longOrNull("parked_until") else rs.longOrNull("ready_at"),
             rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
-            rs.longOrNull("deadline_at"), names(rs.getString("wait_signals")), rs.getString("parent_id"),
+            rs.longOrNull("deadline_at"), names(rs.getString("wait_signals")), rs.getString("parent_id"), rs.getString("partition_key"),
+            failureKind(rs.getString("failure_kind")), rs.getInt("retries"), rs.longOrNull("discarded_at"),
         )
     }
 
@@ -188,9 +200,14 @@ internal class StoreContext(
             r[RunsTable.output], r[RunsTable.failure], r[RunsTable.queue], r[RunsTable.priority], r[RunsTable.createdAt],
             r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.finishedAt], if (parked) r[RunsTable.parkedUntil] else r[RunsTable.readyAt],
             r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
-            r[RunsTable.deadlineAt], names(r[RunsTable.waitSignals]), r[RunsTable.parentId],
+            r[RunsTable.deadlineAt], names(r[RunsTable.waitSignals]), r[RunsTable.parentId], r[RunsTable.partitionKey],
+            failureKind(r[RunsTable.failureKind]), r[RunsTable.retries], r[RunsTable.discardedAt],
         )
     }
+
+    /** A stored failure kind; one this version does not know (written by a newer one) reads as WORKFLOW. */
+    private fun failureKind(name: String?): dev.stent.FailureKind? =
+        name?.let { n -> dev.stent.FailureKind.entries.firstOrNull { it.name == n } ?: dev.stent.FailureKind.WORKFLOW }
 
     private fun names(json: String?): List<String> = json?.let { namesJson.decodeFromString(namesSerializer, it) } ?: emptyList()
 

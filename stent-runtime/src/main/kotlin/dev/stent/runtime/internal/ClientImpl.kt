@@ -2,28 +2,37 @@ package dev.stent.runtime.internal
 
 import dev.stent.AwaitTimeoutException
 import dev.stent.Codec
+import dev.stent.FailureKind
 import dev.stent.InternalStentApi
 import dev.stent.InvalidArgumentException
+import dev.stent.QueueInfo
+import dev.stent.QueueLimits
 import dev.stent.RecordInfo
 import dev.stent.RecordKind
 import dev.stent.RunConflictException
 import dev.stent.RunEvent
 import dev.stent.RunHandle
 import dev.stent.RunInfo
+import dev.stent.RunNotFinishedException
 import dev.stent.RunStatus
+import dev.stent.ScheduleInfo
 import dev.stent.Stent
 import dev.stent.StentClient
 import dev.stent.StentStoreException
 import dev.stent.TimeMath
 import dev.stent.UnknownRunException
+import dev.stent.UnknownScheduleException
 import dev.stent.WorkflowCancelledException
 import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowFailedException
+import dev.stent.queueInfoOf
 import dev.stent.requireArgument
 import dev.stent.store.EventRecords
 import dev.stent.store.NewRun
+import dev.stent.store.QueueLimitsRecord
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
+import dev.stent.store.ScheduleRecord
 import dev.stent.store.SignalNames
 import java.time.Instant
 import java.util.UUID
@@ -46,9 +55,10 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         priority: Int?,
         delay: Duration?,
         deadline: Instant?,
+        partitionKey: String?,
     ): RunHandle<O> = start(
         workflow.name, input, workflow.inputCodec, workflow.outputCodec, id,
-        queue ?: workflow.queue, priority ?: workflow.priority, delay, deadline, workflow.timeout,
+        queue ?: workflow.queue, priority ?: workflow.priority, delay, deadline, workflow.timeout, partitionKey,
     )
 
     override suspend fun <I, O> start(
@@ -61,7 +71,8 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         priority: Int?,
         delay: Duration?,
         deadline: Instant?,
-    ): RunHandle<O> = start(workflowName, input, inputCodec, outputCodec, id, queue, priority, delay, deadline, null)
+        partitionKey: String?,
+    ): RunHandle<O> = start(workflowName, input, inputCodec, outputCodec, id, queue, priority, delay, deadline, null, partitionKey)
 
     private suspend fun <I, O> start(
         workflowName: String,
@@ -74,10 +85,12 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         delay: Duration?,
         deadline: Instant?,
         timeout: Duration?,
+        partitionKey: String?,
     ): RunHandle<O> {
         WorkflowDefinition.validateName("workflow name", workflowName)
         val runId = id ?: UUID.randomUUID().toString()
         WorkflowDefinition.validateName("run id", runId)
+        partitionKey?.let { WorkflowDefinition.validateName("partition key", it, runId, workflowName) }
         val q = queue ?: WorkflowDefinition.DEFAULT_QUEUE
         WorkflowDefinition.validateName("queue", q)
         requireArgument(delay == null || !delay.isNegative()) { "start of run '$runId': delay must not be negative, was $delay" }
@@ -87,6 +100,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
             // an explicit deadline wins over the workflow's timeout
             deadlineAtMs = deadline?.let(TimeMath::epochMs),
             timeoutMs = if (deadline == null) timeout?.let(TimeMath::delayMs) else null,
+            partitionKey = partitionKey,
         )
         val result = access.call("starting run '$runId'") { access.createRun(newRun) }
         if (result.workflowName != workflowName) throw RunConflictException(runId, result.workflowName, workflowName)
@@ -176,11 +190,106 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         instant(record.updatedAt),
     )
 
-    override suspend fun list(status: RunStatus?, workflowName: String?, limit: Int, offset: Int, parentId: String?): List<RunInfo> {
-        requireArgument(limit in 1..10_000) { "list: limit must be within 1..10000, was $limit" }
-        requireArgument(offset >= 0) { "list: offset must not be negative, was $offset" }
-        return access.call("listing runs") { listRuns(RunQuery(status, workflowName, limit, offset, parentId)) }.map { info(it, emptyList()) }
+    override suspend fun list(
+        status: RunStatus?,
+        workflowName: String?,
+        limit: Int,
+        offset: Int,
+        parentId: String?,
+        queue: String?,
+        failureKind: FailureKind?,
+    ): List<RunInfo> = listRuns(RunQuery(status, workflowName, limit, offset, parentId, queue, failureKind))
+
+    override suspend fun deadLetters(failureKind: FailureKind?, limit: Int, offset: Int): List<RunInfo> =
+        listRuns(RunQuery(limit = limit, offset = offset, failureKind = failureKind, deadLetters = true))
+
+    private suspend fun listRuns(query: RunQuery): List<RunInfo> {
+        requireArgument(query.limit in 1..10_000) { "list: limit must be within 1..10000, was ${query.limit}" }
+        requireArgument(query.offset >= 0) { "list: offset must not be negative, was ${query.offset}" }
+        return access.call("listing runs") { listRuns(query) }.map { info(it, emptyList()) }
     }
+
+    override suspend fun retry(runId: String): RunStatus {
+        val status = access.call("retrying run '$runId'") { retryRun(runId) } ?: throw UnknownRunException(runId, "nothing to retry; check the id")
+        if (status == RunStatus.PENDING) notifier.workAvailable.fire()
+        return status
+    }
+
+    override suspend fun discard(runId: String): RunStatus =
+        access.call("discarding run '$runId'") { discardRun(runId) } ?: throw UnknownRunException(runId, "nothing to discard; check the id")
+
+    override suspend fun delete(runId: String) {
+        val status = access.call("deleting run '$runId'") { deleteRun(runId) } ?: throw UnknownRunException(runId, "nothing to delete; check the id")
+        if (!status.isFinished) throw RunNotFinishedException(runId, status, "delete")
+    }
+
+    override suspend fun setQueueLimits(limits: QueueLimits) {
+        val record = QueueLimitsRecord(
+            limits.queue, limits.concurrency, limits.concurrencyPerKey, limits.rateLimit, limits.ratePeriod?.inWholeMilliseconds,
+        )
+        access.call("setting the limits of queue '${limits.queue}'") { setQueueLimits(record) }
+        notifier.workAvailable.fire()
+    }
+
+    override suspend fun removeQueueLimits(queue: String) {
+        WorkflowDefinition.validateName("queue", queue)
+        access.call("removing the limits of queue '$queue'") { setQueueLimits(QueueLimitsRecord(queue)) }
+        notifier.workAvailable.fire()
+    }
+
+    override suspend fun listQueues(): List<QueueInfo> = access.call("listing queues") { listQueues() }.map(::queueInfoOf)
+
+    override suspend fun <I> schedule(
+        name: String,
+        cron: String,
+        workflow: WorkflowDefinition<I, *>,
+        input: I,
+        zone: java.time.ZoneId,
+        catchUp: Int,
+        queue: String?,
+        priority: Int?,
+    ): ScheduleInfo {
+        WorkflowDefinition.validateName("schedule name", name)
+        requireArgument(name.length <= MAX_SCHEDULE_NAME) { "schedule '$name': the name must be at most $MAX_SCHEDULE_NAME characters (it is part of run ids)" }
+        requireArgument(catchUp in 0..MAX_CATCH_UP) { "schedule '$name': catchUp must be within 0..$MAX_CATCH_UP, was $catchUp" }
+        val parsed = try {
+            Cron.parse(cron, zone)
+        } catch (e: IllegalArgumentException) {
+            throw InvalidArgumentException("schedule '$name': invalid cron expression '$cron': ${e.message}; e.g. \"0 3 * * *\" for 03:00 every day")
+        }
+        val q = queue ?: workflow.queue
+        WorkflowDefinition.validateName("queue", q)
+        val encoded = encodePayload(workflow.inputCodec, input, maxBytes, PayloadSite("input of schedule '$name'", name, workflow.name))
+        val now = access.call("reading the database clock") { dbNowMs() }
+        access.call("saving schedule '$name'") {
+            upsertSchedule(
+                ScheduleRecord(
+                    name, cron.trim(), zone.id, workflow.name, encoded, q, priority ?: workflow.priority, catchUp, false, parsed.next(now),
+                    timeoutMs = workflow.timeout?.let(TimeMath::delayMs),
+                ),
+            )
+        }
+        return listSchedules().first { it.name == name }
+    }
+
+    override suspend fun listSchedules(): List<ScheduleInfo> = access.call("listing schedules") { listSchedules() }.map {
+        ScheduleInfo(
+            it.name, it.cron, java.time.ZoneId.of(it.zone), it.workflowName, it.queue, it.catchUp, it.paused,
+            it.nextFireAt?.let(::instant), it.lastFireAt?.let(::instant),
+        )
+    }
+
+    override suspend fun pauseSchedule(name: String) {
+        if (!access.call("pausing schedule '$name'") { setSchedulePaused(name, true, null) }) throw UnknownScheduleException(name)
+    }
+
+    override suspend fun resumeSchedule(name: String) {
+        val schedule = access.call("reading schedule '$name'") { listSchedules() }.firstOrNull { it.name == name } ?: throw UnknownScheduleException(name)
+        val next = Cron.of(schedule).next(access.call("reading the database clock") { dbNowMs() })
+        if (!access.call("resuming schedule '$name'") { setSchedulePaused(name, false, next) }) throw UnknownScheduleException(name)
+    }
+
+    override suspend fun deleteSchedule(name: String): Boolean = access.call("deleting schedule '$name'") { deleteSchedule(name) }
 
     override suspend fun describe(runId: String): RunInfo {
         val run = getRun(runId, "describing")
@@ -215,7 +324,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
                 )
             },
             run.deadlineAt?.let(::instant), diagnosis, if (run.status == RunStatus.WAITING) run.waitSignals.toSet() else emptySet(),
-            run.parentId, children,
+            run.parentId, children, run.partitionKey, run.failureKind, run.retries, run.discardedAt?.let(::instant),
         )
 
     override suspend fun cancel(runId: String): RunStatus {
@@ -244,6 +353,8 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
     private companion object {
         val MAX_AWAIT_POLL = 500.milliseconds
         const val MAX_CHILDREN_SHOWN = 1_000
+        const val MAX_SCHEDULE_NAME = 150
+        const val MAX_CATCH_UP = 1_000
         val MAX_AWAIT_POLL_WITH_WAKE_UPS = 5_000.milliseconds
         val unknownFailure = dev.stent.Failure("unknown", "no failure was recorded")
         fun instant(ms: Long): Instant = Instant.ofEpochMilli(ms)

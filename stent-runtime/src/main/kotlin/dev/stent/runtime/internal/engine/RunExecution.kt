@@ -1,6 +1,7 @@
 package dev.stent.runtime.internal.engine
 
 import dev.stent.Failure
+import dev.stent.FailureKind
 import dev.stent.InternalStentApi
 import dev.stent.RecordKind
 import dev.stent.RunStatus
@@ -297,10 +298,10 @@ internal class RunExecution(
     }
 
     private fun poisonFailure() = Failure(
-        "dev.stent.PoisonRun",
+        FailureKind.POISON_TYPE,
         "run '$runId' of workflow '$workflowName' was claimed ${claimed.claimCount} times without finishing " +
             "(its worker died, lost the lease or could not write each time); the poison guard (maxClaims=${env.config.maxClaims}) failed it. " +
-            "Inspect it with describe(); fix the cause and start it again",
+            "Inspect it with describe(), fix the cause, then retry it with client.retry(\"$runId\") (its finished steps are kept)",
     )
 
     /** Applies [outcome] with one fenced write (or none); a failed write is logged and left to the lease. */
@@ -371,6 +372,16 @@ internal class RunExecution(
         val result = storeCall("checkpointing '${record.stepId}' of run '$runId'") { env.access.checkpoint(runId, fencingToken, record) }
         if (result == WriteOutcome.LEASE_LOST) throw lost()
         replay.record(record)
+    }
+
+    /** Checkpoints [record] while caching its result under [key] for [ttlMs]; returns the record written (the first value cached wins). */
+    suspend fun checkpointCached(record: StoredRecord, key: String, ttlMs: Long): StoredRecord {
+        currentCoroutineContext().ensureActive()
+        val written = storeCall("caching '${record.stepId}' of run '$runId' under '$key'") {
+            checkpointCached(runId, fencingToken, record, key, ttlMs)
+        } ?: throw lost()
+        replay.record(written)
+        return written
     }
 
     /** Runs a store call for this run; a database failure stops the run (it is released with a back-off, or its lease expires). */

@@ -15,6 +15,7 @@ import dev.stent.RecordStatus
 import dev.stent.RetryPolicy
 import dev.stent.RunStatus
 import dev.stent.SignalTimeoutException
+import dev.stent.StepCache
 import dev.stent.StepFailedException
 import dev.stent.StepScope
 import dev.stent.StepTimeoutException
@@ -178,6 +179,7 @@ internal class WorkflowScopeImpl(
         codec: Codec<T>,
         retry: RetryPolicy?,
         timeout: Duration?,
+        cache: StepCache?,
         block: suspend StepScope.() -> T,
     ): T {
         checkUserId(id, "step")
@@ -185,6 +187,11 @@ internal class WorkflowScopeImpl(
         val timeoutMs = timeout?.takeUnless { it.isInfinite() }?.let { t ->
             if (!t.isPositive()) throw invalid("step '$id': timeout must be positive (or null for none), was $t", id)
             TimeMath.delayMs(t).coerceAtLeast(1)
+        }
+        val cached = cache?.let { c ->
+            WorkflowDefinition.validateName("cache key", c.key, runId, workflowName)
+            if (!c.ttl.isPositive()) throw invalid("step '$id': cache ttl must be positive, was ${c.ttl}", id)
+            CacheUse(c.key, TimeMath.delayMs(c.ttl))
         }
         val record = visit(id, RecordKind.STEP)
         val site = PayloadSite("result of step '$id'", runId, workflowName, id)
@@ -198,13 +205,23 @@ internal class WorkflowScopeImpl(
             }
             else -> Unit
         }
+        if (cached != null && attempts == 0) {
+            // stored by another run within its TTL: recorded as this step's result, the body never runs
+            busy {
+                val hit = run.storeCall("reading cache key '${cached.key}' for step '$id' of run '$runId'") { getCached(cached.key) }
+                if (hit != null) {
+                    run.checkpoint(StoredRecord(id, RecordKind.STEP, RecordStatus.COMPLETED, result = hit))
+                    return@step decodePayload(codec, hit, site)
+                }
+            }
+        }
         val policy = retry ?: definition.retryPolicy
         while (true) {
             currentCoroutineContext().ensureActive()
             val attempt = attempts + 1
             val wakeAt = busy {
                 when (val outcome = runAttempt(id, attempt, timeoutMs, block)) {
-                    is Attempt.Ok -> return@step completeStep(id, codec, outcome.value, attempt, site)
+                    is Attempt.Ok -> return@step completeStep(id, codec, outcome.value, attempt, site, cached)
                     is Attempt.Err -> failedAttempt(id, attempt, policy, outcome.error)
                 }
             }
@@ -307,7 +324,7 @@ internal class WorkflowScopeImpl(
         return wakeAt
     }
 
-    private suspend fun <T> completeStep(id: String, codec: Codec<T>, value: T, attempt: Int, site: PayloadSite): T {
+    private suspend fun <T> completeStep(id: String, codec: Codec<T>, value: T, attempt: Int, site: PayloadSite, cached: CacheUse?): T {
         val encoded = try {
             encodePayload(codec, value, maxBytes, site)
         } catch (e: PayloadException) {
@@ -315,9 +332,18 @@ internal class WorkflowScopeImpl(
             run.checkpoint(StoredRecord(id, RecordKind.STEP, RecordStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
             throw stepFailed(id, attempt, failure)
         }
-        run.checkpoint(StoredRecord(id, RecordKind.STEP, RecordStatus.COMPLETED, result = encoded, attempts = attempt))
-        return value
+        val record = StoredRecord(id, RecordKind.STEP, RecordStatus.COMPLETED, result = encoded, attempts = attempt)
+        if (cached == null) {
+            run.checkpoint(record)
+            return value
+        }
+        // another run may have stored its result first: the first value stored is the one every run records
+        val written = run.checkpointCached(record, cached.key, cached.ttlMs)
+        return if (written.result == encoded) value else decodePayload(codec, written.result ?: "null", site)
     }
+
+    /** A step's [StepCache], checked: its key and its TTL in milliseconds. */
+    private class CacheUse(val key: String, val ttlMs: Long)
 
     private fun stepFailed(id: String, attempts: Int, failure: Failure?) =
         StepFailedException(runId, workflowName, id, attempts, failure ?: Failure("unknown", "no failure was recorded"))

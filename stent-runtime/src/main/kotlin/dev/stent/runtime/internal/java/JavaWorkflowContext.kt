@@ -2,6 +2,7 @@ package dev.stent.runtime.internal.java
 
 import dev.stent.Codec
 import dev.stent.RetryPolicy
+import dev.stent.StepCache
 import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowScope
 import dev.stent.java.ChildRef
@@ -71,8 +72,20 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
     override fun <T> step(id: String, codec: Codec<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T =
         runStep(id, codec, retry, timeout, body)
 
-    private fun <T> runStep(id: String, codec: Codec<T>, retry: RetryPolicy?, timeout: Duration?, body: StepSupplier<T>): T = call {
-        step(id, codec, retry, timeout?.toKotlinDuration()) {
+    override fun <T : Any> step(id: String, resultType: Class<T>, cache: StepCache, body: StepSupplier<T>): T =
+        runStep(id, JavaCodecs.forClass(resultType), null, null, body, cache)
+
+    override fun <T> step(id: String, codec: Codec<T>, cache: StepCache, body: StepSupplier<T>): T = runStep(id, codec, null, null, body, cache)
+
+    private fun <T> runStep(
+        id: String,
+        codec: Codec<T>,
+        retry: RetryPolicy?,
+        timeout: Duration?,
+        body: StepSupplier<T>,
+        cache: StepCache? = null,
+    ): T = call {
+        step(id, codec, retry, timeout?.toKotlinDuration(), cache) {
             // already on a thread made for blocking, which the step's InStep interrupts on a stop
             inStep.set(currentCoroutineContext()[InStep])
             try {
@@ -84,7 +97,10 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
     }
 
     override fun run(id: String, body: StepAction) {
-        runStep(id, JavaCodecs.forClass(String::class.java), null, null) { body.run(); "done" }
+        runStep(id, JavaCodecs.forClass(String::class.java), null, null, {
+            body.run()
+            "done"
+        })
     }
 
     override fun sleep(duration: Duration) = call { sleep(duration.toKotlinDuration()) }

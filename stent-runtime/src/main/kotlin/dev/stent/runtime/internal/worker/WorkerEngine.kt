@@ -153,8 +153,13 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             "stent worker {} serves workflows {} from {}, {} at a time",
             id, config.definitions.keys, config.queues?.let { "queues $it" } ?: "every queue", config.concurrency,
         )
-        claimJob = scope.launch(CoroutineName("stent-claim-$id")) { claimLoop() }
+        val maintenance = Maintenance(id, config, access, log)
+        claimJob = scope.launch(CoroutineName("stent-claim-$id")) {
+            maintenance.declareLimits { stopping.get() } // before the first claim
+            claimLoop()
+        }
         heartbeatJob = scope.launch(CoroutineName("stent-heartbeat-$id")) { heartbeatLoop() }
+        scope.launch(CoroutineName("stent-maintenance-$id")) { maintenance.loop() }
     }
 
     private suspend fun claimLoop() {

@@ -3,6 +3,7 @@
 package dev.stent
 
 import dev.stent.runtime.internal.ClientImpl
+import dev.stent.runtime.internal.Listeners
 import dev.stent.runtime.internal.LocalNotifier
 import dev.stent.runtime.internal.StoreAccess
 import dev.stent.store.WorkflowStore
@@ -31,6 +32,14 @@ public class Stent(
     internal val access: StoreAccess = StoreAccess(store, options.storeTimeout.inWholeMilliseconds)
 
     internal val notifier: LocalNotifier = LocalNotifier()
+
+    internal val listeners: Listeners = Listeners()
+
+    /**
+     * Registers [listener] for every run this installation starts or executes (its workers' runs too);
+     * closing the returned handle removes it. See [StentListener].
+     */
+    public fun addListener(listener: StentListener): AutoCloseable = listeners.add(listener)
 
     /** Owns the coroutines of futures handed to Java callers; cancelled by [close]. */
     internal val scope: CoroutineScope = CoroutineScope(SupervisorJob() + Dispatchers.Default + CoroutineName("stent"))

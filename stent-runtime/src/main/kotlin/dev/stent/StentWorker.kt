@@ -144,6 +144,13 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
         /** Whether this worker fires schedules (default true): any number of workers may, each tick starts one run. */
         public var fireSchedules: Boolean = true
 
+        internal val listeners = ArrayList<StentListener>()
+
+        /** Hears the events of the runs this worker executes (the Stent's listeners hear them too); see [StentListener]. */
+        public fun listener(listener: StentListener) {
+            listeners += listener
+        }
+
         /** Registers [definition]; this worker claims runs of its name. */
         public fun register(definition: WorkflowDefinition<*, *>) {
             val existing = definitions.putIfAbsent(definition.name, definition)
@@ -198,7 +205,7 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
             return WorkerConfig(
                 workerId, definitions.toMap(), concurrency, queues?.toSet(), leaseDuration, heartbeat,
                 shutdownGrace, pollInterval, unloadThreshold, maxClaims, stopTimeout, maxParallelStepsPerRun, maxParallelSteps,
-                maxWaitingInMemory, queueLimits.values.toList(), retention?.takeUnless { it.isInfinite() }, fireSchedules,
+                maxWaitingInMemory, queueLimits.values.toList(), retention?.takeUnless { it.isInfinite() }, fireSchedules, listeners.toList(),
             )
         }
 
@@ -233,6 +240,7 @@ internal class WorkerConfig(
     val queueLimits: List<QueueLimits> = emptyList(),
     val retention: Duration? = null,
     val fireSchedules: Boolean = true,
+    val listeners: List<StentListener> = emptyList(),
 )
 
 /**

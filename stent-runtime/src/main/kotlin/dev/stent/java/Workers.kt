@@ -43,6 +43,9 @@ public object Workers {
         /** Deletes finished runs older than [age] (see `StentWorker.Builder.retention`). */
         public fun retention(age: Duration): Builder = with { retention = age.toKotlinDuration() }
 
+        /** Hears the events of the runs this worker executes; see `StentListener`. */
+        public fun listener(listener: dev.stent.StentListener): Builder = with { listener(listener) }
+
         /** Whether this worker fires schedules (default true). */
         public fun fireSchedules(fire: Boolean): Builder = with { fireSchedules = fire }
 

@@ -146,6 +146,10 @@ public class ClaimedRun(
     public val deadlineAtMs: Long? = null,
     /** The parent run of a child, or null. */
     public val parentId: String? = null,
+    /** The run's queue, or null when the store does not say. */
+    public val queue: String? = null,
+    /** When the run first started (epoch milliseconds, database clock), or null when the store does not say. */
+    public val startedAtMs: Long? = null,
 )
 
 /**

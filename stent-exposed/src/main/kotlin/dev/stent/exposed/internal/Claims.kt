@@ -21,7 +21,8 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
         dbNow = rs.getLong("now")
         ClaimRow(
             rs.getString("id"), rs.getString("workflow_name"), rs.getString("input"), rs.getLong("fencing_token"), rs.getInt("claim_count"),
-            rs.getBoolean("cancel_requested"), rs.longOrNull("deadline_at"), rs.getString("parent_id"),
+            rs.getBoolean("cancel_requested"), rs.longOrNull("deadline_at"), rs.getString("parent_id"), rs.getString("queue"),
+            rs.longOrNull("started_at"),
         )
     }
     // a run's first claim takes token 1 (tokens start at 0 and only grow); before it, nothing could write a record
@@ -56,7 +57,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
         claimed.map {
             ClaimedRun(
                 it.id, it.workflowName, it.input, it.fencingToken, it.claimCount, records[it.id].orEmpty(), it.cancelRequested, it.deadlineAt,
-                it.parentId,
+                it.parentId, it.queue, it.startedAt,
             )
         },
         dbNow ?: nowMs(),
@@ -85,7 +86,8 @@ internal fun StoreContext.claimStatement(c: java.sql.Connection, request: ClaimR
     val set = """SET status = 'RUNNING', lease_owner = ?, fencing_token = fencing_token + 1,
                lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
                updated_at = $now, ready_at = NULL, wait_signals = NULL, parked_at = NULL, parked_until = NULL"""
-    val returning = "RETURNING stent_runs.id, workflow_name, input, fencing_token, claim_count, cancel_requested, deadline_at, parent_id, $now AS now"
+    val returning = "RETURNING stent_runs.id, workflow_name, input, fencing_token, claim_count, cancel_requested, deadline_at, parent_id, " +
+        "stent_runs.queue, started_at, $now AS now"
     val branches = limited.map { q ->
         val known = limits.getValue(q)
         if (known.concurrencyPerKey == null && known.rateLimit == null) concurrencyBranch(q, names, request.limit) else limitedBranch(q, names, request.limit)
@@ -186,7 +188,7 @@ private const val LIMITED_POLL_MS = 100L
 
 internal class ClaimRow(
     val id: String, val workflowName: String, val input: String, val fencingToken: Long, val claimCount: Int,
-    val cancelRequested: Boolean, val deadlineAt: Long?, val parentId: String?,
+    val cancelRequested: Boolean, val deadlineAt: Long?, val parentId: String?, val queue: String?, val startedAt: Long?,
 )
 
 internal fun StoreContext.release(runId: String, fencingToken: Long, retryAfterMs: Long?): WriteOutcome =

@@ -18,6 +18,7 @@ import dev.stent.RunStatus
 import dev.stent.ScheduleInfo
 import dev.stent.Stent
 import dev.stent.StentClient
+import dev.stent.StentEvent
 import dev.stent.StentStoreException
 import dev.stent.TimeMath
 import dev.stent.UnknownRunException
@@ -104,6 +105,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         )
         val result = access.call("starting run '$runId'") { access.createRun(newRun) }
         if (result.workflowName != workflowName) throw RunConflictException(runId, result.workflowName, workflowName)
+        stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, result.created) }
         // even when the run existed: a start whose insert committed but whose reply was lost reports created=false
         notifier.workAvailable.fire()
         return handle(runId, outputCodec)

@@ -59,4 +59,8 @@ internal class RunEnvironment(
     val lastRenewalNanos: () -> Long,
     /** Called when a run is stopped while a step body may be running, so the worker can abandon it if it does not unwind. */
     val onStopped: (RunExecution) -> Unit,
+    /** Who hears this worker's events (and the Stent's listeners through it). */
+    val listeners: dev.stent.runtime.internal.Listeners = dev.stent.runtime.internal.Listeners(),
+    /** The worker's id, for events. */
+    val workerId: String = config.workerId,
 )

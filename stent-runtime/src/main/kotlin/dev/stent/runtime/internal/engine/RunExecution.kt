@@ -5,10 +5,12 @@ import dev.stent.FailureKind
 import dev.stent.InternalStentApi
 import dev.stent.RecordKind
 import dev.stent.RunStatus
+import dev.stent.StentEvent
 import dev.stent.StentException
 import dev.stent.StentStoreException
 import dev.stent.WorkflowDefinition
 import dev.stent.runtime.internal.PayloadSite
+import dev.stent.runtime.internal.decodeFailure
 import dev.stent.runtime.internal.decodePayload
 import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
@@ -242,6 +244,9 @@ internal class RunExecution(
         slotLock.withLock {
             if (!holdsSlot.get()) return
             val stay = decide() as? Quiescence.Stay ?: return
+            env.listeners.emit {
+                StentEvent.RunWaiting(runId, workflowName, java.time.Instant.ofEpochMilli(stay.wakeAtMs), stay.signalNames, unloaded = false)
+            }
             if (stay.wakeAtMs - env.clock.nowMs() >= PARK_SHOWN_MS) {
                 val written = storeCall("marking run '$runId' waiting") { park(runId, fencingToken, stay.wakeAtMs, stay.signalNames) }
                 if (written == WriteOutcome.LEASE_LOST) throw lost()
@@ -319,6 +324,11 @@ internal class RunExecution(
                         // the deadline is a timer too: an unloaded run is claimed again when it passes
                         val wakeAt = listOfNotNull(reason.wakeAtMs, claimed.deadlineAtMs).minOrNull()
                         val result = blockingOnRunThread("unloading run '$runId'") { unload(runId, fencingToken, wakeAt, reason.signalNames) }
+                        if (result == UnloadOutcome.WAITING) {
+                            env.listeners.emit {
+                                StentEvent.RunWaiting(runId, workflowName, wakeAt?.let(java.time.Instant::ofEpochMilli), reason.signalNames, unloaded = true)
+                            }
+                        }
                         when (result) {
                             UnloadOutcome.READY -> env.notifier.workAvailable.fire()
                             UnloadOutcome.CANCELLED -> env.notifier.runFinished(runId)
@@ -336,7 +346,10 @@ internal class RunExecution(
                         env.log.warn("run {}: stopped by a database failure; released, to be claimed again in {} ms", runId, backOff)
                         blockingOnRunThread("releasing run '$runId' after a database failure") { release(runId, fencingToken, backOff) }
                     }
-                    StopReason.LeaseLost -> env.log.warn("run {}: lease lost; another worker resumes it", runId)
+                    StopReason.LeaseLost -> {
+                        env.log.warn("run {}: lease lost; another worker resumes it", runId)
+                        env.listeners.emit { StentEvent.LeaseLost(runId, workflowName, env.workerId) }
+                    }
                 }
             }
         } catch (e: StentException) {
@@ -359,6 +372,13 @@ internal class RunExecution(
         if (result == WriteOutcome.OK) {
             env.notifier.runFinished(runId)
             claimed.parentId?.let(env.notifier::signalSent) // a parent in this process looks for its child's outcome
+            env.listeners.emit {
+                val decoded = decodeFailure(failure)
+                StentEvent.RunFinished(
+                    runId, workflowName, status, decoded, decoded?.let { if (status == RunStatus.FAILED) FailureKind.ofType(it.type) else null },
+                    claimed.startedAtMs?.let { env.clock.nowMs() - it },
+                )
+            }
         } else env.log.warn("run {}: lease lost before it could finish as {}", runId, status)
     }
 

@@ -15,6 +15,7 @@ import dev.stent.RecordStatus
 import dev.stent.RetryPolicy
 import dev.stent.RunStatus
 import dev.stent.SignalTimeoutException
+import dev.stent.StentEvent
 import dev.stent.StepCache
 import dev.stent.StepFailedException
 import dev.stent.StepScope
@@ -22,6 +23,10 @@ import dev.stent.StepTimeoutException
 import dev.stent.TimeMath
 import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowScope
+import dev.stent.runtime.internal.MDC_ATTEMPT
+import dev.stent.runtime.internal.MDC_RUN_ID
+import dev.stent.runtime.internal.MDC_STEP_ID
+import dev.stent.runtime.internal.MDC_WORKFLOW
 import dev.stent.runtime.internal.PayloadSite
 import dev.stent.runtime.internal.decodeFailure
 import dev.stent.runtime.internal.decodePayload
@@ -46,6 +51,7 @@ import kotlinx.coroutines.ensureActive
 import kotlinx.coroutines.isActive
 import kotlinx.coroutines.job
 import kotlinx.coroutines.launch
+import kotlinx.coroutines.slf4j.MDCContext
 import kotlinx.coroutines.sync.Semaphore
 import kotlinx.coroutines.withContext
 import kotlinx.coroutines.yield
@@ -221,8 +227,10 @@ internal class WorkflowScopeImpl(
             val attempt = attempts + 1
             val wakeAt = busy {
                 when (val outcome = runAttempt(id, attempt, timeoutMs, block)) {
-                    is Attempt.Ok -> return@step completeStep(id, codec, outcome.value, attempt, site, cached)
-                    is Attempt.Err -> failedAttempt(id, attempt, policy, outcome.error)
+                    is Attempt.Ok -> return@step completeStep(id, codec, outcome.value, attempt, site, cached).also {
+                        env.listeners.emit { StentEvent.StepCompleted(runId, workflowName, id, attempt, outcome.nanos) }
+                    }
+                    is Attempt.Err -> failedAttempt(id, attempt, policy, outcome.error, outcome.nanos)
                 }
             }
             attempts = attempt
@@ -248,15 +256,17 @@ internal class WorkflowScopeImpl(
         val id = inStep.stepId
         run.checkLease()
         state.stepStarted(inStep)
+        env.listeners.emit { StentEvent.StepStarted(runId, workflowName, id, attempt) }
+        val began = System.nanoTime()
         // set by the step's own timer only, so what the body throws when it is cut off does not matter
         val timedOut = AtomicBoolean()
         try {
             val body: suspend () -> T = { StepScopeImpl(runId, id, attempt).block() }
             val value = if (timeoutMs == null) {
-                interruptible(inStep, body)
+                interruptible(inStep, attempt, body)
             } else {
                 coroutineScope {
-                    val work = async { interruptible(inStep, body) }
+                    val work = async { interruptible(inStep, attempt, body) }
                     // on the timer dispatcher, apart from the body's threads
                     val timer = launch(env.timerDispatcher) {
                         delay(timeoutMs.milliseconds)
@@ -270,15 +280,16 @@ internal class WorkflowScopeImpl(
                     }
                 }
             }
-            return Attempt.Ok(value)
+            return Attempt.Ok(value, System.nanoTime() - began)
         } catch (e: Throwable) {
             if (e is Error && e !is StackOverflowError && e !is AssertionError) throw e
             if (!currentCoroutineContext().isActive) {
                 // the run is stopping: nothing the body did is recorded
                 throw e as? CancellationException ?: CancellationException("step '$id' of run '$runId' stopped").apply { initCause(e) }
             }
-            if (timedOut.get()) return Attempt.Err(StepTimeoutException(runId, workflowName, id, attempt, timeoutMs!!.milliseconds))
-            return Attempt.Err(e)
+            val nanos = System.nanoTime() - began
+            if (timedOut.get()) return Attempt.Err(StepTimeoutException(runId, workflowName, id, attempt, timeoutMs!!.milliseconds), nanos)
+            return Attempt.Err(e, nanos)
         } finally {
             state.stepEnded(inStep)
         }
@@ -292,10 +303,14 @@ internal class WorkflowScopeImpl(
      * back to the run's thread, which checkpoints it.
      */
     @OptIn(InternalCoroutinesApi::class)
-    private suspend fun <T> interruptible(inStep: InStep, body: suspend () -> T): T {
+    private suspend fun <T> interruptible(inStep: InStep, attempt: Int, body: suspend () -> T): T {
         var handle: DisposableHandle? = null
+        // log lines of the body carry the run, the step and the attempt (SLF4J MDC)
+        val mdc = MDCContext(
+            mapOf(MDC_RUN_ID to runId, MDC_WORKFLOW to workflowName, MDC_STEP_ID to inStep.stepId, MDC_ATTEMPT to attempt.toString()),
+        )
         try {
-            return withContext(env.stepDispatcher + inStep) {
+            return withContext(env.stepDispatcher + inStep + mdc) {
                 // onCancelling: interrupt at once, in the canceller's thread, while the body still blocks
                 handle = coroutineContext.job.invokeOnCompletion(onCancelling = true) { if (it != null) inStep.cancel() }
                 body()
@@ -306,21 +321,23 @@ internal class WorkflowScopeImpl(
     }
 
     private sealed class Attempt<out T> {
-        class Ok<T>(val value: T) : Attempt<T>()
-        class Err(val error: Throwable) : Attempt<Nothing>()
+        class Ok<T>(val value: T, val nanos: Long) : Attempt<T>()
+        class Err(val error: Throwable, val nanos: Long) : Attempt<Nothing>()
     }
 
     /** Records a failed attempt; returns when the next one is due, or throws when there is none. */
-    private suspend fun failedAttempt(id: String, attempt: Int, policy: RetryPolicy, error: Throwable): Long {
+    private suspend fun failedAttempt(id: String, attempt: Int, policy: RetryPolicy, error: Throwable, nanos: Long): Long {
         val failure = Failure.of(error)
         if (attempt >= policy.maxAttempts || !policy.shouldRetry(error)) {
             run.checkpoint(StoredRecord(id, RecordKind.STEP, RecordStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
+            env.listeners.emit { StentEvent.StepFailed(runId, workflowName, id, attempt, nanos, failure, null) }
             throw stepFailed(id, attempt, failure)
         }
         val wakeAt = TimeMath.plus(env.clock.nowMs(), TimeMath.delayMs(policy.delayBefore(attempt + 1)))
         run.checkpoint(
             StoredRecord(id, RecordKind.STEP, RecordStatus.RETRYING, failure = encodeFailure(failure), attempts = attempt, wakeAt = wakeAt),
         )
+        env.listeners.emit { StentEvent.StepFailed(runId, workflowName, id, attempt, nanos, failure, java.time.Instant.ofEpochMilli(wakeAt)) }
         return wakeAt
     }
 

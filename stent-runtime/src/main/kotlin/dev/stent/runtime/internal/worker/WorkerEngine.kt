@@ -1,9 +1,13 @@
 package dev.stent.runtime.internal.worker
 
 import dev.stent.Stent
+import dev.stent.StentEvent
 import dev.stent.StentStoreException
 import dev.stent.WorkerConfig
 import dev.stent.runtime.internal.BlockingDispatchers
+import dev.stent.runtime.internal.Listeners
+import dev.stent.runtime.internal.MDC_RUN_ID
+import dev.stent.runtime.internal.MDC_WORKFLOW
 import dev.stent.runtime.internal.WakeUp
 import dev.stent.runtime.internal.engine.EngineClock
 import dev.stent.runtime.internal.engine.Outcome
@@ -34,6 +38,7 @@ import kotlinx.coroutines.joinAll
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.selects.onTimeout
 import kotlinx.coroutines.selects.select
+import kotlinx.coroutines.slf4j.MDCContext
 import kotlinx.coroutines.sync.Semaphore
 import kotlinx.coroutines.withContext
 import kotlinx.coroutines.withTimeoutOrNull
@@ -140,6 +145,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         stepPermits = Semaphore(config.maxParallelSteps),
         slots = slots,
         log = log,
+        listeners = Listeners(stent.listeners).also { l -> config.listeners.forEach { l.add(it) } },
         lastRenewalNanos = { lastRenewalNanos },
         onStopped = ::watchStopped,
     )
@@ -254,9 +260,19 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         // the stop timeout, after which it is abandoned); its cleanup removes only itself.
         val previous = active[claimed.id]?.also { it.stop(StopReason.LeaseLost) }
         val execution = RunExecution(env, claimed, claimedAtNanos)
+        env.listeners.emit {
+            StentEvent.RunClaimed(
+                claimed.id, claimed.workflowName, claimed.queue, id, claimed.claimCount, claimed.fencingToken > 1, claimed.records.size,
+            )
+        }
         execution.grantSlot() // reserved by the claim loop
         val began = AtomicBoolean(false)
-        val job = scope.launch(env.runDispatcher() + RunThread.element + CoroutineName("stent-run-${claimed.id}"), start = CoroutineStart.LAZY) {
+        // every log line about the run, the engine's and its step bodies', carries its id and workflow (SLF4J MDC)
+        val mdc = MDCContext(mapOf(MDC_RUN_ID to claimed.id, MDC_WORKFLOW to claimed.workflowName))
+        val job = scope.launch(
+            env.runDispatcher() + RunThread.element + mdc + CoroutineName("stent-run-${claimed.id}"),
+            start = CoroutineStart.LAZY,
+        ) {
             began.set(true)
             try {
                 // not cancellable: a stop meanwhile must still reach execute(), which applies it (nothing is orphaned)

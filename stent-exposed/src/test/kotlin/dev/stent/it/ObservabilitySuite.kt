@@ -1,0 +1,105 @@
+package dev.stent.it
+
+import dev.stent.RunStatus
+import dev.stent.StentEvent
+import dev.stent.codecOf
+import dev.stent.retryPolicy
+import dev.stent.stentWorker
+import dev.stent.step
+import dev.stent.workflow
+import io.kotest.core.spec.style.FunSpec
+import io.kotest.matchers.shouldBe
+import kotlinx.coroutines.currentCoroutineContext
+import kotlinx.coroutines.slf4j.MDCContext
+import java.util.concurrent.CopyOnWriteArrayList
+import java.util.concurrent.atomic.AtomicInteger
+import kotlin.time.Duration.Companion.milliseconds
+import kotlin.time.Duration.Companion.seconds
+
+/** What a run tells listeners and logs, run against every store. */
+abstract class ObservabilitySuite(store: TestStore) : FunSpec({
+
+    /** One line per event of [runId], leaving out waits in memory (how many there are depends on timing). */
+    fun describe(e: StentEvent): String? = when (e) {
+        is StentEvent.RunStarted -> "started created=${e.created} queue=${e.queue}"
+        is StentEvent.RunClaimed -> "claimed resumed=${e.resumed}"
+        is StentEvent.StepStarted -> "step ${e.stepId}#${e.attempt}"
+        is StentEvent.StepCompleted -> "completed ${e.stepId}#${e.attempt}"
+        is StentEvent.StepFailed -> "failed ${e.stepId}#${e.attempt} retrying=${e.isRetrying} ${e.failure.message}"
+        is StentEvent.RunWaiting -> if (e.unloaded) "unloaded signals=${e.signals} timer=${e.until != null}" else null
+        is StentEvent.LeaseLost -> "lease lost"
+        is StentEvent.RunFinished -> "finished ${e.status} timed=${e.durationMillis != null}"
+    }
+
+    test("listeners hear a run's events in order: a retry, a sleep that unloads, a signal; one that throws breaks nothing") {
+        withStore(store) { stent ->
+            val events = CopyOnWriteArrayList<StentEvent>()
+            val workerEvents = CopyOnWriteArrayList<StentEvent>()
+            stent.addListener { events += it }
+            stent.addListener { error("a broken listener") }
+            val tries = AtomicInteger()
+            val observed = workflow<String, String>("observed", { retryPolicy = retryPolicy { initialDelay = 10.milliseconds } }) { _ ->
+                step("a") { check(tries.incrementAndGet() > 1) { "first try fails" }; "a" }
+                sleep(1500.milliseconds)
+                val go = awaitSignal("go", codecOf<String>())
+                step("b") { go }
+            }
+            stentWorker(stent) {
+                register(observed)
+                unloadThreshold = 1.seconds
+                pollInterval = 50.milliseconds
+                listener { workerEvents += it }
+            }.use {
+                val run = stent.client.start(observed, "", id = "obs-1")
+                eventually("it waits for the signal", 30.seconds) {
+                    stent.client.describe("obs-1").let { it.status == RunStatus.WAITING && it.waitingForSignals == setOf("go") }
+                }
+                stent.client.signal("obs-1", "go", "went", codecOf<String>())
+                run.await(30.seconds) shouldBe "went"
+                eventually("the finish is heard") { events.any { it is StentEvent.RunFinished } }
+            }
+            events.filter { it.runId == "obs-1" }.mapNotNull(::describe) shouldBe listOf(
+                "started created=true queue=default",
+                "claimed resumed=false",
+                "step a#1",
+                "failed a#1 retrying=true first try fails",
+                "step a#2",
+                "completed a#2",
+                "unloaded signals=[] timer=true",
+                "claimed resumed=true",
+                "unloaded signals=[go] timer=false",
+                "claimed resumed=true",
+                "step b#1",
+                "completed b#1",
+                "finished COMPLETED timed=true",
+            )
+            // the worker's own listener hears what its runs do, not the client's start
+            workerEvents.mapNotNull(::describe) shouldBe events.filter { it.runId == "obs-1" }.drop(1).mapNotNull(::describe)
+        }
+    }
+
+    // The test classpath logs through slf4j-simple, which keeps no MDC: the check reads the MDC the engine gives the
+    // body's coroutine (kotlinx-coroutines-slf4j installs it on the body's thread under a backend that keeps one).
+    test("step bodies run with the run, the step and the attempt in their SLF4J MDC") {
+        withStore(store) { stent ->
+            val logged = workflow<String, String>("logged", { retryPolicy = retryPolicy { initialDelay = 10.milliseconds } }) { _ ->
+                step("where") {
+                    val mdc = currentCoroutineContext()[MDCContext]?.contextMap.orEmpty()
+                    val here = listOf("stent.runId", "stent.workflow", "stent.stepId", "stent.attempt").joinToString(" ") { mdc[it] ?: "-" }
+                    check(attempt > 1) { "again" }
+                    here
+                }
+            }
+            stentWorker(stent) {
+                register(logged)
+                pollInterval = 50.milliseconds
+            }.use {
+                stent.client.start(logged, "", id = "mdc-1").await(30.seconds) shouldBe "mdc-1 logged where 2"
+            }
+        }
+    }
+})
+
+class SqliteObservabilitySpec : ObservabilitySuite(TestStore.Sqlite)
+
+class PostgresObservabilitySpec : ObservabilitySuite(TestStore.Postgres)

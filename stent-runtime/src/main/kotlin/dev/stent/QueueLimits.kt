@@ -102,6 +102,10 @@ public class QueueInfo internal constructor(
 /** The largest concurrency or rate limit a queue can have. */
 private const val MAX_LIMIT = 1_000_000
 
+/** [QueueLimits] as the store keeps them. */
+internal fun QueueLimits.toRecord(): dev.stent.store.QueueLimitsRecord =
+    dev.stent.store.QueueLimitsRecord(queue, concurrency, concurrencyPerKey, rateLimit, ratePeriod?.inWholeMilliseconds)
+
 /** A stored queue as [QueueInfo]. */
 internal fun queueInfoOf(record: dev.stent.store.QueueRecord): QueueInfo = QueueInfo(
     record.name,

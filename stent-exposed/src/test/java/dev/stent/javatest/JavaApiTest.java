@@ -23,10 +23,7 @@ import dev.stent.java.Workflows;
 import dev.stent.javatest.OrderWorkflows.Approval;
 import dev.stent.javatest.OrderWorkflows.OrderRequest;
 import dev.stent.javatest.OrderWorkflows.Receipt;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -52,30 +49,11 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The Java facade, used the way a Java team would: records, lambdas, builders and futures. */
-class JavaApiTest {
-    @TempDir Path dir;
-    Stent stent;
-    FutureClient client;
-
-    @BeforeEach
-    void open() {
-        stent = Stents.sqlite(dir.resolve("stent.db").toString());
-        client = FutureClient.of(stent);
-    }
-
-    @AfterEach
-    void close() {
-        stent.close();
-    }
-
+class JavaApiTest extends SqliteJavaTest {
     private StentWorker worker(dev.stent.WorkflowDefinition<?, ?>... workflows) {
         Workers.Builder b = Workers.builder(stent).unloadThreshold(Duration.ofMillis(200)).pollInterval(Duration.ofMillis(50));
         for (var wf : workflows) b.register(wf);
         return b.start();
-    }
-
-    private static <T> T get(CompletableFuture<T> f) throws Exception {
-        return f.get(30, TimeUnit.SECONDS);
     }
 
     @Test

@@ -7,29 +7,21 @@ import dev.stent.RunInfo;
 import dev.stent.RunNotFinishedException;
 import dev.stent.RunStatus;
 import dev.stent.ScheduleInfo;
-import dev.stent.Stent;
 import dev.stent.StentWorker;
 import dev.stent.StepCache;
 import dev.stent.WorkflowDefinition;
-import dev.stent.exposed.Stents;
-import dev.stent.java.FutureClient;
 import dev.stent.java.RetryPolicies;
 import dev.stent.java.RunRef;
 import dev.stent.java.StartOptions;
 import dev.stent.java.Workers;
 import dev.stent.java.WorkflowOptions;
 import dev.stent.java.Workflows;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
-import java.nio.file.Path;
 import java.time.Duration;
 import java.time.ZoneId;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -42,26 +34,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** Queue limits, partition keys, dead letters, the step cache and schedules, from Java. */
-class JavaOperationsTest {
-    @TempDir Path dir;
-    Stent stent;
-    FutureClient client;
-
-    @BeforeEach
-    void open() {
-        stent = Stents.sqlite(dir.resolve("stent.db").toString());
-        client = FutureClient.of(stent);
-    }
-
-    @AfterEach
-    void close() {
-        stent.close();
-    }
-
-    private static <T> T get(CompletableFuture<T> f) throws Exception {
-        return f.get(30, TimeUnit.SECONDS);
-    }
-
+class JavaOperationsTest extends SqliteJavaTest {
     @Test
     void aQueueLimitDeclaredWithTheJavaBuilderHoldsAndIsListed() throws Exception {
         AtomicInteger running = new AtomicInteger();

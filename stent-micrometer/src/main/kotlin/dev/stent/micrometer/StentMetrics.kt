@@ -80,11 +80,16 @@ public class StentMetrics @JvmOverloads constructor(
         }
     }
 
-    private fun counter(name: String, description: String, vararg tags: String): Counter =
-        Counter.builder(name).description(description).tags(Tags.of(commonTags).and(*tags)).register(registry)
+    /** The meters met so far, by name and tags: an event looks its meter up here, not through a builder and the registry. */
+    private val meters = ConcurrentHashMap<List<String>, Any>()
 
-    private fun timer(name: String, description: String, vararg tags: String): Timer =
+    private fun counter(name: String, description: String, vararg tags: String): Counter = meters.computeIfAbsent(listOf(name, *tags)) {
+        Counter.builder(name).description(description).tags(Tags.of(commonTags).and(*tags)).register(registry)
+    } as Counter
+
+    private fun timer(name: String, description: String, vararg tags: String): Timer = meters.computeIfAbsent(listOf(name, *tags)) {
         Timer.builder(name).description(description).tags(Tags.of(commonTags).and(*tags)).register(registry)
+    } as Timer
 
     /** Turns events into meters; public so an application can register it with a worker instead ([bindTo] covers the whole Stent). */
     public val listener: StentListener = StentListener { e ->

@@ -35,6 +35,7 @@ import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
 import dev.stent.store.ScheduleRecord
 import dev.stent.store.SignalNames
+import dev.stent.toRecord
 import java.time.Instant
 import java.util.UUID
 import kotlin.time.Duration
@@ -226,9 +227,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
     }
 
     override suspend fun setQueueLimits(limits: QueueLimits) {
-        val record = QueueLimitsRecord(
-            limits.queue, limits.concurrency, limits.concurrencyPerKey, limits.rateLimit, limits.ratePeriod?.inWholeMilliseconds,
-        )
+        val record = limits.toRecord()
         access.call("setting the limits of queue '${limits.queue}'") { setQueueLimits(record) }
         notifier.workAvailable.fire()
     }

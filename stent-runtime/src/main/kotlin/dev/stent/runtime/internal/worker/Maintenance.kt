@@ -5,7 +5,7 @@ import dev.stent.WorkerConfig
 import dev.stent.runtime.internal.Cron
 import dev.stent.runtime.internal.StoreAccess
 import dev.stent.store.NewRun
-import dev.stent.store.QueueLimitsRecord
+import dev.stent.toRecord
 import kotlinx.coroutines.delay
 import org.slf4j.Logger
 import kotlin.time.Duration.Companion.milliseconds
@@ -21,9 +21,7 @@ internal class Maintenance(private val workerId: String, private val config: Wor
     suspend fun declareLimits(stopping: () -> Boolean) {
         var backoff = 100.milliseconds
         for (limits in config.queueLimits) {
-            val record = QueueLimitsRecord(
-                limits.queue, limits.concurrency, limits.concurrencyPerKey, limits.rateLimit, limits.ratePeriod?.inWholeMilliseconds,
-            )
+            val record = limits.toRecord()
             while (!stopping()) {
                 try {
                     access.call("declaring the limits of queue '${limits.queue}'") { setQueueLimits(record) }

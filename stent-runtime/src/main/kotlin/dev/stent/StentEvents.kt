@@ -5,7 +5,8 @@ import java.time.Instant
 /**
  * Hears what happens to runs: register it with `stent.addListener(…)` (every run this installation
  * starts or executes) or `stentWorker { listener(…) }` (the runs one worker executes). Called on the
- * engine's threads, in the order events happen for a run: keep it quick and non-blocking (hand work
+ * engine's threads, in the order a worker sees a run's events (a client's [StentEvent.RunStarted] comes after the
+ * start committed, so it may follow the first claim): keep it quick and non-blocking (hand work
  * to a queue of your own). A listener that throws is logged and skipped; it never breaks a run.
  * With no listener registered no event is even built.
  */

@@ -27,7 +27,11 @@ internal class Listeners(private val parent: Listeners? = null) {
         for (listener in own) {
             try {
                 listener.onEvent(event)
-            } catch (e: Exception) {
+            } catch (e: VirtualMachineError) {
+                throw e
+            } catch (e: Throwable) {
+                // an AssertionError or any other Error of a listener must not fail the run either
+                if (e is InterruptedException) Thread.currentThread().interrupt()
                 log.warn("stent listener {} failed on {}: {}", listener, event, e.toString())
             }
         }

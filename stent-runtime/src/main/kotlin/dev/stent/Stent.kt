@@ -41,6 +41,9 @@ public class Stent(
      */
     public fun addListener(listener: StentListener): AutoCloseable = listeners.add(listener)
 
+    /** Installs the tracing hook (null removes it): see [StentTracing]. One per installation; a later call replaces it. */
+    public fun setTracing(tracing: StentTracing?): Unit = listeners.setTracing(tracing)
+
     /** Owns the coroutines of futures handed to Java callers; cancelled by [close]. */
     internal val scope: CoroutineScope = CoroutineScope(SupervisorJob() + Dispatchers.Default + CoroutineName("stent"))
 
@@ -50,12 +53,18 @@ public class Stent(
 
     private val wakeUps: AutoCloseable = store.startWakeUps(notifier)
 
+    /** True once [close] was called: nothing can be started, read or executed through this installation any more. */
+    @Volatile
+    public var isClosed: Boolean = false
+        private set
+
     /**
      * Stops listening for wake-ups and closes the store (its connection pool). Close workers
      * first. Returns within a few seconds even when the database hangs: connections still busy
      * are aborted.
      */
     override fun close() {
+        isClosed = true
         scope.cancel()
         wakeUps.close()
         store.close()

@@ -14,18 +14,43 @@ public fun interface StentListener {
     public fun onEvent(event: StentEvent)
 }
 
-/** What happened to a run. Times are the worker's estimate of the database clock. */
+/**
+ * What happened: to one run (a [RunEvent]), or to a worker's claims ([ClaimBatch]). Times are the
+ * worker's estimate of the database clock.
+ */
 public sealed class StentEvent {
-    public abstract val runId: String
-    public abstract val workflowName: String
+    /** An event about one run. */
+    public sealed class RunEvent : StentEvent() {
+        public abstract val runId: String
+        public abstract val workflowName: String
 
-    /** A client started the run ([created] false: a run with that id existed already, and was left as it is). */
+        override fun toString(): String = "${javaClass.simpleName}($runId, $workflowName)"
+    }
+
+    /**
+     * A worker's claim statement returned [size] runs (0: nothing was ready for it) after [durationNanos], asking
+     * for up to [requested]. One per claim, busy or idle.
+     */
+    public class ClaimBatch internal constructor(
+        public val workerId: String,
+        public val requested: Int,
+        public val size: Int,
+        public val durationNanos: Long,
+    ) : StentEvent() {
+        override fun toString(): String = "ClaimBatch($workerId, $size of $requested)"
+    }
+
+    /**
+     * A client started the run ([created] false: a run with that id existed already, and was left as it is), or a
+     * run started it as a child, or a schedule did; [traceContext] is what [StentTracing.capture] gave (stored with the run).
+     */
     public class RunStarted internal constructor(
         override val runId: String,
         override val workflowName: String,
         public val queue: String,
         public val created: Boolean,
-    ) : StentEvent()
+        public val traceContext: String? = null,
+    ) : RunEvent()
 
     /**
      * A worker claimed the run to execute it: its first execution, or a resumption that replays its
@@ -39,7 +64,11 @@ public sealed class StentEvent {
         public val claimCount: Int,
         public val resumed: Boolean,
         public val records: Int,
-    ) : StentEvent()
+        /** The trace context stored with the run when it was started (see [StentTracing]), or null. */
+        public val traceContext: String? = null,
+        /** The run that started this one as a child, or null. */
+        public val parentId: String? = null,
+    ) : RunEvent()
 
     /** An attempt of a step body begins (not on replay: a recorded step does not run). */
     public class StepStarted internal constructor(
@@ -47,7 +76,7 @@ public sealed class StentEvent {
         override val workflowName: String,
         public val stepId: String,
         public val attempt: Int,
-    ) : StentEvent()
+    ) : RunEvent()
 
     /** An attempt of a step body returned and its result was recorded, [durationNanos] after it began. */
     public class StepCompleted internal constructor(
@@ -56,7 +85,7 @@ public sealed class StentEvent {
         public val stepId: String,
         public val attempt: Int,
         public val durationNanos: Long,
-    ) : StentEvent()
+    ) : RunEvent()
 
     /**
      * An attempt of a step body failed, [durationNanos] after it began: it is retried at [retryAt], or,
@@ -70,10 +99,18 @@ public sealed class StentEvent {
         public val durationNanos: Long,
         public val failure: Failure,
         public val retryAt: Instant?,
-    ) : StentEvent() {
+    ) : RunEvent() {
         /** True when the step is retried. */
         public val isRetrying: Boolean get() = retryAt != null
     }
+
+    /** The run took signal [signalName] (not on replay); [traceContext] is the sender's (see [StentTracing]), or null. */
+    public class SignalReceived internal constructor(
+        override val runId: String,
+        override val workflowName: String,
+        public val signalName: String,
+        public val traceContext: String?,
+    ) : RunEvent()
 
     /**
      * Every branch of the run waits: until [until] (null: only a signal ends it) and for [signals]. With
@@ -85,14 +122,25 @@ public sealed class StentEvent {
         public val until: Instant?,
         public val signals: Set<String>,
         public val unloaded: Boolean,
-    ) : StentEvent()
+    ) : RunEvent()
+
+    /**
+     * The worker gave the run back unfinished, as [reason] says (it shuts down, the database failed, or a body that
+     * ignores interruption was abandoned): another claim resumes it from its records.
+     */
+    public class RunReleased internal constructor(
+        override val runId: String,
+        override val workflowName: String,
+        public val workerId: String,
+        public val reason: String,
+    ) : RunEvent()
 
     /** The worker lost the run's lease (another worker took it over, or it could not renew it): it stops the run without writing. */
     public class LeaseLost internal constructor(
         override val runId: String,
         override val workflowName: String,
         public val workerId: String,
-    ) : StentEvent()
+    ) : RunEvent()
 
     /**
      * The run finished as [status] (COMPLETED, FAILED or CANCELLED), with its [failure] if any;
@@ -105,7 +153,5 @@ public sealed class StentEvent {
         public val failure: Failure?,
         public val failureKind: FailureKind?,
         public val durationMillis: Long?,
-    ) : StentEvent()
-
-    override fun toString(): String = "${javaClass.simpleName}($runId, $workflowName)"
+    ) : RunEvent()
 }

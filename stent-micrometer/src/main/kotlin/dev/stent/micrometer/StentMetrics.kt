@@ -5,6 +5,7 @@ import dev.stent.StentEvent
 import dev.stent.StentListener
 import dev.stent.java.FutureClient
 import io.micrometer.core.instrument.Counter
+import io.micrometer.core.instrument.DistributionSummary
 import io.micrometer.core.instrument.Gauge
 import io.micrometer.core.instrument.MeterRegistry
 import io.micrometer.core.instrument.Tag
@@ -29,6 +30,9 @@ import java.util.concurrent.atomic.AtomicLong
  * | `stent.runs.duration` | timer | workflow, status |
  * | `stent.steps.duration` | timer (one per attempt) | workflow, outcome (completed, retrying, failed) |
  * | `stent.leases.lost` | counter | workflow |
+ * | `stent.runs.released` | counter | workflow |
+ * | `stent.claims.duration` | timer | (none) |
+ * | `stent.claims.size` | distribution summary (runs) | (none) |
  * | `stent.queue.runs` | gauge | queue, state (pending, running, waiting) |
  */
 public class StentMetrics @JvmOverloads constructor(
@@ -43,40 +47,66 @@ public class StentMetrics @JvmOverloads constructor(
     public fun bindTo(stent: Stent, gaugeInterval: java.time.Duration = java.time.Duration.ofSeconds(15)): AutoCloseable {
         require(!gaugeInterval.isNegative && !gaugeInterval.isZero) { "gaugeInterval must be positive, was $gaugeInterval" }
         val listening = stent.addListener(listener)
-        val client = FutureClient.of(stent)
+        val gauges = QueueGauges(FutureClient.of(stent), stent)
         val poller = Executors.newSingleThreadScheduledExecutor { r -> Thread(r, "stent-metrics-gauges").apply { isDaemon = true } }
-        poller.scheduleWithFixedDelay({ readQueues(client) }, 0, gaugeInterval.toMillis(), TimeUnit.MILLISECONDS)
+        poller.scheduleWithFixedDelay({ if (!gauges.read()) poller.shutdown() }, 0, gaugeInterval.toMillis(), TimeUnit.MILLISECONDS)
         return AutoCloseable {
             listening.close()
-            poller.shutdownNow()
+            gauges.close()
+            poller.shutdown() // a read in flight ends by itself (its result is dropped); close never waits for the database
         }
     }
 
-    private val queueCounts = ConcurrentHashMap<Pair<String, String>, AtomicLong>()
+    /** The `stent.queue.runs` gauges of one binding: removed from the registry when it closes or its Stent does. */
+    private inner class QueueGauges(private val client: FutureClient, private val stent: Stent) {
+        private val counts = ConcurrentHashMap<Pair<String, String>, AtomicLong>()
+        private val registered = ConcurrentHashMap<Pair<String, String>, Gauge>()
 
-    private fun readQueues(client: FutureClient) {
-        try {
-            val queues = client.listQueues().get(30, TimeUnit.SECONDS)
-            val seen = HashSet<Pair<String, String>>()
-            for (q in queues) {
-                for ((state, n) in listOf("pending" to q.pending, "running" to q.running, "waiting" to q.waiting)) {
-                    seen += q.queue to state
-                    gauge(q.queue, state).set(n)
-                }
+        @Volatile
+        private var closed = false
+
+        /** Reads the queues once; false once the binding or its Stent is closed (the poller stops). */
+        fun read(): Boolean {
+            if (closed || stent.isClosed) {
+                close()
+                return false
             }
-            // a queue that has no unfinished run any more reads 0, not its last count
-            queueCounts.forEach { (key, value) -> if (key !in seen) value.set(0) }
-        } catch (e: Exception) {
-            log.warn("stent metrics: reading the queues failed: {}", e.toString())
+            try {
+                val queues = client.listQueues().get(30, TimeUnit.SECONDS)
+                if (closed) return false
+                val seen = HashSet<Pair<String, String>>()
+                for (q in queues) {
+                    for ((state, n) in listOf("pending" to q.pending, "running" to q.running, "waiting" to q.waiting)) {
+                        seen += q.queue to state
+                        gauge(q.queue, state).set(n)
+                    }
+                }
+                // a queue that has no unfinished run any more reads 0, not its last count
+                counts.forEach { (key, value) -> if (key !in seen) value.set(0) }
+            } catch (e: InterruptedException) {
+                Thread.currentThread().interrupt()
+                return false
+            } catch (e: Exception) {
+                if (closed || stent.isClosed) return false
+                log.warn("stent metrics: reading the queues failed: {}", e.toString())
+            }
+            return true
         }
-    }
 
-    private fun gauge(queue: String, state: String): AtomicLong = queueCounts.computeIfAbsent(queue to state) {
-        AtomicLong().also { holder ->
-            Gauge.builder("stent.queue.runs", holder) { it.get().toDouble() }
-                .description("Unfinished runs of a queue by state, read on an interval")
-                .tags(Tags.of(commonTags).and("queue", queue, "state", state))
-                .register(registry)
+        private fun gauge(queue: String, state: String): AtomicLong = counts.computeIfAbsent(queue to state) { key ->
+            AtomicLong().also { holder ->
+                registered[key] = Gauge.builder("stent.queue.runs", holder) { it.get().toDouble() }
+                    .description("Unfinished runs of a queue by state, read on an interval")
+                    .tags(Tags.of(commonTags).and("queue", queue, "state", state))
+                    .register(registry)
+            }
+        }
+
+        fun close() {
+            closed = true
+            registered.values.forEach(registry::remove)
+            registered.clear()
+            counts.clear()
         }
     }
 
@@ -86,6 +116,11 @@ public class StentMetrics @JvmOverloads constructor(
     private fun counter(name: String, description: String, vararg tags: String): Counter = meters.computeIfAbsent(listOf(name, *tags)) {
         Counter.builder(name).description(description).tags(Tags.of(commonTags).and(*tags)).register(registry)
     } as Counter
+
+    private val claimSize: DistributionSummary by lazy {
+        DistributionSummary.builder("stent.claims.size").description("Runs a claim statement returned").baseUnit("runs")
+            .tags(Tags.of(commonTags)).register(registry)
+    }
 
     private fun timer(name: String, description: String, vararg tags: String): Timer = meters.computeIfAbsent(listOf(name, *tags)) {
         Timer.builder(name).description(description).tags(Tags.of(commonTags).and(*tags)).register(registry)
@@ -114,7 +149,12 @@ public class StentMetrics @JvmOverloads constructor(
                 timer("stent.steps.duration", "Step attempts", "workflow", e.workflowName, "outcome", outcome).record(e.durationNanos, TimeUnit.NANOSECONDS)
             }
             is StentEvent.LeaseLost -> counter("stent.leases.lost", "Leases a worker lost", "workflow", e.workflowName).increment()
-            is StentEvent.StepStarted, is StentEvent.RunWaiting -> Unit
+            is StentEvent.ClaimBatch -> {
+                timer("stent.claims.duration", "Claim statements of workers, busy or idle").record(e.durationNanos, TimeUnit.NANOSECONDS)
+                claimSize.record(e.size.toDouble())
+            }
+            is StentEvent.RunReleased -> counter("stent.runs.released", "Runs a worker gave back unfinished", "workflow", e.workflowName).increment()
+            is StentEvent.StepStarted, is StentEvent.RunWaiting, is StentEvent.SignalReceived -> Unit
         }
     }
 

@@ -36,7 +36,9 @@ class JavaMetricsTest {
                  if (event instanceof StentEvent.RunFinished finished) heard.add(finished.getRunId() + " " + finished.getStatus());
              })) {
             FutureClient client = FutureClient.of(stent);
-            try (StentWorker ignored = Workers.builder(stent).register(greet).listener(event -> heard.add(event.getClass().getSimpleName())).start()) {
+            try (StentWorker ignored = Workers.builder(stent).register(greet).listener(event -> {
+                if (event instanceof StentEvent.RunEvent run) heard.add(event.getClass().getSimpleName());
+            }).start()) {
                 assertEquals("hello ana", client.start(greet, "ana", dev.stent.java.StartOptions.withId("g-1")).get(30, TimeUnit.SECONDS)
                     .result().get(30, TimeUnit.SECONDS));
             }

@@ -10,6 +10,7 @@ import dev.stent.workflow
 import io.kotest.assertions.throwables.shouldThrow
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.doubles.shouldBeGreaterThan
+import io.kotest.matchers.longs.shouldBeGreaterThan
 import io.kotest.matchers.shouldBe
 import io.micrometer.core.instrument.Tag
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry
@@ -23,7 +24,8 @@ class StentMetricsSpec : FunSpec({
     test("counts and timers after a known workload, and queue gauges read on an interval") {
         val registry = SimpleMeterRegistry()
         Stents.sqlite(Files.createTempDirectory("stent-metrics").resolve("stent.db").toString()).use { stent ->
-            StentMetrics(registry, listOf(Tag.of("app", "shop"))).bindTo(stent, java.time.Duration.ofMillis(100)).use {
+            val binding = StentMetrics(registry, listOf(Tag.of("app", "shop"))).bindTo(stent, java.time.Duration.ofMillis(100))
+            binding.use {
                 val tries = AtomicInteger()
                 val ok = workflow<Int, Int>("ok") { n -> step("double") { n * 2 } }
                 val flaky = workflow<Int, Int>("flaky", { retryPolicy = retryPolicy { initialDelay = 10.milliseconds } }) { n ->
@@ -61,7 +63,12 @@ class StentMetricsSpec : FunSpec({
                 registry.find("stent.steps.duration").tags("workflow", "ok").timer()!!.count() shouldBe 3L
                 registry.find("stent.runs.duration").tags("workflow", "ok", "status", "completed").timer()!!.count() shouldBe 3L
                 count("stent.runs.claimed", "workflow", "waits") shouldBeGreaterThan 0.0
+                // every claim statement is timed; the runs they returned add up to at least one claim per run
+                registry.find("stent.claims.duration").timer()!!.count() shouldBeGreaterThan 0L
+                (registry.find("stent.claims.size").summary()!!.totalAmount() >= 6.0) shouldBe true
             }
+            // closing the binding takes its gauges out of the registry (a stale queue count is worse than none)
+            registry.find("stent.queue.runs").gauges() shouldBe emptyList()
         }
     }
 })

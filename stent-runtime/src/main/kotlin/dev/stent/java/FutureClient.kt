@@ -12,6 +12,7 @@ import dev.stent.ScheduleInfo
 import dev.stent.Stent
 import dev.stent.StentClient
 import dev.stent.WorkflowDefinition
+import dev.stent.runtime.internal.CallerTrace
 import kotlinx.coroutines.future.future
 import java.time.Duration
 import java.time.ZoneId
@@ -35,7 +36,8 @@ import kotlin.time.toKotlinDuration
 public class FutureClient private constructor(private val stent: Stent) {
     private val client: StentClient get() = stent.client
 
-    private fun <T> async(block: suspend () -> T): CompletableFuture<T> = stent.scope.future { block() }
+    // the caller's trace context is read here, on its thread: the call runs on another
+    private fun <T> async(block: suspend () -> T): CompletableFuture<T> = stent.scope.future(CallerTrace.of(stent.listeners)) { block() }
 
     /** [async] for a call without a result. */
     private fun done(block: suspend () -> Unit): CompletableFuture<Void?> = async {

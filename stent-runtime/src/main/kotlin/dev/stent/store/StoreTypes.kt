@@ -19,6 +19,8 @@ public class StoredRecord(
     public val wakeAt: Long? = null,
     /** When this record was last written. */
     public val updatedAt: Long = 0,
+    /** For a signal just consumed: the trace context its sender stored with it (not part of the record), or null. */
+    public val traceContext: String? = null,
 ) {
     override fun toString(): String = "StoredRecord($stepId, $kind, $status, attempts=$attempts, wakeAt=$wakeAt)"
 }
@@ -44,6 +46,8 @@ public class NewRun(
     public val detached: Boolean = false,
     /** The run's partition key within its queue, for per-key concurrency limits; null for none. */
     public val partitionKey: String? = null,
+    /** The starter's trace context (see [dev.stent.StentTracing]), stored with the run; null for none. */
+    public val traceContext: String? = null,
 )
 
 /** How events are kept: as records `event:<key>#<version>` of kind [RecordKind.EVENT]. */
@@ -150,6 +154,8 @@ public class ClaimedRun(
     public val queue: String? = null,
     /** When the run first started (epoch milliseconds, database clock), or null when the store does not say. */
     public val startedAtMs: Long? = null,
+    /** The trace context stored with the run when it was started, or null. */
+    public val traceContext: String? = null,
 )
 
 /**
@@ -301,8 +307,16 @@ public class ScheduleRecord(
     public val timeoutMs: Long? = null,
 )
 
-/** What [WorkflowStore.fireSchedules] did: how many runs it created, and when the earliest unpaused schedule is due next (null: none). */
-public class ScheduleFiring(public val created: Int, public val nextDueAt: Long?, public val dbNowMs: Long)
+/**
+ * What [WorkflowStore.fireSchedules] did: the runs it created ([started], [created] of them), and when the earliest
+ * unpaused schedule is due next (null: none).
+ */
+public class ScheduleFiring(
+    public val created: Int,
+    public val nextDueAt: Long?,
+    public val dbNowMs: Long,
+    public val started: List<NewRun> = emptyList(),
+)
 
 /** What to do for a due schedule: start runs for [ticks] (oldest first) and fire next at [nextFireAt] (null: never). */
 public class SchedulePlan(public val ticks: List<Long>, public val nextFireAt: Long?)

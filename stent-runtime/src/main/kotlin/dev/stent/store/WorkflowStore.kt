@@ -140,9 +140,10 @@ public interface WorkflowStore : AutoCloseable {
 
     /**
      * Stores a signal for [runId]; a WAITING run that waits for [name] becomes PENDING in the same
-     * transaction. Throws [dev.stent.UnknownRunException] for an unknown or finished run.
+     * transaction. Throws [dev.stent.UnknownRunException] for an unknown or finished run. [traceContext], the
+     * sender's (see [dev.stent.StentTracing]), is kept with the signal and returned by [consumeSignal].
      */
-    public fun sendSignal(runId: String, name: String, payload: String)
+    public fun sendSignal(runId: String, name: String, payload: String, traceContext: String? = null)
 
     /**
      * Cancels a PENDING or WAITING run at once, or flags a RUNNING one for its worker.

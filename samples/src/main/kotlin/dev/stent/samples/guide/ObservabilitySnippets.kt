@@ -3,7 +3,9 @@ package dev.stent.samples.guide
 import dev.stent.Stent
 import dev.stent.StentEvent
 import dev.stent.micrometer.StentMetrics
+import dev.stent.opentelemetry.OpenTelemetryTracing
 import io.micrometer.core.instrument.MeterRegistry
+import io.opentelemetry.api.OpenTelemetry
 import org.slf4j.LoggerFactory
 
 // The code of docs/observability.md. It compiles with the build, and DocsFromSamplesSpec checks that
@@ -20,3 +22,5 @@ fun listen(stent: Stent): AutoCloseable = stent.addListener { event ->
 }
 
 fun metrics(stent: Stent, registry: MeterRegistry): AutoCloseable = StentMetrics(registry).bindTo(stent)
+
+fun traces(stent: Stent, openTelemetry: OpenTelemetry): AutoCloseable = OpenTelemetryTracing(openTelemetry).bindTo(stent)

@@ -22,7 +22,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
         ClaimRow(
             rs.getString("id"), rs.getString("workflow_name"), rs.getString("input"), rs.getLong("fencing_token"), rs.getInt("claim_count"),
             rs.getBoolean("cancel_requested"), rs.longOrNull("deadline_at"), rs.getString("parent_id"), rs.getString("queue"),
-            rs.longOrNull("started_at"),
+            rs.longOrNull("started_at"), rs.getString("trace_context"),
         )
     }
     // a run's first claim takes token 1 (tokens start at 0 and only grow); before it, nothing could write a record
@@ -57,7 +57,7 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
         claimed.map {
             ClaimedRun(
                 it.id, it.workflowName, it.input, it.fencingToken, it.claimCount, records[it.id].orEmpty(), it.cancelRequested, it.deadlineAt,
-                it.parentId, it.queue, it.startedAt,
+                it.parentId, it.queue, it.startedAt, it.traceContext,
             )
         },
         dbNow ?: nowMs(),
@@ -87,7 +87,7 @@ internal fun StoreContext.claimStatement(c: java.sql.Connection, request: ClaimR
                lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
                updated_at = $now, ready_at = NULL, wait_signals = NULL, parked_at = NULL, parked_until = NULL"""
     val returning = "RETURNING stent_runs.id, workflow_name, input, fencing_token, claim_count, cancel_requested, deadline_at, parent_id, " +
-        "stent_runs.queue, started_at, $now AS now"
+        "stent_runs.queue, started_at, trace_context, $now AS now"
     val branches = limited.map { q ->
         val known = limits.getValue(q)
         if (known.concurrencyPerKey == null && known.rateLimit == null) concurrencyBranch(q, names, request.limit) else limitedBranch(q, names, request.limit)
@@ -189,6 +189,7 @@ private const val LIMITED_POLL_MS = 100L
 internal class ClaimRow(
     val id: String, val workflowName: String, val input: String, val fencingToken: Long, val claimCount: Int,
     val cancelRequested: Boolean, val deadlineAt: Long?, val parentId: String?, val queue: String?, val startedAt: Long?,
+    val traceContext: String?,
 )
 
 internal fun StoreContext.release(runId: String, fencingToken: Long, retryAfterMs: Long?): WriteOutcome =

@@ -87,7 +87,7 @@ internal class ExposedStore(
     override fun park(runId: String, fencingToken: Long, untilMs: Long, signalNames: Set<String>): WriteOutcome =
         ctx.park(runId, fencingToken, untilMs, signalNames)
     override fun unpark(runId: String, fencingToken: Long): WriteOutcome = ctx.unpark(runId, fencingToken)
-    override fun sendSignal(runId: String, name: String, payload: String) = ctx.sendSignal(runId, name, payload)
+    override fun sendSignal(runId: String, name: String, payload: String, traceContext: String?) = ctx.sendSignal(runId, name, payload, traceContext)
     override fun requestCancel(runId: String): RunStatus? = ctx.requestCancel(runId)
     override fun registerWorker(worker: WorkerRecord) = ctx.registerWorker(worker)
     override fun deregisterWorker(workerId: String) = ctx.deregisterWorker(workerId)

@@ -145,6 +145,11 @@ internal object Migrations {
             )
             exec("CREATE INDEX stent_schedules_due ON stent_schedules (next_fire_at) WHERE next_fire_at IS NOT NULL")
         },
+        Migration(10, "trace contexts of runs and signals") {
+            // the starter's and the sender's W3C traceparent (or whatever the tracing hook stores), so any worker continues the trace
+            exec("ALTER TABLE stent_runs ADD COLUMN trace_context TEXT NULL")
+            exec("ALTER TABLE stent_signals ADD COLUMN trace_context TEXT NULL")
+        },
     )
 
     val latest: Int get() = all.last().version

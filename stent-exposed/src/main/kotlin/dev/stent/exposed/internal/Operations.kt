@@ -206,18 +206,21 @@ internal fun StoreContext.fireSchedules(limit: Int, plan: (ScheduleRecord, Long)
             listOf(dbNow, limit),
             ::scheduleOf,
         )
-        var n = 0
+        val started = ArrayList<NewRun>()
         for (s in due) {
             val p = plan(s, dbNow)
             val runs = p.ticks.map { run(s, it) }.distinctBy { it.id }
-            if (runs.isNotEmpty()) n += insertRunsIn(this, runs).size
+            if (runs.isNotEmpty()) {
+                val inserted = insertRunsIn(this, runs)
+                runs.filterTo(started) { it.id in inserted }
+            }
             update(
                 "UPDATE stent_schedules SET next_fire_at = CAST(? AS BIGINT), last_fire_at = COALESCE(CAST(? AS BIGINT), last_fire_at), updated_at = $now WHERE name = ?",
                 listOf(p.nextFireAt, p.ticks.maxOrNull(), s.name),
             )
         }
         val next = query("SELECT MIN(next_fire_at) FROM stent_schedules WHERE paused = FALSE", emptyList()) { it.longOrNull(1) }.single()
-        ScheduleFiring(n, next, dbNow)
+        ScheduleFiring(started.size, next, dbNow, started)
     }
     if (firing.created > 0) wake(WakeUpMessage.WORK)
     return firing

@@ -79,7 +79,7 @@ internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome
     return writes.map { if (it.runId in finished) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
 }
 
-internal fun StoreContext.sendSignal(runId: String, name: String, payload: String) = tx {
+internal fun StoreContext.sendSignal(runId: String, name: String, payload: String, traceContext: String?) = tx {
     val run = query(
         "SELECT status, wait_signals FROM stent_runs WHERE id = ? ${dialect.rowLock}",
         listOf(runId),
@@ -89,8 +89,8 @@ internal fun StoreContext.sendSignal(runId: String, name: String, payload: Strin
         throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.first}); signals go only to runs that are not finished")
     }
     update(
-        "INSERT INTO stent_signals (run_id, name, payload, created_at) VALUES (?, ?, ?, $now)",
-        listOf(runId, name, payload),
+        "INSERT INTO stent_signals (run_id, name, payload, created_at, trace_context) VALUES (?, ?, ?, $now, ?)",
+        listOf(runId, name, payload, traceContext),
     )
     val waitsForIt = SignalNames.matches(run.second?.let { namesJson.decodeFromString(namesSerializer, it) }.orEmpty(), name)
     if (run.first == RunStatus.WAITING && waitsForIt) {

@@ -53,12 +53,12 @@ internal fun StoreContext.checkpoints(writes: List<CheckpointWrite>): List<Write
 internal fun StoreContext.consumeSignal(runId: String, fencingToken: Long, name: String, stepId: String): StoredRecord? = tx {
     if (!holdsLease(runId, fencingToken)) throw LeaseLostException(runId)
     val signal = query(
-        """SELECT seq, payload FROM stent_signals WHERE run_id = ? AND name = ? AND consumed_by IS NULL
+        """SELECT seq, payload, trace_context FROM stent_signals WHERE run_id = ? AND name = ? AND consumed_by IS NULL
            ORDER BY seq LIMIT 1 ${dialect.rowLock}""",
         listOf(runId, name),
-    ) { it.getLong("seq") to it.getString("payload") }.firstOrNull() ?: return@tx null
+    ) { Triple(it.getLong("seq"), it.getString("payload"), it.getString("trace_context")) }.firstOrNull() ?: return@tx null
     update("UPDATE stent_signals SET consumed_by = ?, consumed_at = $now WHERE seq = ?", listOf(stepId, signal.first))
-    val record = StoredRecord(stepId, RecordKind.SIGNAL, RecordStatus.COMPLETED, result = signal.second)
+    val record = StoredRecord(stepId, RecordKind.SIGNAL, RecordStatus.COMPLETED, result = signal.second, traceContext = signal.third)
     check(upsertRecord(runId, fencingToken, record) == 1) { "signal wait '$stepId' of run '$runId' was already final" }
     record
 }

@@ -8,15 +8,16 @@ import dev.stent.store.NewRun
 // One autocommit statement when the id is new (the common case).
 internal fun StoreContext.createRun(run: NewRun): CreateRunResult = autocommit {
     val inserted = query(
-        """WITH v (id, workflow_name, input, queue, priority, delay_ms, deadline_at, timeout_ms, parent_id, parent_call, detached, partition_key) AS
+        """WITH v (id, workflow_name, input, queue, priority, delay_ms, deadline_at, timeout_ms, parent_id, parent_call, detached, partition_key,
+                   trace_context) AS
              (VALUES (CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),
                       CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BOOLEAN),
-                      CAST(? AS TEXT)))
+                      CAST(? AS TEXT), CAST(? AS TEXT)))
            $insertRuns FROM v WHERE TRUE
            ON CONFLICT (id) DO NOTHING RETURNING id""",
         listOf<Any?>(
             run.id, run.workflowName, run.input, run.queue, run.priority, run.delayMs, run.deadlineAtMs, run.timeoutMs, run.parentId, run.parentCall,
-            run.detached, run.partitionKey,
+            run.detached, run.partitionKey, run.traceContext,
         ),
     ) { true }.isNotEmpty()
     if (inserted) wake(WakeUpMessage.WORK)
@@ -50,12 +51,12 @@ internal fun StoreContext.insertRunsIn(c: java.sql.Connection, runs: List<NewRun
         listOf(
             "id" to "TEXT", "workflow_name" to "TEXT", "input" to "TEXT", "queue" to "TEXT", "priority" to "INTEGER",
             "delay_ms" to "BIGINT", "deadline_at" to "BIGINT", "timeout_ms" to "BIGINT", "parent_id" to "TEXT", "parent_call" to "TEXT",
-            "detached" to "BOOLEAN", "partition_key" to "TEXT",
+            "detached" to "BOOLEAN", "partition_key" to "TEXT", "trace_context" to "TEXT",
         ),
         runs.map {
             listOf(
                 it.id, it.workflowName, it.input, it.queue, it.priority, it.delayMs, it.deadlineAtMs, it.timeoutMs, it.parentId, it.parentCall,
-                it.detached, it.partitionKey,
+                it.detached, it.partitionKey, it.traceContext,
             )
         },
     )

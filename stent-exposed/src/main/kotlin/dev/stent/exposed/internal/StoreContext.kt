@@ -54,11 +54,13 @@ internal class StoreContext(
      * delay and its deadline (a run whose deadline passes before its delay is cancelled then).
      */
     internal val insertRuns = """INSERT INTO stent_runs (id, workflow_name, status, input, queue, priority, ready_at, deadline_at,
-               fencing_token, claim_count, cancel_requested, created_at, updated_at, parent_id, parent_call, detached, partition_key)
+               fencing_token, claim_count, cancel_requested, created_at, updated_at, parent_id, parent_call, detached, partition_key,
+               trace_context)
            SELECT id, workflow_name, 'PENDING', input, queue, priority,
                CASE WHEN COALESCE(deadline_at, $now + timeout_ms) < $now + delay_ms
                     THEN COALESCE(deadline_at, $now + timeout_ms) ELSE $now + delay_ms END,
-               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now, parent_id, parent_call, detached, partition_key"""
+               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now, parent_id, parent_call, detached, partition_key,
+               trace_context"""
 
     /** When this process last read which queues have limits (System.nanoTime), and their names; see `limitedQueues`. */
     @Volatile

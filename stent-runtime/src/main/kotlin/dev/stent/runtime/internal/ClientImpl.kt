@@ -97,16 +97,18 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         WorkflowDefinition.validateName("queue", q)
         requireArgument(delay == null || !delay.isNegative()) { "start of run '$runId': delay must not be negative, was $delay" }
         val encoded = encodePayload(inputCodec, input, maxBytes, PayloadSite("input", runId, workflowName))
+        val trace = callerTrace()
         val newRun = NewRun(
             runId, workflowName, encoded, q, priority ?: 0, delay?.let(TimeMath::delayMs) ?: 0,
             // an explicit deadline wins over the workflow's timeout
             deadlineAtMs = deadline?.let(TimeMath::epochMs),
             timeoutMs = if (deadline == null) timeout?.let(TimeMath::delayMs) else null,
             partitionKey = partitionKey,
+            traceContext = trace,
         )
         val result = access.call("starting run '$runId'") { access.createRun(newRun) }
         if (result.workflowName != workflowName) throw RunConflictException(runId, result.workflowName, workflowName)
-        stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, result.created) }
+        stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, result.created, trace) }
         // even when the run existed: a start whose insert committed but whose reply was lost reports created=false
         notifier.workAvailable.fire()
         return handle(runId, outputCodec)
@@ -114,11 +116,15 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
 
     override fun <O> handle(runId: String, outputCodec: Codec<O>): RunHandle<O> = Handle(runId, outputCodec)
 
+    /** The caller's trace context: read by a Java future on the caller's thread, else here. */
+    private suspend fun callerTrace(): String? = kotlinx.coroutines.currentCoroutineContext()[CallerTrace]?.let { return it.value } ?: stent.listeners.capture()
+
     override suspend fun <T> signal(runId: String, name: String, payload: T, codec: Codec<T>) {
         WorkflowDefinition.validateName("signal name", name)
         SignalNames.checkUserName(name)?.let { throw InvalidArgumentException("cannot send signal '$name' to run '$runId': $it", runId, null, null) }
         val encoded = encodePayload(codec, payload, maxBytes, PayloadSite("payload of signal '$name'", runId, null))
-        access.call("sending signal '$name' to run '$runId'") { sendSignal(runId, name, encoded) }
+        val trace = callerTrace()
+        access.call("sending signal '$name' to run '$runId'") { sendSignal(runId, name, encoded, trace) }
         notifier.signalSent(runId)
     }
 
@@ -329,9 +335,16 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         )
 
     override suspend fun cancel(runId: String): RunStatus {
+        // a run no worker holds is cancelled here: read before, so listeners hear of it once (only when someone listens)
+        val before = if (stent.listeners.active) access.call("reading run '$runId'") { getRun(runId) } else null
         val status = access.call("cancelling run '$runId'") { requestCancel(runId) }
             ?: throw UnknownRunException(runId, "nothing to cancel; check the id")
         if (status == RunStatus.CANCELLED) notifier.runFinished(runId) else notifier.cancelRequested(runId)
+        if (status == RunStatus.CANCELLED && before != null && before.status in CANCELLABLE_HERE) {
+            stent.listeners.emit {
+                StentEvent.RunFinished(runId, before.workflowName, status, null, null, before.startedAt?.let { System.currentTimeMillis() - it })
+            }
+        }
         return status
     }
 
@@ -358,6 +371,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         const val MAX_CATCH_UP = 1_000
         val MAX_AWAIT_POLL_WITH_WAKE_UPS = 5_000.milliseconds
         val unknownFailure = dev.stent.Failure("unknown", "no failure was recorded")
+        val CANCELLABLE_HERE = setOf(RunStatus.PENDING, RunStatus.WAITING)
         fun instant(ms: Long): Instant = Instant.ofEpochMilli(ms)
     }
 }

@@ -48,7 +48,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         var detached = false
     }
 
-    private class Signal(val seq: Long, val runId: String, val name: String, val payload: String) {
+    private class Signal(val seq: Long, val runId: String, val name: String, val payload: String, val traceContext: String? = null) {
         var consumedBy: String? = null
     }
 
@@ -127,7 +127,7 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
         val kind = steps[runId]?.get(stepId)?.kind ?: RecordKind.SIGNAL
         val record = StoredRecord(stepId, kind, RecordStatus.COMPLETED, result = signal.payload, updatedAt = clock())
         steps.getOrPut(runId) { LinkedHashMap() }[stepId] = record
-        return record
+        return StoredRecord(stepId, kind, RecordStatus.COMPLETED, result = signal.payload, updatedAt = record.updatedAt, traceContext = signal.traceContext)
     }
 
     @Synchronized
@@ -237,10 +237,10 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     }
 
     @Synchronized
-    override fun sendSignal(runId: String, name: String, payload: String) {
+    override fun sendSignal(runId: String, name: String, payload: String, traceContext: String?) {
         val run = runs[runId] ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started")
         if (run.status.isFinished) throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.status})")
-        signals += Signal(++seq, runId, name, payload)
+        signals += Signal(++seq, runId, name, payload, traceContext)
         if (run.status == RunStatus.WAITING && SignalNames.matches(run.waitSignals, name)) {
             run.status = RunStatus.PENDING
             run.readyAt = clock()

@@ -244,13 +244,13 @@ internal class RunExecution(
         slotLock.withLock {
             if (!holdsSlot.get()) return
             val stay = decide() as? Quiescence.Stay ?: return
-            env.listeners.emit {
-                StentEvent.RunWaiting(runId, workflowName, java.time.Instant.ofEpochMilli(stay.wakeAtMs), stay.signalNames, unloaded = false)
-            }
             if (stay.wakeAtMs - env.clock.nowMs() >= PARK_SHOWN_MS) {
                 val written = storeCall("marking run '$runId' waiting") { park(runId, fencingToken, stay.wakeAtMs, stay.signalNames) }
                 if (written == WriteOutcome.LEASE_LOST) throw lost()
                 parkShown = true
+            }
+            env.listeners.emit {
+                StentEvent.RunWaiting(runId, workflowName, java.time.Instant.ofEpochMilli(stay.wakeAtMs), stay.signalNames, unloaded = false)
             }
             releaseSlot()
             env.slots.parked(this)
@@ -331,7 +331,10 @@ internal class RunExecution(
                         }
                         when (result) {
                             UnloadOutcome.READY -> env.notifier.workAvailable.fire()
-                            UnloadOutcome.CANCELLED -> env.notifier.runFinished(runId)
+                            UnloadOutcome.CANCELLED -> {
+                                env.notifier.runFinished(runId)
+                                finished(RunStatus.CANCELLED, null)
+                            }
                             else -> Unit
                         }
                     }
@@ -340,15 +343,17 @@ internal class RunExecution(
                     StopReason.Shutdown -> {
                         blockingOnRunThread("releasing run '$runId'") { release(runId, fencingToken) }
                         env.notifier.workAvailable.fire()
+                        released("the worker shuts down")
                     }
                     StopReason.StoreFailure -> {
                         val backOff = failureBackOffMs(claimed.claimCount)
                         env.log.warn("run {}: stopped by a database failure; released, to be claimed again in {} ms", runId, backOff)
                         blockingOnRunThread("releasing run '$runId' after a database failure") { release(runId, fencingToken, backOff) }
+                        released("a database failure")
                     }
                     StopReason.LeaseLost -> {
                         env.log.warn("run {}: lease lost; another worker resumes it", runId)
-                        env.listeners.emit { StentEvent.LeaseLost(runId, workflowName, env.workerId) }
+                        leaseLost()
                     }
                 }
             }
@@ -356,7 +361,21 @@ internal class RunExecution(
             env.log.warn("run {}: could not record its outcome ({}); its lease will expire and another claim resumes it", runId, e.message)
         } catch (e: LeaseLostException) {
             env.log.warn("run {}: lease lost before its outcome was recorded", runId)
+            leaseLost()
         }
+    }
+
+    /** Tells listeners the run was given back unfinished (also for a run the worker abandons). */
+    fun released(reason: String) = env.listeners.emit { StentEvent.RunReleased(runId, workflowName, env.workerId, reason) }
+
+    private fun leaseLost() = env.listeners.emit { StentEvent.LeaseLost(runId, workflowName, env.workerId) }
+
+    private fun finished(status: RunStatus, failure: String?) = env.listeners.emit {
+        val decoded = decodeFailure(failure)
+        StentEvent.RunFinished(
+            runId, workflowName, status, decoded, decoded?.let { if (status == RunStatus.FAILED) FailureKind.ofType(it.type) else null },
+            claimed.startedAtMs?.let { env.clock.nowMs() - it },
+        )
     }
 
     private fun deadlineFailure(atMs: Long) = Failure(
@@ -372,14 +391,11 @@ internal class RunExecution(
         if (result == WriteOutcome.OK) {
             env.notifier.runFinished(runId)
             claimed.parentId?.let(env.notifier::signalSent) // a parent in this process looks for its child's outcome
-            env.listeners.emit {
-                val decoded = decodeFailure(failure)
-                StentEvent.RunFinished(
-                    runId, workflowName, status, decoded, decoded?.let { if (status == RunStatus.FAILED) FailureKind.ofType(it.type) else null },
-                    claimed.startedAtMs?.let { env.clock.nowMs() - it },
-                )
-            }
-        } else env.log.warn("run {}: lease lost before it could finish as {}", runId, status)
+            finished(status, failure)
+        } else {
+            env.log.warn("run {}: lease lost before it could finish as {}", runId, status)
+            leaseLost()
+        }
     }
 
     /**

@@ -256,17 +256,19 @@ internal class WorkflowScopeImpl(
         val id = inStep.stepId
         run.checkLease()
         state.stepStarted(inStep)
-        env.listeners.emit { StentEvent.StepStarted(runId, workflowName, id, attempt) }
+        val started = env.listeners.report { StentEvent.StepStarted(runId, workflowName, id, attempt) }
+        // with a tracing hook, the body runs in what it gives (its span current)
+        val traced = env.listeners.stepContext(started)
         val began = System.nanoTime()
         // set by the step's own timer only, so what the body throws when it is cut off does not matter
         val timedOut = AtomicBoolean()
         try {
             val body: suspend () -> T = { StepScopeImpl(runId, id, attempt).block() }
             val value = if (timeoutMs == null) {
-                interruptible(inStep, attempt, body)
+                interruptible(inStep, attempt, traced, body)
             } else {
                 coroutineScope {
-                    val work = async { interruptible(inStep, attempt, body) }
+                    val work = async { interruptible(inStep, attempt, traced, body) }
                     // on the timer dispatcher, apart from the body's threads
                     val timer = launch(env.timerDispatcher) {
                         delay(timeoutMs.milliseconds)
@@ -303,14 +305,16 @@ internal class WorkflowScopeImpl(
      * back to the run's thread, which checkpoints it.
      */
     @OptIn(InternalCoroutinesApi::class)
-    private suspend fun <T> interruptible(inStep: InStep, attempt: Int, body: suspend () -> T): T {
+    private suspend fun <T> interruptible(inStep: InStep, attempt: Int, traced: CoroutineContext, body: suspend () -> T): T {
         var handle: DisposableHandle? = null
         // log lines of the body carry the run, the step and the attempt (SLF4J MDC)
+        // on top of what the workflow's code put in its own MDCContext
+        val outer = currentCoroutineContext()[MDCContext]?.contextMap.orEmpty()
         val mdc = MDCContext(
-            mapOf(MDC_RUN_ID to runId, MDC_WORKFLOW to workflowName, MDC_STEP_ID to inStep.stepId, MDC_ATTEMPT to attempt.toString()),
+            outer + mapOf(MDC_RUN_ID to runId, MDC_WORKFLOW to workflowName, MDC_STEP_ID to inStep.stepId, MDC_ATTEMPT to attempt.toString()),
         )
         try {
-            return withContext(env.stepDispatcher + inStep + mdc) {
+            return withContext(env.stepDispatcher + inStep + mdc + traced) {
                 // onCancelling: interrupt at once, in the canceller's thread, while the body still blocks
                 handle = coroutineContext.job.invokeOnCompletion(onCancelling = true) { if (it != null) inStep.cancel() }
                 body()
@@ -438,6 +442,7 @@ internal class WorkflowScopeImpl(
             }
             if (consumed != null) {
                 replay.record(consumed)
+                env.listeners.emit { StentEvent.SignalReceived(runId, workflowName, name, consumed.traceContext) }
                 busy { } // take a slot again before the branch goes on
                 return decodePayload(codec, consumed.result ?: "null", site)
             }
@@ -482,8 +487,9 @@ internal class WorkflowScopeImpl(
                 ChildSpec(workflow.name, workflow.inputCodec, workflow.outputCodec, workflow.queue, workflow.priority, workflow.timeout)
         }
 
-        fun newRun(id: String, input: String, parentId: String, parentCall: String, detached: Boolean) = NewRun(
+        fun newRun(id: String, input: String, parentId: String, parentCall: String, detached: Boolean, traceContext: String?) = NewRun(
             id, name, input, queue, priority, 0, null, timeout?.let { TimeMath.delayMs(it) }, parentId, parentCall, detached,
+            traceContext = traceContext,
         )
     }
 
@@ -500,10 +506,13 @@ internal class WorkflowScopeImpl(
         if (record == null) {
             busy {
                 val encoded = encodePayload(spec.inputCodec, input, maxBytes, PayloadSite("input of child '$callId'", runId, workflowName, callId))
+                // the child continues this run's trace (its execution is the current one here)
+                val trace = env.listeners.capture()
                 val created = run.storeCall("starting child '$callId' of run '$runId'") {
-                    createRun(spec.newRun(childId, encoded, runId, callId, detached))
+                    createRun(spec.newRun(childId, encoded, runId, callId, detached, trace))
                 }
                 if (!created.created && created.workflowName != spec.name) throw childConflict(callId, childId, created.workflowName, spec.name)
+                env.listeners.emit { StentEvent.RunStarted(childId, spec.name, spec.queue, created.created, trace) }
                 run.checkpoint(StoredRecord(callId, RecordKind.CHILD, RecordStatus.WAITING))
             }
         }
@@ -578,14 +587,16 @@ internal class WorkflowScopeImpl(
             currentCoroutineContext().ensureActive()
             if (started < n) {
                 busy {
+                    val trace = env.listeners.capture()
                     val batch = (started until minOf(n, started + MAP_BATCH)).map { i ->
                         val call = "$mapId/$i"
                         val encoded = encodePayload(spec.inputCodec, inputs[i], maxBytes, PayloadSite("input $i of map '$mapId'", runId, workflowName, mapId))
-                        spec.newRun(childRunId(call), encoded, runId, call, false)
+                        spec.newRun(childRunId(call), encoded, runId, call, false, trace)
                     }
                     run.storeCall("starting children of map '$mapId' of run '$runId'") { createRuns(batch) }
                         .forEachIndexed { k, created ->
                             if (!created.created && created.workflowName != spec.name) throw childConflict(mapId, batch[k].id, created.workflowName, spec.name)
+                            env.listeners.emit { StentEvent.RunStarted(batch[k].id, spec.name, spec.queue, created.created, trace) }
                         }
                     started += batch.size
                     run.checkpoint(StoredRecord(mapId, RecordKind.CHILD, RecordStatus.WAITING, result = started.toString()))

@@ -1,8 +1,10 @@
 package dev.stent.runtime.internal.worker
 
+import dev.stent.StentEvent
 import dev.stent.StentStoreException
 import dev.stent.WorkerConfig
 import dev.stent.runtime.internal.Cron
+import dev.stent.runtime.internal.Listeners
 import dev.stent.runtime.internal.StoreAccess
 import dev.stent.store.NewRun
 import dev.stent.toRecord
@@ -16,7 +18,13 @@ import kotlin.time.Duration.Companion.seconds
  * (each tick in one transaction that creates its run by id), deletes finished runs past the
  * retention age and expired cache entries, in small batches.
  */
-internal class Maintenance(private val workerId: String, private val config: WorkerConfig, private val access: StoreAccess, private val log: Logger) {
+internal class Maintenance(
+    private val workerId: String,
+    private val config: WorkerConfig,
+    private val access: StoreAccess,
+    private val listeners: Listeners,
+    private val log: Logger,
+) {
     /** Stores the worker's queue limits, retrying until the database takes them or [stopping] says stop. */
     suspend fun declareLimits(stopping: () -> Boolean) {
         var backoff = 100.milliseconds
@@ -48,6 +56,7 @@ internal class Maintenance(private val workerId: String, private val config: Wor
                 try {
                     val firing = access.call("firing schedules") { fireSchedules(SCHEDULE_BATCH, ::plan, ::tickRun) }
                     if (firing.created > 0) log.debug("stent worker {}: schedules started {} runs", workerId, firing.created)
+                    for (run in firing.started) listeners.emit { StentEvent.RunStarted(run.id, run.workflowName, run.queue, created = true) }
                     firing.nextDueAt?.let { pause = (it - firing.dbNowMs).coerceIn(MIN_PAUSE_MS, SCHEDULE_POLL_MS) }
                 } catch (e: StentStoreException) {
                     log.warn("stent worker {}: firing schedules failed, retrying: {}", workerId, e.message)

@@ -159,7 +159,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             "stent worker {} serves workflows {} from {}, {} at a time",
             id, config.definitions.keys, config.queues?.let { "queues $it" } ?: "every queue", config.concurrency,
         )
-        val maintenance = Maintenance(id, config, access, log)
+        val maintenance = Maintenance(id, config, access, env.listeners, log)
         claimJob = scope.launch(CoroutineName("stent-claim-$id")) {
             maintenance.declareLimits { stopping.get() } // before the first claim
             claimLoop()
@@ -196,6 +196,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                         }
                         observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
                         claimed = result.runs.size
+                        env.listeners.emit { StentEvent.ClaimBatch(id, free, claimed, System.nanoTime() - claimedAtNanos) }
                         if (stopping.get()) {
                             releaseUnstarted(result.runs)
                         } else {
@@ -260,9 +261,10 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         // the stop timeout, after which it is abandoned); its cleanup removes only itself.
         val previous = active[claimed.id]?.also { it.stop(StopReason.LeaseLost) }
         val execution = RunExecution(env, claimed, claimedAtNanos)
-        env.listeners.emit {
+        val claimedEvent = env.listeners.report {
             StentEvent.RunClaimed(
                 claimed.id, claimed.workflowName, claimed.queue, id, claimed.claimCount, claimed.fencingToken > 1, claimed.records.size,
+                claimed.traceContext, claimed.parentId,
             )
         }
         execution.grantSlot() // reserved by the claim loop
@@ -270,7 +272,8 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         // every log line about the run, the engine's and its step bodies', carries its id and workflow (SLF4J MDC)
         val mdc = MDCContext(mapOf(MDC_RUN_ID to claimed.id, MDC_WORKFLOW to claimed.workflowName))
         val job = scope.launch(
-            env.runDispatcher() + RunThread.element + mdc + CoroutineName("stent-run-${claimed.id}"),
+            // with a tracing hook, the run's code runs in what it gives (the execution's span current)
+            env.runDispatcher() + RunThread.element + mdc + env.listeners.runContext(claimedEvent) + CoroutineName("stent-run-${claimed.id}"),
             start = CoroutineStart.LAZY,
         ) {
             began.set(true)
@@ -330,7 +333,10 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         execution.forgetCancelHandler()
         when (reason) {
             StopReason.Cancel, is StopReason.Deadline -> applyDetached(execution, reason)
-            else -> log.warn("run {}: its lease is left to expire; then another worker resumes it", execution.runId)
+            else -> {
+                log.warn("run {}: its lease is left to expire; then another worker resumes it", execution.runId)
+                execution.released("abandoned: its body ignores interruption; its lease expires")
+            }
         }
     }
 

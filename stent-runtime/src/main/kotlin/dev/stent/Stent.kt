@@ -41,8 +41,11 @@ public class Stent(
      */
     public fun addListener(listener: StentListener): AutoCloseable = listeners.add(listener)
 
-    /** Installs the tracing hook (null removes it): see [StentTracing]. One per installation; a later call replaces it. */
-    public fun setTracing(tracing: StentTracing?): Unit = listeners.setTracing(tracing)
+    /**
+     * Installs the tracing hook: see [StentTracing]. One per installation: a later call replaces it. Closing the
+     * returned handle removes it (and nothing, once another replaced it).
+     */
+    public fun setTracing(tracing: StentTracing): AutoCloseable = listeners.setTracing(tracing)
 
     /** Owns the coroutines of futures handed to Java callers; cancelled by [close]. */
     internal val scope: CoroutineScope = CoroutineScope(SupervisorJob() + Dispatchers.Default + CoroutineName("stent"))

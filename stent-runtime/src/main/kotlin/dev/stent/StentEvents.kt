@@ -24,6 +24,13 @@ public sealed class StentEvent {
         public abstract val runId: String
         public abstract val workflowName: String
 
+        /**
+         * Which execution of the run reported it: the fencing token of the claim that began it (each claim takes a
+         * new one), so events of an execution that lost its lease are told from those of the one that took over;
+         * 0 for events no execution reports (a client's start or cancel, a child's or a schedule's start).
+         */
+        public open val execution: Long get() = 0
+
         override fun toString(): String = "${javaClass.simpleName}($runId, $workflowName)"
     }
 
@@ -68,6 +75,7 @@ public sealed class StentEvent {
         public val traceContext: String? = null,
         /** The run that started this one as a child, or null. */
         public val parentId: String? = null,
+        override val execution: Long = 0,
     ) : RunEvent()
 
     /** An attempt of a step body begins (not on replay: a recorded step does not run). */
@@ -76,6 +84,7 @@ public sealed class StentEvent {
         override val workflowName: String,
         public val stepId: String,
         public val attempt: Int,
+        override val execution: Long = 0,
     ) : RunEvent()
 
     /** An attempt of a step body returned and its result was recorded, [durationNanos] after it began. */
@@ -85,6 +94,7 @@ public sealed class StentEvent {
         public val stepId: String,
         public val attempt: Int,
         public val durationNanos: Long,
+        override val execution: Long = 0,
     ) : RunEvent()
 
     /**
@@ -99,6 +109,7 @@ public sealed class StentEvent {
         public val durationNanos: Long,
         public val failure: Failure,
         public val retryAt: Instant?,
+        override val execution: Long = 0,
     ) : RunEvent() {
         /** True when the step is retried. */
         public val isRetrying: Boolean get() = retryAt != null
@@ -110,6 +121,7 @@ public sealed class StentEvent {
         override val workflowName: String,
         public val signalName: String,
         public val traceContext: String?,
+        override val execution: Long = 0,
     ) : RunEvent()
 
     /**
@@ -122,17 +134,20 @@ public sealed class StentEvent {
         public val until: Instant?,
         public val signals: Set<String>,
         public val unloaded: Boolean,
+        override val execution: Long = 0,
     ) : RunEvent()
 
     /**
-     * The worker gave the run back unfinished, as [reason] says (it shuts down, the database failed, or a body that
-     * ignores interruption was abandoned): another claim resumes it from its records.
+     * The worker gave the run back unfinished, as [reason] says (it shuts down, the database failed, a body that
+     * ignores interruption was abandoned, its outcome could not be written, or a signal or timer came due while it
+     * unloaded): another claim resumes it from its records.
      */
     public class RunReleased internal constructor(
         override val runId: String,
         override val workflowName: String,
         public val workerId: String,
         public val reason: String,
+        override val execution: Long = 0,
     ) : RunEvent()
 
     /** The worker lost the run's lease (another worker took it over, or it could not renew it): it stops the run without writing. */
@@ -140,6 +155,7 @@ public sealed class StentEvent {
         override val runId: String,
         override val workflowName: String,
         public val workerId: String,
+        override val execution: Long = 0,
     ) : RunEvent()
 
     /**
@@ -153,5 +169,6 @@ public sealed class StentEvent {
         public val failure: Failure?,
         public val failureKind: FailureKind?,
         public val durationMillis: Long?,
+        override val execution: Long = 0,
     ) : RunEvent()
 }

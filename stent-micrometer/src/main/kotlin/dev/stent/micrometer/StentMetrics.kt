@@ -95,10 +95,13 @@ public class StentMetrics @JvmOverloads constructor(
 
         private fun gauge(queue: String, state: String): AtomicLong = counts.computeIfAbsent(queue to state) { key ->
             AtomicLong().also { holder ->
-                registered[key] = Gauge.builder("stent.queue.runs", holder) { it.get().toDouble() }
+                val gauge = Gauge.builder("stent.queue.runs", holder) { it.get().toDouble() }
                     .description("Unfinished runs of a queue by state, read on an interval")
                     .tags(Tags.of(commonTags).and("queue", queue, "state", state))
                     .register(registry)
+                registered[key] = gauge
+                // closed while registering: close() may have missed it
+                if (closed) registry.remove(gauge)
             }
         }
 
@@ -129,8 +132,9 @@ public class StentMetrics @JvmOverloads constructor(
     /** Turns events into meters; public so an application can register it with a worker instead ([bindTo] covers the whole Stent). */
     public val listener: StentListener = StentListener { e ->
         when (e) {
-            is StentEvent.RunStarted ->
-                if (e.created) counter("stent.runs.started", "Runs started by clients", "workflow", e.workflowName, "queue", e.queue).increment()
+            is StentEvent.RunStarted -> if (e.created) {
+                counter("stent.runs.started", "Runs started by clients, parents, schedules", "workflow", e.workflowName, "queue", e.queue).increment()
+            }
             is StentEvent.RunClaimed ->
                 counter("stent.runs.claimed", "Claims of runs by workers", "workflow", e.workflowName, "resumed", e.resumed.toString()).increment()
             is StentEvent.RunFinished -> {

@@ -37,8 +37,12 @@ import kotlin.coroutines.CoroutineContext
 public class OpenTelemetryTracing(openTelemetry: OpenTelemetry) : StentTracing {
     private val tracer: Tracer = openTelemetry.getTracer(INSTRUMENTATION_SCOPE)
 
-    /** The executions this process has open, by run id, with their open step attempts. */
-    private val open = ConcurrentHashMap<String, OpenRun>()
+    /** The executions this process has open, by run id and execution (a run lost by a frozen worker and taken over is two), with their open step attempts. */
+    private val open = ConcurrentHashMap<Execution, OpenRun>()
+
+    private data class Execution(val runId: String, val execution: Long)
+
+    private val StentEvent.RunEvent.key get() = Execution(runId, execution)
 
     private class OpenRun(val span: Span?) {
         val steps = ConcurrentHashMap<String, Span>()
@@ -49,11 +53,11 @@ public class OpenTelemetryTracing(openTelemetry: OpenTelemetry) : StentTracing {
      * handle stops both and ends the spans still open.
      */
     public fun bindTo(stent: Stent): AutoCloseable {
-        stent.setTracing(this)
+        val hook = stent.setTracing(this)
         val listening = stent.addListener(listener)
         return AutoCloseable {
             listening.close()
-            stent.setTracing(null)
+            hook.close()
             open.keys.forEach { end(it, "unbound", null) }
         }
     }
@@ -81,14 +85,14 @@ public class OpenTelemetryTracing(openTelemetry: OpenTelemetry) : StentTracing {
             .setAttribute(CLAIM_COUNT, claimed.claimCount.toLong())
             .also { b -> claimed.parentId?.let { b.setAttribute(PARENT_RUN_ID, it) } }
             .startSpan()
-        // this worker claimed a run it still executed (it lost the lease): that execution is over
-        open.put(claimed.runId, OpenRun(span))?.let { previous -> endRun(previous, "superseded", null) }
+        open.put(claimed.key, OpenRun(span))?.let { previous -> endRun(previous, "superseded", null) }
         return CurrentContext(parent.with(span))
     }
 
     override fun stepContext(started: StentEvent.StepStarted): CoroutineContext {
-        val run = open.computeIfAbsent(started.runId) { OpenRun(null) } // bound after the claim: the step still gets a span
-        val parent = run.span?.let { Context.root().with(it) } ?: Context.current()
+        val run = open.computeIfAbsent(started.key) { OpenRun(null) } // bound after the claim: the step still gets a span
+        // called in the run's code, where its execution's span (or a span the workflow made around the step) is current
+        val parent = Context.current()
         val span = tracer.spanBuilder("step ${started.stepId}")
             .setParent(parent)
             .setAttribute(RUN_ID, started.runId)
@@ -103,8 +107,8 @@ public class OpenTelemetryTracing(openTelemetry: OpenTelemetry) : StentTracing {
     /** Ends spans as runs and steps end; public so an application can register it itself ([bindTo] does). */
     public val listener: StentListener = StentListener { e ->
         when (e) {
-            is StentEvent.StepCompleted -> open[e.runId]?.steps?.remove(stepKey(e.stepId, e.attempt))?.end()
-            is StentEvent.StepFailed -> open[e.runId]?.steps?.remove(stepKey(e.stepId, e.attempt))?.let { span ->
+            is StentEvent.StepCompleted -> open[e.key]?.steps?.remove(stepKey(e.stepId, e.attempt))?.end()
+            is StentEvent.StepFailed -> open[e.key]?.steps?.remove(stepKey(e.stepId, e.attempt))?.let { span ->
                 span.setAttribute(RETRYING, e.isRetrying)
                 span.addEvent(
                     "exception",
@@ -113,27 +117,30 @@ public class OpenTelemetryTracing(openTelemetry: OpenTelemetry) : StentTracing {
                 span.setStatus(StatusCode.ERROR, e.failure.message)
                 span.end()
             }
-            is StentEvent.SignalReceived -> open[e.runId]?.span?.let { span ->
+            is StentEvent.SignalReceived -> open[e.key]?.span?.let { span ->
                 span.addEvent("signal received", Attributes.of(SIGNAL, e.signalName))
                 restore(e.traceContext)?.let { Span.fromContext(it).spanContext }?.takeIf(SpanContext::isValid)?.let { sender ->
                     span.addLink(sender, Attributes.of(SIGNAL, e.signalName))
                 }
             }
             is StentEvent.RunWaiting -> if (e.unloaded) {
-                end(e.runId, "unloaded", null)
+                end(e.key, "unloaded", null)
             } else {
-                open[e.runId]?.span?.addEvent("waiting", Attributes.of(SIGNAL, e.signals.joinToString(",")))
+                open[e.key]?.span?.addEvent("waiting", Attributes.of(SIGNAL, e.signals.joinToString(",")))
             }
-            is StentEvent.RunReleased -> end(e.runId, "released", null)
-            is StentEvent.LeaseLost -> end(e.runId, "lease lost", null)
-            is StentEvent.RunFinished -> end(e.runId, e.status.name.lowercase(), e.failure?.message)
+            is StentEvent.RunReleased -> end(e.key, "released", null)
+            is StentEvent.LeaseLost -> end(e.key, "lease lost", null)
+            is StentEvent.RunFinished -> end(e.key, e.status.name.lowercase(), e.failure?.message)
             is StentEvent.RunStarted, is StentEvent.RunClaimed, is StentEvent.StepStarted, is StentEvent.ClaimBatch -> Unit
         }
     }
 
-    private fun end(runId: String, outcome: String, error: String?) {
-        open.remove(runId)?.let { endRun(it, outcome, error) }
+    private fun end(execution: Execution, outcome: String, error: String?) {
+        open.remove(execution)?.let { endRun(it, outcome, error) }
     }
+
+    /** How many executions this process has open (for tests: every execution's span ends). */
+    internal val openExecutions: Int get() = open.size
 
     private fun endRun(run: OpenRun, outcome: String, error: String?) {
         // steps a stop cut off end with their run

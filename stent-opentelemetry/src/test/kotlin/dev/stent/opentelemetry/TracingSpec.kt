@@ -41,7 +41,8 @@ class TracingSpec : FunSpec({
     test("a run's executions and steps are spans of its starter's trace; a child nests under its parent; a signal links its sender") {
         TestTelemetry().use { otel ->
             Stents.sqlite(Files.createTempDirectory("stent-otel").resolve("stent.db").toString()).use { stent ->
-                OpenTelemetryTracing(otel.sdk).bindTo(stent).use {
+                val tracing = OpenTelemetryTracing(otel.sdk)
+                tracing.bindTo(stent).use {
                     val tracer = otel.sdk.getTracer("test")
                     val tries = AtomicInteger()
                     val child = workflow<String, String>("child") { name -> step("greet") { "hello $name" } }
@@ -59,6 +60,7 @@ class TracingSpec : FunSpec({
                         register(parent)
                         register(child)
                         pollInterval = 50.milliseconds
+                        unloadThreshold = 0.seconds // every wait unloads: the parent runs in several executions
                     }.use {
                         val checkout = tracer.spanBuilder("checkout").startSpan()
                         val run = checkout.makeCurrent().use { stent.client.start(parent, "ana", id = "order-1") }
@@ -82,6 +84,11 @@ class TracingSpec : FunSpec({
                             it.kind shouldBe SpanKind.CONSUMER
                         }
                         parentRuns.last().attributes.get(OUTCOME) shouldBe "completed"
+                        // (released: a child's outcome arrived while the parent unloaded, so it went back to the queue at once)
+                        val outcomes = parentRuns.map { it.attributes.get(OUTCOME) }.toSet()
+                        (outcomes - setOf("unloaded", "released", "completed")) shouldBe emptySet()
+                        outcomes.contains("unloaded") shouldBe true
+                        parentRuns.last().attributes.get(io.opentelemetry.api.common.AttributeKey.booleanKey("stent.run.resumed")) shouldBe true
                         val steps = otel.spans.filter { it.name == "step flaky" }
                         steps.map { it.status.statusCode } shouldContainExactlyInAnyOrder listOf(StatusCode.ERROR, StatusCode.UNSET)
                         steps.single { it.status.statusCode == StatusCode.UNSET }.spanId shouldBe flakyId
@@ -94,6 +101,8 @@ class TracingSpec : FunSpec({
                         val links = parentRuns.flatMap { it.links }.map { it.spanContext.spanId }
                         links shouldBe listOf(approver.spanContext.spanId)
                     }
+                    // every execution's span ended: none is left open in this process
+                    tracing.openExecutions shouldBe 0
                 }
             }
         }
@@ -102,7 +111,8 @@ class TracingSpec : FunSpec({
     test("a failed run's span is an error; a run started outside any span begins its own trace") {
         TestTelemetry().use { otel ->
             Stents.sqlite(Files.createTempDirectory("stent-otel").resolve("stent.db").toString()).use { stent ->
-                OpenTelemetryTracing(otel.sdk).bindTo(stent).use {
+                val tracing = OpenTelemetryTracing(otel.sdk)
+                tracing.bindTo(stent).use {
                     val broken = workflow<String, String>("broken", { retryPolicy = retryPolicy { maxAttempts = 1 } }) { _ -> step("boom") { error("boom") } }
                     stentWorker(stent) {
                         register(broken)
@@ -120,6 +130,7 @@ class TracingSpec : FunSpec({
                     step.parentSpanId shouldBe run.spanId
                     step.events.map { it.name } shouldBe listOf("exception")
                     run.traceId shouldNotBe null
+                    tracing.openExecutions shouldBe 0
                 }
             }
         }

@@ -335,3 +335,16 @@ public class WorkerRecord(
     /** When it shut down cleanly; null while it runs (or if it died). */
     public val stoppedAt: Long?,
 )
+
+/** What [WorkflowStore.requestCancel] did. */
+public class CancelResult(
+    /** The run's status after the call. */
+    public val status: RunStatus,
+    /** True when this call cancelled the run (it was PENDING or WAITING); false when it flagged a RUNNING run or found it finished. */
+    public val cancelledNow: Boolean,
+    public val workflowName: String,
+    /** When the run first started, or null (epoch milliseconds, database clock). */
+    public val startedAt: Long?,
+    /** The database clock at the cancel. */
+    public val dbNowMs: Long,
+)

@@ -147,9 +147,9 @@ public interface WorkflowStore : AutoCloseable {
 
     /**
      * Cancels a PENDING or WAITING run at once, or flags a RUNNING one for its worker.
-     * Returns the run's status after the call, or null when there is no such run.
+     * Returns the run's status after the call and whether this call cancelled it, or null when there is no such run.
      */
-    public fun requestCancel(runId: String): RunStatus?
+    public fun requestCancel(runId: String): CancelResult?
 
     /** The run, or null. */
     public fun getRun(runId: String): RunRecord?

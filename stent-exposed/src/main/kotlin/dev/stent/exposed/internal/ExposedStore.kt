@@ -88,7 +88,7 @@ internal class ExposedStore(
         ctx.park(runId, fencingToken, untilMs, signalNames)
     override fun unpark(runId: String, fencingToken: Long): WriteOutcome = ctx.unpark(runId, fencingToken)
     override fun sendSignal(runId: String, name: String, payload: String, traceContext: String?) = ctx.sendSignal(runId, name, payload, traceContext)
-    override fun requestCancel(runId: String): RunStatus? = ctx.requestCancel(runId)
+    override fun requestCancel(runId: String): dev.stent.store.CancelResult? = ctx.requestCancel(runId)
     override fun registerWorker(worker: WorkerRecord) = ctx.registerWorker(worker)
     override fun deregisterWorker(workerId: String) = ctx.deregisterWorker(workerId)
     override fun listWorkers(): List<WorkerRecord> = ctx.listWorkers()

@@ -2,6 +2,7 @@ package dev.stent.exposed.internal
 
 import dev.stent.RunStatus
 import dev.stent.UnknownRunException
+import dev.stent.store.CancelResult
 import dev.stent.store.ChildOutcome
 import dev.stent.store.FinishWrite
 import dev.stent.store.SignalNames
@@ -101,15 +102,15 @@ internal fun StoreContext.sendSignal(runId: String, name: String, payload: Strin
     }
 }.also { wake(WakeUpMessage.SIGNAL, runId) } // a signal wake-up also tells workers there may be work
 
-internal fun StoreContext.requestCancel(runId: String): RunStatus? {
+internal fun StoreContext.requestCancel(runId: String): CancelResult? {
     var announce: WakeUpMessage? = null
     val wakes = FamilyWakes()
     val result = tx {
         val parent = lockParentOf(this, runId)
-        val status = query("SELECT status FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(runId)) {
-            RunStatus.valueOf(it.getString("status"))
+        val run = query("SELECT status, workflow_name, started_at, $now AS now FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(runId)) {
+            CancelResult(RunStatus.valueOf(it.getString("status")), false, it.getString("workflow_name"), it.longOrNull("started_at"), it.getLong("now"))
         }.firstOrNull() ?: return@tx null
-        when (status) {
+        val after = when (val status = run.status) {
             RunStatus.PENDING, RunStatus.WAITING -> {
                 update(
                     """UPDATE stent_runs SET status = 'CANCELLED', finished_at = $now, updated_at = $now, ready_at = NULL,
@@ -128,6 +129,7 @@ internal fun StoreContext.requestCancel(runId: String): RunStatus? {
             }
             else -> status
         }
+        CancelResult(after, after == RunStatus.CANCELLED && run.status != RunStatus.CANCELLED, run.workflowName, run.startedAt, run.dbNowMs)
     }
     announce?.let { wake(it, runId) }
     announce(wakes)

@@ -108,7 +108,8 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         )
         val result = access.call("starting run '$runId'") { access.createRun(newRun) }
         if (result.workflowName != workflowName) throw RunConflictException(runId, result.workflowName, workflowName)
-        stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, result.created, trace) }
+        // a run that existed keeps the trace it was started with
+        stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, result.created, trace.takeIf { result.created }) }
         // even when the run existed: a start whose insert committed but whose reply was lost reports created=false
         notifier.workAvailable.fire()
         return handle(runId, outputCodec)
@@ -335,15 +336,13 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         )
 
     override suspend fun cancel(runId: String): RunStatus {
-        // a run no worker holds is cancelled here: read before, so listeners hear of it once (only when someone listens)
-        val before = if (stent.listeners.active) access.call("reading run '$runId'") { getRun(runId) } else null
-        val status = access.call("cancelling run '$runId'") { requestCancel(runId) }
+        val result = access.call("cancelling run '$runId'") { requestCancel(runId) }
             ?: throw UnknownRunException(runId, "nothing to cancel; check the id")
+        val status = result.status
         if (status == RunStatus.CANCELLED) notifier.runFinished(runId) else notifier.cancelRequested(runId)
-        if (status == RunStatus.CANCELLED && before != null && before.status in CANCELLABLE_HERE) {
-            stent.listeners.emit {
-                StentEvent.RunFinished(runId, before.workflowName, status, null, null, before.startedAt?.let { System.currentTimeMillis() - it })
-            }
+        // a run no worker holds is cancelled here: its finish is heard from here, once
+        if (result.cancelledNow) {
+            stent.listeners.emit { StentEvent.RunFinished(runId, result.workflowName, status, null, null, result.startedAt?.let { result.dbNowMs - it }) }
         }
         return status
     }
@@ -371,7 +370,6 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         const val MAX_CATCH_UP = 1_000
         val MAX_AWAIT_POLL_WITH_WAKE_UPS = 5_000.milliseconds
         val unknownFailure = dev.stent.Failure("unknown", "no failure was recorded")
-        val CANCELLABLE_HERE = setOf(RunStatus.PENDING, RunStatus.WAITING)
         fun instant(ms: Long): Instant = Instant.ofEpochMilli(ms)
     }
 }

@@ -24,8 +24,10 @@ internal class Listeners(private val parent: Listeners? = null) {
 
     val active: Boolean get() = own.isNotEmpty() || ownTracing != null || parent?.active == true
 
-    fun setTracing(tracing: StentTracing?) {
-        ownTracing = tracing
+    /** Installs [tracing] (replacing the one before); the handle removes it, unless another replaced it meanwhile. */
+    fun setTracing(tracing: StentTracing): AutoCloseable {
+        synchronized(this) { ownTracing = tracing }
+        return AutoCloseable { synchronized(this) { if (ownTracing === tracing) ownTracing = null } }
     }
 
     /** Builds and delivers the event when someone listens, and returns it (null when nobody listens). */
@@ -43,13 +45,14 @@ internal class Listeners(private val parent: Listeners? = null) {
     /** What a run's code runs in for the execution [claimed] begins; empty without a tracing hook. */
     fun runContext(claimed: StentEvent.RunClaimed?): CoroutineContext {
         val hook = tracing ?: return EmptyCoroutineContext
-        return claimed?.let { guarded(hook, "tracing $it") { hook.runContext(it) } } ?: EmptyCoroutineContext
+        return claimed?.let { guarded(hook, it) { hook.runContext(it) } } ?: EmptyCoroutineContext
     }
 
     /** What a step body runs in for the attempt [started] begins; empty without a tracing hook. */
     fun stepContext(started: StentEvent.StepStarted?): CoroutineContext {
+        if (started == null) return EmptyCoroutineContext
         val hook = tracing ?: return EmptyCoroutineContext
-        return started?.let { guarded(hook, "tracing $it") { hook.stepContext(it) } } ?: EmptyCoroutineContext
+        return guarded(hook, started) { hook.stepContext(started) } ?: EmptyCoroutineContext
     }
 
     private inline fun <T> guarded(hook: Any, doing: Any, call: () -> T): T? = try {

@@ -181,7 +181,7 @@ class EngineSpec : FunSpec({
             e.start("waits", "w")
             launch {
                 delay(1.seconds)
-                e.store.requestCancel("w") shouldBe RunStatus.RUNNING
+                e.store.requestCancel("w")?.status shouldBe RunStatus.RUNNING
                 e.notifier.cancelRequested("w")
             }
             e.claimAndRun()

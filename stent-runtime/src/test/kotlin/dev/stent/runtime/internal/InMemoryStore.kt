@@ -248,13 +248,15 @@ internal class InMemoryStore(private val clock: () -> Long) : WorkflowStore {
     }
 
     @Synchronized
-    override fun requestCancel(runId: String): RunStatus? {
+    override fun requestCancel(runId: String): dev.stent.store.CancelResult? {
         val run = runs[runId] ?: return null
-        return when (run.status) {
+        val before = run.status
+        val after = when (before) {
             RunStatus.PENDING, RunStatus.WAITING -> RunStatus.CANCELLED.also { end(run, it, null, null) }
             RunStatus.RUNNING -> RunStatus.RUNNING.also { run.cancelRequested = true }
-            else -> run.status
+            else -> before
         }
+        return dev.stent.store.CancelResult(after, after != before, run.workflowName, run.startedAt, clock())
     }
 
     @Synchronized

@@ -250,7 +250,9 @@ internal class RunExecution(
                 parkShown = true
             }
             env.listeners.emit {
-                StentEvent.RunWaiting(runId, workflowName, java.time.Instant.ofEpochMilli(stay.wakeAtMs), stay.signalNames, unloaded = false)
+                StentEvent.RunWaiting(
+                    runId, workflowName, java.time.Instant.ofEpochMilli(stay.wakeAtMs), stay.signalNames, unloaded = false, execution = fencingToken,
+                )
             }
             releaseSlot()
             env.slots.parked(this)
@@ -326,16 +328,23 @@ internal class RunExecution(
                         val result = blockingOnRunThread("unloading run '$runId'") { unload(runId, fencingToken, wakeAt, reason.signalNames) }
                         if (result == UnloadOutcome.WAITING) {
                             env.listeners.emit {
-                                StentEvent.RunWaiting(runId, workflowName, wakeAt?.let(java.time.Instant::ofEpochMilli), reason.signalNames, unloaded = true)
+                                StentEvent.RunWaiting(
+                                    runId, workflowName, wakeAt?.let(java.time.Instant::ofEpochMilli), reason.signalNames, unloaded = true,
+                                    execution = fencingToken,
+                                )
                             }
                         }
                         when (result) {
-                            UnloadOutcome.READY -> env.notifier.workAvailable.fire()
+                            UnloadOutcome.READY -> {
+                                env.notifier.workAvailable.fire()
+                                released("a signal or timer came due while it unloaded")
+                            }
                             UnloadOutcome.CANCELLED -> {
                                 env.notifier.runFinished(runId)
                                 finished(RunStatus.CANCELLED, null)
                             }
-                            else -> Unit
+                            UnloadOutcome.LEASE_LOST -> leaseLost()
+                            UnloadOutcome.WAITING -> Unit
                         }
                     }
                     StopReason.Cancel -> finish(RunStatus.CANCELLED, null, null)
@@ -359,6 +368,7 @@ internal class RunExecution(
             }
         } catch (e: StentException) {
             env.log.warn("run {}: could not record its outcome ({}); its lease will expire and another claim resumes it", runId, e.message)
+            released("its outcome could not be recorded; its lease expires")
         } catch (e: LeaseLostException) {
             env.log.warn("run {}: lease lost before its outcome was recorded", runId)
             leaseLost()
@@ -366,15 +376,15 @@ internal class RunExecution(
     }
 
     /** Tells listeners the run was given back unfinished (also for a run the worker abandons). */
-    fun released(reason: String) = env.listeners.emit { StentEvent.RunReleased(runId, workflowName, env.workerId, reason) }
+    fun released(reason: String) = env.listeners.emit { StentEvent.RunReleased(runId, workflowName, env.workerId, reason, fencingToken) }
 
-    private fun leaseLost() = env.listeners.emit { StentEvent.LeaseLost(runId, workflowName, env.workerId) }
+    fun leaseLost() = env.listeners.emit { StentEvent.LeaseLost(runId, workflowName, env.workerId, fencingToken) }
 
     private fun finished(status: RunStatus, failure: String?) = env.listeners.emit {
         val decoded = decodeFailure(failure)
         StentEvent.RunFinished(
             runId, workflowName, status, decoded, decoded?.let { if (status == RunStatus.FAILED) FailureKind.ofType(it.type) else null },
-            claimed.startedAtMs?.let { env.clock.nowMs() - it },
+            claimed.startedAtMs?.let { env.clock.nowMs() - it }, fencingToken,
         )
     }
 

@@ -228,7 +228,7 @@ internal class WorkflowScopeImpl(
             val wakeAt = busy {
                 when (val outcome = runAttempt(id, attempt, timeoutMs, block)) {
                     is Attempt.Ok -> return@step completeStep(id, codec, outcome.value, attempt, site, cached).also {
-                        env.listeners.emit { StentEvent.StepCompleted(runId, workflowName, id, attempt, outcome.nanos) }
+                        env.listeners.emit { StentEvent.StepCompleted(runId, workflowName, id, attempt, outcome.nanos, run.fencingToken) }
                     }
                     is Attempt.Err -> failedAttempt(id, attempt, policy, outcome.error, outcome.nanos)
                 }
@@ -256,7 +256,7 @@ internal class WorkflowScopeImpl(
         val id = inStep.stepId
         run.checkLease()
         state.stepStarted(inStep)
-        val started = env.listeners.report { StentEvent.StepStarted(runId, workflowName, id, attempt) }
+        val started = env.listeners.report { StentEvent.StepStarted(runId, workflowName, id, attempt, run.fencingToken) }
         // with a tracing hook, the body runs in what it gives (its span current)
         val traced = env.listeners.stepContext(started)
         val began = System.nanoTime()
@@ -308,11 +308,10 @@ internal class WorkflowScopeImpl(
     private suspend fun <T> interruptible(inStep: InStep, attempt: Int, traced: CoroutineContext, body: suspend () -> T): T {
         var handle: DisposableHandle? = null
         // log lines of the body carry the run, the step and the attempt (SLF4J MDC)
-        // on top of what the workflow's code put in its own MDCContext
+        // on top of what the workflow's code put in its own MDCContext (usually nothing: the run's two keys only)
         val outer = currentCoroutineContext()[MDCContext]?.contextMap.orEmpty()
-        val mdc = MDCContext(
-            outer + mapOf(MDC_RUN_ID to runId, MDC_WORKFLOW to workflowName, MDC_STEP_ID to inStep.stepId, MDC_ATTEMPT to attempt.toString()),
-        )
+        val own = mapOf(MDC_RUN_ID to runId, MDC_WORKFLOW to workflowName, MDC_STEP_ID to inStep.stepId, MDC_ATTEMPT to attempt.toString())
+        val mdc = MDCContext(if (own.keys.containsAll(outer.keys)) own else outer + own)
         try {
             return withContext(env.stepDispatcher + inStep + mdc + traced) {
                 // onCancelling: interrupt at once, in the canceller's thread, while the body still blocks
@@ -334,14 +333,14 @@ internal class WorkflowScopeImpl(
         val failure = Failure.of(error)
         if (attempt >= policy.maxAttempts || !policy.shouldRetry(error)) {
             run.checkpoint(StoredRecord(id, RecordKind.STEP, RecordStatus.FAILED, failure = encodeFailure(failure), attempts = attempt))
-            env.listeners.emit { StentEvent.StepFailed(runId, workflowName, id, attempt, nanos, failure, null) }
+            env.listeners.emit { StentEvent.StepFailed(runId, workflowName, id, attempt, nanos, failure, null, run.fencingToken) }
             throw stepFailed(id, attempt, failure)
         }
         val wakeAt = TimeMath.plus(env.clock.nowMs(), TimeMath.delayMs(policy.delayBefore(attempt + 1)))
         run.checkpoint(
             StoredRecord(id, RecordKind.STEP, RecordStatus.RETRYING, failure = encodeFailure(failure), attempts = attempt, wakeAt = wakeAt),
         )
-        env.listeners.emit { StentEvent.StepFailed(runId, workflowName, id, attempt, nanos, failure, java.time.Instant.ofEpochMilli(wakeAt)) }
+        env.listeners.emit { StentEvent.StepFailed(runId, workflowName, id, attempt, nanos, failure, java.time.Instant.ofEpochMilli(wakeAt), run.fencingToken) }
         return wakeAt
     }
 
@@ -442,7 +441,7 @@ internal class WorkflowScopeImpl(
             }
             if (consumed != null) {
                 replay.record(consumed)
-                env.listeners.emit { StentEvent.SignalReceived(runId, workflowName, name, consumed.traceContext) }
+                env.listeners.emit { StentEvent.SignalReceived(runId, workflowName, name, consumed.traceContext, run.fencingToken) }
                 busy { } // take a slot again before the branch goes on
                 return decodePayload(codec, consumed.result ?: "null", site)
             }
@@ -512,7 +511,7 @@ internal class WorkflowScopeImpl(
                     createRun(spec.newRun(childId, encoded, runId, callId, detached, trace))
                 }
                 if (!created.created && created.workflowName != spec.name) throw childConflict(callId, childId, created.workflowName, spec.name)
-                env.listeners.emit { StentEvent.RunStarted(childId, spec.name, spec.queue, created.created, trace) }
+                env.listeners.emit { StentEvent.RunStarted(childId, spec.name, spec.queue, created.created, trace.takeIf { created.created }) }
                 run.checkpoint(StoredRecord(callId, RecordKind.CHILD, RecordStatus.WAITING))
             }
         }
@@ -596,7 +595,7 @@ internal class WorkflowScopeImpl(
                     run.storeCall("starting children of map '$mapId' of run '$runId'") { createRuns(batch) }
                         .forEachIndexed { k, created ->
                             if (!created.created && created.workflowName != spec.name) throw childConflict(mapId, batch[k].id, created.workflowName, spec.name)
-                            env.listeners.emit { StentEvent.RunStarted(batch[k].id, spec.name, spec.queue, created.created, trace) }
+                            env.listeners.emit { StentEvent.RunStarted(batch[k].id, spec.name, spec.queue, created.created, trace.takeIf { created.created }) }
                         }
                     started += batch.size
                     run.checkpoint(StoredRecord(mapId, RecordKind.CHILD, RecordStatus.WAITING, result = started.toString()))

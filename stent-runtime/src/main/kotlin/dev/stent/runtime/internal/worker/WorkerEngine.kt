@@ -264,7 +264,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         val claimedEvent = env.listeners.report {
             StentEvent.RunClaimed(
                 claimed.id, claimed.workflowName, claimed.queue, id, claimed.claimCount, claimed.fencingToken > 1, claimed.records.size,
-                claimed.traceContext, claimed.parentId,
+                claimed.traceContext, claimed.parentId, claimed.fencingToken,
             )
         }
         execution.grantSlot() // reserved by the claim loop
@@ -333,6 +333,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         execution.forgetCancelHandler()
         when (reason) {
             StopReason.Cancel, is StopReason.Deadline -> applyDetached(execution, reason)
+            StopReason.LeaseLost -> execution.leaseLost()
             else -> {
                 log.warn("run {}: its lease is left to expire; then another worker resumes it", execution.runId)
                 execution.released("abandoned: its body ignores interruption; its lease expires")

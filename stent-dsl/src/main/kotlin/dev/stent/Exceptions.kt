@@ -213,6 +213,17 @@ public class AwaitTimeoutException(
 /** The database failed or went away; the message names the operation. Committed runs and checkpoints are never lost by it. */
 public class StentStoreException(message: String, cause: Throwable?) : StentException(message, cause)
 
+/**
+ * The database has no Stent tables, or tables of another version, and the store was opened without
+ * migrating (`StentOptions(migrate = false)`): [found] is its schema version (null: no Stent tables),
+ * [expected] this Stent's.
+ */
+public class StentSchemaException(
+    public val found: Int?,
+    public val expected: Int,
+    detail: String,
+) : StentException(detail)
+
 /** Misconfiguration found at start-up or registration, e.g. two workflows with one name. */
 public class StentConfigurationException(message: String) : StentException(message)
 

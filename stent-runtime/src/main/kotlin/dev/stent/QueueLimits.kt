@@ -118,3 +118,22 @@ internal fun queueInfoOf(record: dev.stent.store.QueueRecord): QueueInfo = Queue
     },
     record.pending, record.running, record.waiting,
 )
+
+/** What `client.stats()` counts: runs by workflow and status, the oldest pending run, recent throughput. */
+public class StentStats internal constructor(
+    /** Runs by workflow, then status (a run waiting in its worker's memory counts as WAITING). */
+    public val byWorkflow: Map<String, Map<RunStatus, Long>>,
+    /** When the oldest PENDING run was created, or null when none is pending. */
+    public val oldestPending: java.time.Instant?,
+    /** Runs finished in the last minute, and in the last hour. */
+    public val finishedLastMinute: Long,
+    public val finishedLastHour: Long,
+    /** The database clock when counted. */
+    public val at: java.time.Instant,
+) {
+    /** Runs by status over every workflow. */
+    public val byStatus: Map<RunStatus, Long>
+        get() = byWorkflow.values.flatMap { it.entries }.groupBy({ it.key }, { it.value }).mapValues { (_, n) -> n.sum() }
+
+    override fun toString(): String = "StentStats(byStatus=$byStatus, oldestPending=$oldestPending, finishedLastMinute=$finishedLastMinute)"
+}

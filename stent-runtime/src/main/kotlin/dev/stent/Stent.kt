@@ -88,6 +88,12 @@ public class StentOptions @JvmOverloads constructor(
      * its lease is no longer renewed, so another worker takes it over.
      */
     @get:JvmSynthetic public val storeTimeout: Duration = 30.seconds,
+    /**
+     * Apply missing schema migrations when the store opens (default). With false the store only checks
+     * that the database has this Stent's schema, and fails with [StentSchemaException] if not: for tools
+     * that must never create or change tables (the `stent` CLI), or when migrations are run apart.
+     */
+    public val migrate: Boolean = true,
 ) {
     init {
         @OptIn(InternalStentApi::class)

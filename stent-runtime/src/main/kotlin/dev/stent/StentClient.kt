@@ -84,8 +84,11 @@ public interface StentClient {
 
     /**
      * Runs newest first, filtered by [status], [workflowName], [parentId] (the children of a run),
-     * [queue] and [failureKind] (FAILED runs that failed for that reason) when given, [limit] at a
-     * time from [offset]. The returned [RunInfo]s carry no records (describe a run for those).
+     * [queue], [failureKind] (FAILED runs that failed for that reason) and creation time (at or after
+     * [createdAfter], before [createdBefore]) when given, [limit] at a time from [offset]. For the page
+     * after a run, pass its `createdAt` as [createdBefore] and its id as [beforeId] (the runs of the same
+     * millisecond that sort after it come too): that page costs the same however deep it is. The returned
+     * [RunInfo]s carry no records (describe a run for those).
      */
     public suspend fun list(
         status: RunStatus? = null,
@@ -95,7 +98,16 @@ public interface StentClient {
         parentId: String? = null,
         queue: String? = null,
         failureKind: FailureKind? = null,
+        createdAfter: Instant? = null,
+        createdBefore: Instant? = null,
+        beforeId: String? = null,
     ): List<RunInfo>
+
+    /**
+     * Runs counted by workflow and status, the oldest pending run and how many finished lately. One grouped
+     * scan of every run: cheap for thousands, tens of milliseconds for 100,000; poll it sparingly.
+     */
+    public suspend fun stats(): StentStats
 
     /**
      * The dead letters: FAILED runs not [discard]ed, newest first, of [failureKind] when given. Each
@@ -290,6 +302,8 @@ public class RecordInfo internal constructor(
     /** When the timer, deadline or next attempt is due. */
     public val wakeAt: Instant?,
     public val updatedAt: Instant,
+    /** When it was first written (a step's first attempt began just before), or null when the store does not say. */
+    public val createdAt: Instant? = null,
 ) {
     override fun toString(): String = "RecordInfo($id, $kind, $status, attempts=$attempts)"
 }

@@ -34,6 +34,7 @@ class Sizes(quick: Boolean) {
     val waitingRuns = if (quick) 2000 else 100_000
     val spreadTimers = if (quick) 50 else 200
     val mapChildren = 1000
+    val dashboardRuns = if (quick) 20_000 else 100_000
 }
 
 /** Prints and keeps one JSON line per result. */
@@ -81,6 +82,7 @@ fun main(args: Array<String>) {
             run("start_latency") { scenarios.startLatency(db()) }
             run("replay") { scenarios.replay(db()) }
             run("waiting_runs") { scenarios.waitingRuns(db()) }
+            run("dashboard") { scenarios.dashboard(db()) }
         }
         if (withDbos && "postgres" in stores) {
             for (name in listOf("step_overhead", "throughput_1step", "fanout", "start_latency", "map_fanout")) {
@@ -364,6 +366,47 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                 val wall = (Probes.afterReplay.get() - t0) / 1e9
                 results.emit(result("replay", db.store, n, wall) { put("ms_to_next_step", wall * 1e3) })
             }
+        }
+    }
+
+    /**
+     * The dashboard over a large store: each page's median time (7 requests after 2 to warm up) through
+     * the real HTTP server, the list's first page, a filtered one, one from the middle of the store
+     * (cursor paging), and a run's page.
+     */
+    @OptIn(dev.stent.InternalStentApi::class)
+    fun dashboard(db: BenchDb) = db.open().use { stent ->
+        val n = sizes.dashboardRuns
+        val began = System.nanoTime()
+        for (b in 0 until n / 1000) {
+            stent.store.createRuns((0 until 1000).map { i -> dev.stent.store.NewRun("d-$b-$i", "wf-${i % 5}", "{}", "q-${i % 3}", 0, 0) })
+        }
+        val loadS = (System.nanoTime() - began) / 1e9
+        dev.stent.dashboard.StentDashboard.start(stent, 0).use { d ->
+            val http = java.net.http.HttpClient.newHttpClient()
+            fun pageMs(path: String): Double {
+                val times = (1..9).map {
+                    val t = System.nanoTime()
+                    val request = java.net.http.HttpRequest.newBuilder(java.net.URI(d.url + path)).build()
+                    val r = http.send(request, java.net.http.HttpResponse.BodyHandlers.ofString())
+                    check(r.statusCode() == 200) { "GET $path: ${r.statusCode()}" }
+                    (System.nanoTime() - t) / 1e6
+                }.drop(2).sorted()
+                return times[times.size / 2]
+            }
+            val mid = runBlocking { stent.client.list(limit = 1, offset = n / 2).single() }
+            val cursor = java.net.URLEncoder.encode("${mid.createdAt.toEpochMilli()}_${mid.id}", Charsets.UTF_8)
+            results.emit(
+                result("dashboard", db.store, n, loadS) {
+                    put("list_ms", pageMs(""))
+                    put("list_fragment_ms", pageMs("fragment/runs"))
+                    put("list_by_workflow_ms", pageMs("?workflow=wf-3"))
+                    put("list_failed_none_ms", pageMs("?status=FAILED"))
+                    put("list_middle_page_ms", pageMs("?before=$cursor"))
+                    put("run_page_ms", pageMs("runs/${mid.id}"))
+                    put("stats_ms", runBlocking { (1..5).map { val t = System.nanoTime(); stent.client.stats(); (System.nanoTime() - t) / 1e6 }.sorted()[2] })
+                },
+            )
         }
     }
 

@@ -210,9 +210,12 @@ private fun open(
                 defaultIsolationLevel = dialect.isolation
             },
         )
-        Migrations.migrate(db, dialect, schema)
+        if (options.migrate) Migrations.migrate(db, dialect, schema) else Migrations.check(db, schema)
         val channel = "stent" + (schema?.let { "_$it" } ?: "")
         return Stent(wrap(ExposedStore(dataSource, db, dialect, maxConnections, channel, listen, onClose)), options)
+    } catch (e: dev.stent.StentSchemaException) {
+        onClose()
+        throw e
     } catch (e: Exception) {
         onClose()
         throw StentStoreException("cannot open the Stent store: ${e.message}", e)

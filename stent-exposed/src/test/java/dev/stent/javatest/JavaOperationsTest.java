@@ -22,6 +22,7 @@ import java.time.Duration;
 import java.time.ZoneId;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -93,6 +94,11 @@ class JavaOperationsTest extends SqliteJavaTest {
             assertTrue(get(client.deadLetters()).isEmpty());
             get(client.delete("pay-2"));
             assertEquals(List.of("pay-1"), get(client.list(null, "pay")).stream().map(RunInfo::getId).toList());
+            // what the CLI and dashboard read: counts by workflow and status, and runs by creation time
+            assertEquals(Map.of(RunStatus.COMPLETED, 1L), get(client.stats()).getByWorkflow().get("pay"));
+            java.time.Instant later = java.time.Instant.now().plusSeconds(60);
+            assertTrue(get(client.list(null, "pay", 10, 0, null, null, null, later, null)).isEmpty());
+            assertEquals(1, get(client.list(null, "pay", 10, 0, null, null, null, null, later)).size());
         }
         WorkflowDefinition<String, String> waits = Workflows.define("waits", String.class, String.class,
             (ctx, in) -> ctx.awaitSignal("go", String.class));

@@ -82,7 +82,7 @@ class PublicApiSpec : FunSpec({
         // Kotlin properties give bean-style getters, so every zero-argument value method follows that
         val actions = setOf(
             "toString", "hashCode", "fillInStackTrace", "serializer", "result", "describe", "cancel", "list", "build", "start",
-            "now", "random", "randomUuid", "dbNowMs", "listWorkers", "await", "encode", "listQueues", "listSchedules", "deadLetters", "capture",
+            "now", "random", "randomUuid", "dbNowMs", "listWorkers", "await", "encode", "listQueues", "listSchedules", "deadLetters", "capture", "stats",
         )
         val noArguments = Regex("""^\s+public ([\w.<>?, \[\]]+) (\w+)\(\)$""")
         val recordStyle = listOf("stent-dsl", "stent-runtime", "stent-exposed").flatMap { module ->

@@ -59,6 +59,30 @@ abstract class QueuesAndOperationsSuite(store: TestStore) : FunSpec({
         return max
     }
 
+    test("pages after a run (its creation time and id) list every run once, however many share a millisecond; stats count them") {
+        withStore(store) { stent ->
+            val idle = workflow<Int, Int>("paged") { it }
+            // one group insert: many runs in one millisecond
+            @OptIn(dev.stent.InternalStentApi::class)
+            stent.store.createRuns((1..23).map { dev.stent.store.NewRun("page-$it", idle.name, "$it", "default", 0, 0) })
+            val seen = ArrayList<String>()
+            var cursor: dev.stent.RunInfo? = null
+            while (true) {
+                val page = stent.client.list(workflowName = "paged", limit = 5, createdBefore = cursor?.createdAt, beforeId = cursor?.id)
+                seen += page.map { it.id }
+                if (page.size < 5) break
+                cursor = page.last()
+            }
+            seen shouldHaveSize 23
+            seen.toSet() shouldHaveSize 23
+            seen shouldBe stent.client.list(workflowName = "paged", limit = 100).map { it.id }
+            stent.client.list(workflowName = "paged", createdAfter = Instant.now().plusSeconds(60)).shouldBeEmpty()
+            val stats = stent.client.stats()
+            stats.byWorkflow["paged"] shouldBe mapOf(RunStatus.PENDING to 23L)
+            stats.oldestPending shouldNotBe null
+        }
+    }
+
     test("queue concurrency 3 holds across 3 worker JVMs with concurrency 8 each: never more than 3 bodies at once, and all 60 runs finish") {
         val dir = Files.createTempDirectory("stent-limits").toFile()
         val db = store.newDb()

@@ -130,7 +130,15 @@ public class FutureClient private constructor(private val stent: Stent) {
         parentId: String? = null,
         queue: String? = null,
         failureKind: FailureKind? = null,
-    ): CompletableFuture<List<RunInfo>> = async { client.list(status, workflowName, limit, offset, parentId, queue, failureKind) }
+        createdAfter: java.time.Instant? = null,
+        createdBefore: java.time.Instant? = null,
+        beforeId: String? = null,
+    ): CompletableFuture<List<RunInfo>> = async {
+        client.list(status, workflowName, limit, offset, parentId, queue, failureKind, createdAfter, createdBefore, beforeId)
+    }
+
+    /** See the Kotlin `StentClient.stats`. */
+    public fun stats(): CompletableFuture<dev.stent.StentStats> = async { client.stats() }
 
     /** FAILED runs not discarded, newest first, of [failureKind] when not null; see the Kotlin `StentClient.deadLetters`. */
     @JvmOverloads

@@ -21,6 +21,8 @@ public class StoredRecord(
     public val updatedAt: Long = 0,
     /** For a signal just consumed: the trace context its sender stored with it (not part of the record), or null. */
     public val traceContext: String? = null,
+    /** When this record was first written (0 when the store does not say). */
+    public val createdAt: Long = 0,
 ) {
     override fun toString(): String = "StoredRecord($stepId, $kind, $status, attempts=$attempts, wakeAt=$wakeAt)"
 }
@@ -208,7 +210,28 @@ public class RunQuery(
     public val failureKind: dev.stent.FailureKind? = null,
     /** Only dead letters: FAILED runs not discarded. */
     public val deadLetters: Boolean = false,
+    /** Only runs created at or after this time (epoch milliseconds), or null. */
+    public val createdAfter: Long? = null,
+    /** Only runs created before this time (epoch milliseconds), or null. */
+    public val createdBefore: Long? = null,
+    /** With [createdBefore]: also the runs created exactly then whose id sorts before this one (the page after a run). */
+    public val beforeId: String? = null,
 )
+
+/** Counts over every run in the store: what `stent stats` and the dashboard show. Times are epoch milliseconds, database clock. */
+public class StoreStats(
+    /** Runs by workflow and status (a run parked in memory counts as WAITING). */
+    public val counts: List<StatusCount>,
+    /** When the oldest PENDING run was created, or null when none is pending. */
+    public val oldestPendingCreatedAt: Long?,
+    /** Runs that finished in the last minute, and in the last hour. */
+    public val finishedLastMinute: Long,
+    public val finishedLastHour: Long,
+    public val dbNowMs: Long,
+)
+
+/** How many runs of [workflowName] are [status]. */
+public class StatusCount(public val workflowName: String, public val status: dev.stent.RunStatus, public val count: Long)
 
 /** A run as stored. Times are epoch milliseconds, database clock. */
 public class RunRecord(

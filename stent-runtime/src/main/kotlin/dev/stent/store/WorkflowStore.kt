@@ -151,6 +151,9 @@ public interface WorkflowStore : AutoCloseable {
      */
     public fun requestCancel(runId: String): CancelResult?
 
+    /** Counts of runs by workflow and status, the oldest pending run and recent throughput. */
+    public fun stats(): StoreStats = throw UnsupportedOperationException("this store does not count runs")
+
     /** The run, or null. */
     public fun getRun(runId: String): RunRecord?
 

@@ -93,6 +93,8 @@ internal class ExposedStore(
     override fun deregisterWorker(workerId: String) = ctx.deregisterWorker(workerId)
     override fun listWorkers(): List<WorkerRecord> = ctx.listWorkers()
     override fun getRun(runId: String): RunRecord? = ctx.getRun(runId)
+
+    override fun stats(): dev.stent.store.StoreStats = ctx.stats()
     override fun getRuns(runIds: Collection<String>): List<RunRecord> = ctx.getRuns(runIds)
     override fun listRuns(query: RunQuery): List<RunRecord> = ctx.listRuns(query)
 

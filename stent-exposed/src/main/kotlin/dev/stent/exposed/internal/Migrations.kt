@@ -159,6 +159,33 @@ internal object Migrations {
         SchemaUtils.createStatements(*tables).forEach { exec(it) }
     }
 
+    /**
+     * Checks, changing nothing, that the database has this Stent's schema: throws [dev.stent.StentSchemaException]
+     * when it has no Stent tables or another version.
+     */
+    fun check(db: Database, schema: String?) {
+        val found = try {
+            transaction(db) { SchemaVersionTable.select(SchemaVersionTable.version.max()).single()[SchemaVersionTable.version.max()] }
+        } catch (e: Exception) {
+            null // no version table: no Stent tables
+        }
+        val where = schema?.let { "schema '$it' of " } ?: ""
+        when {
+            found == null -> throw dev.stent.StentSchemaException(
+                null, latest,
+                "the ${where}database has no Stent tables: check the URL (and the schema), or start a worker once, which creates them",
+            )
+            found < latest -> throw dev.stent.StentSchemaException(
+                found, latest,
+                "the ${where}database has Stent schema version $found, older than this Stent's $latest: start a worker of this version once, which migrates it",
+            )
+            found > latest -> throw dev.stent.StentSchemaException(
+                found, latest,
+                "the ${where}database has Stent schema version $found, newer than this Stent's $latest: use a Stent of that version or newer",
+            )
+        }
+    }
+
     /** Applies the missing migrations up to [upTo] (a test builds an older schema with it); returns how many ran. */
     fun migrate(db: Database, dialect: SqlDialect, schema: String?, upTo: Int = latest): Int = transaction(db) {
         dialect.lockForMigration(this)

@@ -3,11 +3,16 @@ package dev.stent.exposed.internal
 import dev.stent.RunStatus
 import dev.stent.store.RunQuery
 import dev.stent.store.RunRecord
+import dev.stent.store.StatusCount
+import dev.stent.store.StoreStats
 import org.jetbrains.exposed.v1.core.SortOrder
 import org.jetbrains.exposed.v1.core.and
 import org.jetbrains.exposed.v1.core.eq
+import org.jetbrains.exposed.v1.core.greaterEq
 import org.jetbrains.exposed.v1.core.isNotNull
 import org.jetbrains.exposed.v1.core.isNull
+import org.jetbrains.exposed.v1.core.less
+import org.jetbrains.exposed.v1.core.lessEq
 import org.jetbrains.exposed.v1.core.or
 import org.jetbrains.exposed.v1.jdbc.andWhere
 import org.jetbrains.exposed.v1.jdbc.selectAll
@@ -42,8 +47,35 @@ internal fun StoreContext.listRuns(query: RunQuery): List<RunRecord> = transacti
             query.queue?.let { q -> andWhere { RunsTable.queue eq q } }
             query.failureKind?.let { k -> andWhere { RunsTable.failureKind eq k.name } }
             if (query.deadLetters) andWhere { (RunsTable.status eq RunStatus.FAILED.name) and RunsTable.discardedAt.isNull() }
+            query.createdAfter?.let { t -> andWhere { RunsTable.createdAt greaterEq t } }
+            query.createdBefore?.let { t ->
+                val id = query.beforeId
+                // a page after a run: older runs, and those of the same millisecond listed after it (the order is created_at, id);
+                // the plain bound lets the database start its index scan there instead of filtering every newer row
+                if (id == null) {
+                    andWhere { RunsTable.createdAt less t }
+                } else {
+                    andWhere { (RunsTable.createdAt lessEq t) and ((RunsTable.createdAt less t) or (RunsTable.id less id)) }
+                }
+            }
         }
         .orderBy(RunsTable.createdAt to SortOrder.DESC, RunsTable.id to SortOrder.DESC)
         .limit(query.limit).offset(query.offset.toLong())
         .map(::runRecord)
+}
+
+// What `stent stats` shows: one grouped scan of the runs, and the finished ones of the last hour through their index.
+internal fun StoreContext.stats(): StoreStats = autocommit {
+    val counts = query(
+        """SELECT workflow_name, CASE WHEN status = 'RUNNING' AND parked_at IS NOT NULL THEN 'WAITING' ELSE status END AS s, COUNT(*) AS n
+           FROM stent_runs GROUP BY workflow_name, s ORDER BY workflow_name, s""",
+        emptyList(),
+    ) { StatusCount(it.getString("workflow_name"), RunStatus.valueOf(it.getString("s")), it.getLong("n")) }
+    query(
+        """SELECT (SELECT MIN(created_at) FROM stent_runs WHERE status = 'PENDING') AS oldest,
+                  (SELECT COUNT(*) FROM stent_runs WHERE finished_at >= $now - 60000) AS minute,
+                  (SELECT COUNT(*) FROM stent_runs WHERE finished_at >= $now - 3600000) AS hour,
+                  $now AS now""",
+        emptyList(),
+    ) { StoreStats(counts, it.longOrNull("oldest"), it.getLong("minute"), it.getLong("hour"), it.getLong("now")) }.single()
 }

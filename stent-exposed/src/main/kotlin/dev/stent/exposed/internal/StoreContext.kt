@@ -216,11 +216,13 @@ internal class StoreContext(
     internal fun recordOf(r: ResultRow) = StoredRecord(
         r[RecordsTable.stepId], RecordKind.valueOf(r[RecordsTable.kind]), RecordStatus.valueOf(r[RecordsTable.status]),
         r[RecordsTable.result], r[RecordsTable.failure], r[RecordsTable.attempts], r[RecordsTable.wakeAt], r[RecordsTable.updatedAt],
+        createdAt = r[RecordsTable.createdAt],
     )
 
     internal fun recordOf(rs: ResultSet) = StoredRecord(
         rs.getString("step_id"), RecordKind.valueOf(rs.getString("kind")), RecordStatus.valueOf(rs.getString("status")),
         rs.getString("result"), rs.getString("failure"), rs.getInt("attempts"), rs.longOrNull("wake_at"), rs.getLong("updated_at"),
+        createdAt = rs.getLong("created_at"),
     )
 
     /**

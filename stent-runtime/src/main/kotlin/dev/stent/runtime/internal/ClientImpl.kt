@@ -208,7 +208,21 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         parentId: String?,
         queue: String?,
         failureKind: FailureKind?,
-    ): List<RunInfo> = listRuns(RunQuery(status, workflowName, limit, offset, parentId, queue, failureKind))
+        createdAfter: Instant?,
+        createdBefore: Instant?,
+        beforeId: String?,
+    ): List<RunInfo> = listRuns(
+        RunQuery(
+            status, workflowName, limit, offset, parentId, queue, failureKind,
+            createdAfter = createdAfter?.let(TimeMath::epochMs), createdBefore = createdBefore?.let(TimeMath::epochMs), beforeId = beforeId,
+        ),
+    )
+
+    override suspend fun stats(): dev.stent.StentStats {
+        val s = access.call("counting runs") { stats() }
+        val byWorkflow = s.counts.groupBy { it.workflowName }.mapValues { (_, counts) -> counts.associate { it.status to it.count } }
+        return dev.stent.StentStats(byWorkflow, s.oldestPendingCreatedAt?.let(::instant), s.finishedLastMinute, s.finishedLastHour, instant(s.dbNowMs))
+    }
 
     override suspend fun deadLetters(failureKind: FailureKind?, limit: Int, offset: Int): List<RunInfo> =
         listRuns(RunQuery(limit = limit, offset = offset, failureKind = failureKind, deadLetters = true))
@@ -328,7 +342,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
             records.map {
                 RecordInfo(
                     it.stepId, it.kind, it.status, it.attempts, it.result, decodeFailure(it.failure),
-                    it.wakeAt?.let(::instant), instant(it.updatedAt),
+                    it.wakeAt?.let(::instant), instant(it.updatedAt), it.createdAt.takeIf { c -> c > 0 }?.let(::instant),
                 )
             },
             run.deadlineAt?.let(::instant), diagnosis, if (run.status == RunStatus.WAITING) run.waitSignals.toSet() else emptySet(),

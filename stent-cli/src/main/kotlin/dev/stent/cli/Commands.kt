@@ -480,35 +480,34 @@ class SchedulesList : Action() {
     }
 }
 
-abstract class ScheduleAction : Action() {
+/** A change to one schedule, reported as [done] (and in JSON as [field] = [value]). */
+abstract class ScheduleAction(private val done: String, private val field: String, private val value: Boolean) : Action() {
     @Parameters(paramLabel = "NAME", description = ["the schedule's name"])
     lateinit var name: String
+
+    abstract suspend fun change(stent: Stent)
+
+    override suspend fun execute(stent: Stent): Int {
+        change(stent)
+        report(json, out, "schedule '$name' $done") { put("schedule", name); put(field, value) }
+        return ExitCodes.OK
+    }
 }
 
 @Command(name = "pause", description = ["Stop a schedule from firing until it is resumed."])
-class SchedulePause : ScheduleAction() {
-    override suspend fun execute(stent: Stent): Int {
-        stent.client.pauseSchedule(name)
-        report(json, out, "schedule '$name' paused") { put("schedule", name); put("paused", true) }
-        return ExitCodes.OK
-    }
+class SchedulePause : ScheduleAction("paused", "paused", true) {
+    override suspend fun change(stent: Stent) = stent.client.pauseSchedule(name)
 }
 
 @Command(name = "resume", description = ["Fire a paused schedule again from its next tick."])
-class ScheduleResume : ScheduleAction() {
-    override suspend fun execute(stent: Stent): Int {
-        stent.client.resumeSchedule(name)
-        report(json, out, "schedule '$name' resumed") { put("schedule", name); put("paused", false) }
-        return ExitCodes.OK
-    }
+class ScheduleResume : ScheduleAction("resumed", "paused", false) {
+    override suspend fun change(stent: Stent) = stent.client.resumeSchedule(name)
 }
 
 @Command(name = "delete", description = ["Delete a schedule (the runs it started stay)."])
-class ScheduleDelete : ScheduleAction() {
-    override suspend fun execute(stent: Stent): Int {
+class ScheduleDelete : ScheduleAction("deleted", "deleted", true) {
+    override suspend fun change(stent: Stent) {
         if (!stent.client.deleteSchedule(name)) throw dev.stent.UnknownScheduleException(name)
-        report(json, out, "schedule '$name' deleted") { put("schedule", name); put("deleted", true) }
-        return ExitCodes.OK
     }
 }
 

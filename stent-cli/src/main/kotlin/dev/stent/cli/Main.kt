@@ -53,8 +53,8 @@ fun main(args: Array<String>) {
 object StentCli {
     /** The command tree, writing to [out] and [err]; every error is a message and an exit code, never a stack trace. */
     fun commandLine(out: PrintWriter, err: PrintWriter): CommandLine = CommandLine(Root()).apply {
-        this.out = out
-        this.err = err
+        this.out = Terminal.safe(out)
+        this.err = Terminal.safe(err)
         isCaseInsensitiveEnumValuesAllowed = true
         setExecutionExceptionHandler { e, cmd, _ ->
             val (code, message) = when (e) {
@@ -187,4 +187,28 @@ abstract class Action : Callable<Int> {
     abstract suspend fun execute(stent: Stent): Int
 
     fun usageError(message: String): Nothing = throw CommandLine.ParameterException(spec.commandLine(), message)
+}
+
+/**
+ * What the CLI prints comes partly from the database (ids, failure messages, stack traces): control
+ * characters in it (an ANSI escape in an exception's message) would drive the terminal, so they print
+ * as `?`. JSON output is unchanged (it escapes them itself); line ends and tabs pass.
+ */
+object Terminal {
+    fun safe(target: PrintWriter): PrintWriter = PrintWriter(
+        object : java.io.Writer() {
+            override fun write(cbuf: CharArray, off: Int, len: Int) {
+                val copy = CharArray(len) { i ->
+                    val c = cbuf[off + i]
+                    if ((c < ' ' && c != '\n' && c != '\t' && c != '\r') || c == '\u007f' || c in '\u0080'..'\u009f') '?' else c
+                }
+                target.write(copy)
+            }
+
+            override fun flush() = target.flush()
+
+            override fun close() = target.close()
+        },
+        true,
+    )
 }

@@ -76,7 +76,8 @@ abstract class CliSuite(fixture: () -> CliFixture) : FunSpec({
         val release = CountDownLatch(1)
         db.open().use { stent ->
             val greet = workflow<String, String>("greet") { name -> step("hello") { "hello $name" } }
-            val broken = workflow<String, String>("broken", { retryPolicy = retryPolicy { maxAttempts = 1 } }) { _ -> step("boom") { error("boom") } }
+            // the message carries an ANSI escape that would clear a terminal
+            val broken = workflow<String, String>("broken", { retryPolicy = retryPolicy { maxAttempts = 1 } }) { _ -> step("boom") { error("boom \u001b[2J") } }
             val waiter = workflow<String, String>("waiter") { _ -> awaitSignal("go", codecOf<String>()) }
             val blocker = workflow<String, String>("blocker") { _ -> step("hold") { release.await(60, TimeUnit.SECONDS); "done" } }
             val orphan = workflow<String, String>("orphan") { it } // no worker serves it: its runs stay PENDING
@@ -125,7 +126,8 @@ abstract class CliSuite(fixture: () -> CliFixture) : FunSpec({
                 val show = stent("runs", "show", "bad-1", *db.args)
                 withClue(show) {
                     show.code shouldBe 0
-                    show.out shouldContain "java.lang.IllegalStateException: boom"
+                    show.out shouldContain "java.lang.IllegalStateException: boom ?[2J" // printed, not obeyed
+                    show.out shouldNotContain "\u001b"
                     show.out shouldContain "at " // the stack
                     show.out.lines().single { it.trimStart().startsWith("+") && " boom " in it } shouldContain "FAILED"
                 }

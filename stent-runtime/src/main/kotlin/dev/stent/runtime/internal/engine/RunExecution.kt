@@ -318,7 +318,8 @@ internal class RunExecution(
             when (outcome) {
                 is Outcome.Completed -> finish(RunStatus.COMPLETED, outcome.output, null)
                 is Outcome.Failed -> {
-                    env.log.info("run {} of workflow {} failed: {}", runId, workflowName, outcome.failure)
+                    // a run that failed for good needs someone: WARN is what operators filter on
+                    env.log.warn("run {} of workflow {} failed: {}", runId, workflowName, outcome.failure)
                     finish(RunStatus.FAILED, null, encodeFailure(outcome.failure))
                 }
                 is Outcome.Stopped -> when (val reason = outcome.reason) {

@@ -58,19 +58,18 @@ class RunFilters {
         val ids = ArrayList<String>()
         var last: RunInfo? = null
         while (true) {
-            val page = stent.client.list(
-                status, workflow, PAGE, 0, queue = queue, failureKind = kind, createdAfter = since?.let(::time),
-                createdBefore = last?.createdAt ?: until?.let(::time), beforeId = last?.id,
-            )
+            val page = page(stent, PAGE, 0, kind, after = last)
             page.filter(keep).mapTo(ids) { it.id }
             if (page.size < PAGE) return ids
             last = page.last()
         }
     }
 
-    suspend fun page(stent: Stent, limit: Int, offset: Int, kind: FailureKind? = null): List<RunInfo> =
+    /** A page of the runs the filters match: from [offset], or the runs listed after [after]. */
+    suspend fun page(stent: Stent, limit: Int, offset: Int, kind: FailureKind? = null, after: RunInfo? = null): List<RunInfo> =
         stent.client.list(
-            status, workflow, limit, offset, queue = queue, failureKind = kind, createdAfter = since?.let(::time), createdBefore = until?.let(::time),
+            status, workflow, limit, offset, queue = queue, failureKind = kind, createdAfter = since?.let(::time),
+            createdBefore = after?.createdAt ?: until?.let(::time), beforeId = after?.id,
         )
 }
 
@@ -120,15 +119,10 @@ class RunsList : Action() {
         if (limit !in 1..10_000) usageError("--limit must be within 1..10000, was $limit")
         if (page < 1) usageError("--page must be at least 1, was $page")
         val runs = filters.page(stent, limit, (page - 1) * limit)
-        if (json) {
-            out.println(buildJsonArray { runs.forEach { add(summary(it)) } })
-        } else {
-            table(
-                out, listOf("ID", "WORKFLOW", "STATUS", "QUEUE", "CREATED", "FINISHED"),
-                runs.map { listOf(it.id, it.workflowName, statusText(it), it.queue, it.createdAt.toString(), it.finishedAt?.toString() ?: "") },
-            )
-            if (runs.size == limit) err.println("(page $page; more with --page ${page + 1})")
+        printList(runs, ::summary, listOf("ID", "WORKFLOW", "STATUS", "QUEUE", "CREATED", "FINISHED")) {
+            listOf(it.id, it.workflowName, statusText(it), it.queue, it.createdAt.toString(), it.finishedAt?.toString() ?: "")
         }
+        if (!json && runs.size == limit) err.println("(page $page; more with --page ${page + 1})")
         return ExitCodes.OK
     }
 }
@@ -297,15 +291,8 @@ class DeadLettersList : Action() {
     override suspend fun execute(stent: Stent): Int {
         if (limit !in 1..10_000) usageError("--limit must be within 1..10000, was $limit")
         val runs = stent.client.deadLetters(kind, limit)
-        if (json) {
-            out.println(buildJsonArray { runs.forEach { add(summary(it)) } })
-        } else {
-            table(
-                out, listOf("ID", "WORKFLOW", "KIND", "FAILED AT", "RETRIES", "FAILURE"),
-                runs.map {
-                    listOf(it.id, it.workflowName, it.failureKind?.name ?: "", it.finishedAt?.toString() ?: "", it.retries.toString(), oneLine(it.failure))
-                },
-            )
+        printList(runs, ::summary, listOf("ID", "WORKFLOW", "KIND", "FAILED AT", "RETRIES", "FAILURE")) {
+            listOf(it.id, it.workflowName, it.failureKind?.name ?: "", it.finishedAt?.toString() ?: "", it.retries.toString(), oneLine(it.failure))
         }
         return ExitCodes.OK
     }
@@ -448,33 +435,20 @@ class SchedulesCommand : Group()
 class SchedulesList : Action() {
     override suspend fun execute(stent: Stent): Int {
         val schedules = stent.client.listSchedules()
-        if (json) {
-            out.println(
-                buildJsonArray {
-                    schedules.forEach { s ->
-                        add(
-                            buildJsonObject {
-                                put("name", s.name)
-                                put("cron", s.cron)
-                                put("zone", s.zone.id)
-                                put("workflow", s.workflowName)
-                                put("queue", s.queue)
-                                put("paused", s.paused)
-                                put("nextFireAt", s.nextFireAt?.toString())
-                                put("lastFireAt", s.lastFireAt?.toString())
-                            },
-                        )
-                    }
-                },
-            )
-        } else {
-            table(
-                out, listOf("NAME", "CRON", "ZONE", "WORKFLOW", "PAUSED", "NEXT", "LAST"),
-                schedules.map {
-                    val next = it.nextFireAt?.toString() ?: ""
-                    listOf(it.name, it.cron, it.zone.id, it.workflowName, it.paused.toString(), next, it.lastFireAt?.toString() ?: "")
-                },
-            )
+        val toJson = { s: dev.stent.ScheduleInfo ->
+            buildJsonObject {
+                put("name", s.name)
+                put("cron", s.cron)
+                put("zone", s.zone.id)
+                put("workflow", s.workflowName)
+                put("queue", s.queue)
+                put("paused", s.paused)
+                put("nextFireAt", s.nextFireAt?.toString())
+                put("lastFireAt", s.lastFireAt?.toString())
+            }
+        }
+        printList(schedules, toJson, listOf("NAME", "CRON", "ZONE", "WORKFLOW", "PAUSED", "NEXT", "LAST")) {
+            listOf(it.name, it.cron, it.zone.id, it.workflowName, it.paused.toString(), it.nextFireAt?.toString() ?: "", it.lastFireAt?.toString() ?: "")
         }
         return ExitCodes.OK
     }
@@ -522,35 +496,23 @@ class QueuesCommand : Group()
 class QueuesList : Action() {
     override suspend fun execute(stent: Stent): Int {
         val queues = stent.client.listQueues()
-        if (json) {
-            out.println(
-                buildJsonArray {
-                    queues.forEach { q ->
-                        add(
-                            buildJsonObject {
-                                put("queue", q.queue)
-                                put("concurrency", q.limits?.concurrency)
-                                put("concurrencyPerKey", q.limits?.concurrencyPerKey)
-                                put("rateLimit", q.limits?.rateLimit)
-                                put("ratePeriodMs", q.limits?.javaRatePeriod?.toMillis())
-                                put("pending", q.pending)
-                                put("running", q.running)
-                                put("waiting", q.waiting)
-                            },
-                        )
-                    }
-                },
-            )
-        } else {
-            table(
-                out, listOf("QUEUE", "CONCURRENCY", "PER KEY", "RATE", "PENDING", "RUNNING", "WAITING"),
-                queues.map { q ->
-                    val l = q.limits
-                    listOf(
-                        q.queue, l?.concurrency?.toString() ?: "-", l?.concurrencyPerKey?.toString() ?: "-",
-                        l?.rateLimit?.let { "$it/${l.javaRatePeriod}" } ?: "-", q.pending.toString(), q.running.toString(), q.waiting.toString(),
-                    )
-                },
+        val toJson = { q: dev.stent.QueueInfo ->
+            buildJsonObject {
+                put("queue", q.queue)
+                put("concurrency", q.limits?.concurrency)
+                put("concurrencyPerKey", q.limits?.concurrencyPerKey)
+                put("rateLimit", q.limits?.rateLimit)
+                put("ratePeriodMs", q.limits?.javaRatePeriod?.toMillis())
+                put("pending", q.pending)
+                put("running", q.running)
+                put("waiting", q.waiting)
+            }
+        }
+        printList(queues, toJson, listOf("QUEUE", "CONCURRENCY", "PER KEY", "RATE", "PENDING", "RUNNING", "WAITING")) { q ->
+            val l = q.limits
+            listOf(
+                q.queue, l?.concurrency?.toString() ?: "-", l?.concurrencyPerKey?.toString() ?: "-",
+                l?.rateLimit?.let { "$it/${l.javaRatePeriod}" } ?: "-", q.pending.toString(), q.running.toString(), q.waiting.toString(),
             )
         }
         return ExitCodes.OK
@@ -685,6 +647,11 @@ fun table(out: java.io.PrintWriter, headers: List<String>, rows: List<List<Strin
     fun line(cells: List<String>) = cells.mapIndexed { i, c -> if (i == cells.lastIndex) c else c.padEnd(widths[i]) }.joinToString("  ").trimEnd()
     out.println(line(headers))
     rows.forEach { out.println(line(it)) }
+}
+
+/** A list: one JSON array of [toJson] for a script, or a table of [headers] and [row] for a person. */
+fun <T> Action.printList(items: List<T>, toJson: (T) -> JsonObject, headers: List<String>, row: (T) -> List<String>) {
+    if (json) out.println(buildJsonArray { items.forEach { add(toJson(it)) } }) else table(out, headers, items.map(row))
 }
 
 /** One line for a person, or a JSON object for a script. */

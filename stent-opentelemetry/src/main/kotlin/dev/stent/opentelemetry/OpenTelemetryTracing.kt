@@ -9,7 +9,6 @@ import io.opentelemetry.api.OpenTelemetry
 import io.opentelemetry.api.common.AttributeKey
 import io.opentelemetry.api.common.Attributes
 import io.opentelemetry.api.trace.Span
-import io.opentelemetry.api.trace.SpanContext
 import io.opentelemetry.api.trace.SpanKind
 import io.opentelemetry.api.trace.StatusCode
 import io.opentelemetry.api.trace.Tracer
@@ -119,9 +118,8 @@ public class OpenTelemetryTracing(openTelemetry: OpenTelemetry) : StentTracing {
             }
             is StentEvent.SignalReceived -> open[e.key]?.span?.let { span ->
                 span.addEvent("signal received", Attributes.of(SIGNAL, e.signalName))
-                restore(e.traceContext)?.let { Span.fromContext(it).spanContext }?.takeIf(SpanContext::isValid)?.let { sender ->
-                    span.addLink(sender, Attributes.of(SIGNAL, e.signalName))
-                }
+                // restore gives only a valid context
+                restore(e.traceContext)?.let { sender -> span.addLink(Span.fromContext(sender).spanContext, Attributes.of(SIGNAL, e.signalName)) }
             }
             is StentEvent.RunWaiting -> if (e.unloaded) {
                 end(e.key, "unloaded", null)

@@ -55,6 +55,7 @@ internal class Listeners(private val parent: Listeners? = null) {
         return guarded(hook, started) { hook.stepContext(started) } ?: EmptyCoroutineContext
     }
 
+    /** Calls a listener or the tracing hook: what it throws (an AssertionError too, not a VirtualMachineError) is logged, never passed on. */
     private inline fun <T> guarded(hook: Any, doing: Any, call: () -> T): T? = try {
         call()
     } catch (e: VirtualMachineError) {
@@ -78,17 +79,7 @@ internal class Listeners(private val parent: Listeners? = null) {
     }
 
     fun deliver(event: StentEvent) {
-        for (listener in own) {
-            try {
-                listener.onEvent(event)
-            } catch (e: VirtualMachineError) {
-                throw e
-            } catch (e: Throwable) {
-                // an AssertionError or any other Error of a listener must not fail the run either
-                if (e is InterruptedException) Thread.currentThread().interrupt()
-                failedOn(listener, event, e)
-            }
-        }
+        for (listener in own) guarded(listener, event) { listener.onEvent(event) }
         parent?.deliver(event)
     }
 

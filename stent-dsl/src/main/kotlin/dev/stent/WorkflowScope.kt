@@ -127,7 +127,39 @@ public interface WorkflowScope {
      * …), recorded like a step: a replay publishes nothing again.
      */
     public suspend fun <T> setEvent(key: String, value: T, codec: Codec<T>)
+
+    /**
+     * Which version of the change [changeId] this run follows, for changing a workflow while runs
+     * are in flight. A run that reaches this call for the first time records [maxSupported] and
+     * takes the new path; a run that had already gone past this point before the call existed (its
+     * history has records beyond it) gets [DEFAULT_VERSION] and takes the old path. The answer is
+     * recorded (`version:<changeId>`), so every replay takes the same path.
+     *
+     * Raise [minSupported] once no run on the old path is left: a run that recorded a version
+     * below it then fails with [NonDeterminismException] instead of taking a path the code no
+     * longer has (and `WorkflowReplayer` reports it before you deploy). Keep the call itself: the
+     * recorded marker of a call that was removed is ignored, but the call costs nothing.
+     */
+    public suspend fun version(changeId: String, minSupported: Int, maxSupported: Int): Int
+
+    /**
+     * Ends this run and starts a fresh run of the same workflow with [input] (encoded with the
+     * workflow's input codec) and an empty history, atomically: the new run's id is this run's id
+     * with `~2`, `~3`, … (`RunInfo.continuedAs` names it); it keeps the queue, priority, parent and
+     * trace. For workflows that loop forever (a subscription, a poller), so histories stay small.
+     * Clients awaiting this run get the output of the last run of the chain; signals not yet taken
+     * move to the new run, and signals sent to this id later follow it. Never returns.
+     */
+    public suspend fun continueAsNew(input: Any?): Nothing
+
+    public companion object {
+        /** What [version] returns for a run that went past the change before it existed: the code before the change. */
+        public const val DEFAULT_VERSION: Int = 0
+    }
 }
+
+/** True when this run takes the new path of [changeId]: `version(changeId, DEFAULT_VERSION, 1) == 1` (see [WorkflowScope.version]). */
+public suspend fun WorkflowScope.patched(changeId: String): Boolean = version(changeId, WorkflowScope.DEFAULT_VERSION, 1) == 1
 
 /** A child run started by [WorkflowScope.startChild]. */
 @OptIn(ExperimentalSubclassOptIn::class)

@@ -25,6 +25,9 @@ public enum class RecordKind {
 
     /** A published event: `setEvent(key, value)`, recorded as `event:<key>#<version>`. */
     EVENT,
+
+    /** A `version(changeId, …)` decision: the version this run follows, recorded as `version:<changeId>`. */
+    VERSION,
 }
 
 /** The state of one record. */

@@ -28,6 +28,11 @@ public class Stent(
     @property:InternalStentApi @get:JvmSynthetic public val store: WorkflowStore,
     /** Installation-wide options. */
     public val options: StentOptions = StentOptions(),
+    /**
+     * A virtual clock (epoch milliseconds) that stands for the database's and the workers' clocks,
+     * or null for real time. Only the test kit sets one, with a store that reads it too.
+     */
+    @property:InternalStentApi @get:JvmSynthetic public val virtualClock: java.util.function.LongSupplier? = null,
 ) : AutoCloseable {
     internal val access: StoreAccess = StoreAccess(store, options.storeTimeout.inWholeMilliseconds)
 
@@ -49,6 +54,16 @@ public class Stent(
 
     /** Owns the coroutines of futures handed to Java callers; cancelled by [close]. */
     internal val scope: CoroutineScope = CoroutineScope(SupervisorJob() + Dispatchers.Default + CoroutineName("stent"))
+
+    /**
+     * Tells the workers of this installation that [virtualClock] moved: they look for runs and
+     * schedules that came due at once, instead of at their next poll.
+     */
+    @InternalStentApi
+    public fun clockMoved() {
+        notifier.workAvailable.fire()
+        notifier.clockMoved.fire()
+    }
 
     /** Starts, signals, awaits, describes and cancels runs (Kotlin; Java uses `FutureClient.of(stent)`). */
     @get:JvmSynthetic

@@ -70,6 +70,12 @@ public interface StentClient {
     /** The run's status, timestamps, attempts, failure and records. Throws [UnknownRunException]. */
     public suspend fun describe(runId: String): RunInfo
 
+    /**
+     * Run [runId]'s history as recorded, to keep as JSON and check a new version of its workflow
+     * against with [WorkflowReplayer]. Throws [UnknownRunException].
+     */
+    public suspend fun history(runId: String): RunHistory
+
     /** The latest version of run [runId]'s event [key] (see `WorkflowScope.setEvent`), or null when none was published. */
     public suspend fun <T> getEvent(runId: String, key: String, codec: Codec<T>): RunEvent<T>?
 
@@ -285,6 +291,11 @@ public class RunInfo internal constructor(
     public val retries: Int = 0,
     /** When a FAILED run was discarded ([StentClient.discard]), or null. */
     public val discardedAt: Instant? = null,
+    /**
+     * The next run of the chain when this one called `continueAsNew` (it is COMPLETED without an
+     * output; awaiting it awaits the chain's last run), or null.
+     */
+    public val continuedAs: String? = null,
 ) {
     override fun toString(): String = "RunInfo(id=$id, workflow=$workflowName, status=$status, records=${records.size})"
 }

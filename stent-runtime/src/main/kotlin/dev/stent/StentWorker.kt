@@ -151,6 +151,17 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
             listeners += listener
         }
 
+        internal val stepStubs = HashMap<String, suspend StepScope.() -> Any?>()
+
+        /**
+         * Runs [body] instead of the body of step [stepId] in workflow [workflowName] (the test kit's
+         * stubs); its result is recorded with the step's codec, like the real body's.
+         */
+        @InternalStentApi
+        public fun stubStep(workflowName: String, stepId: String, body: suspend StepScope.() -> Any?) {
+            stepStubs[WorkerConfig.stubKey(workflowName, stepId)] = body
+        }
+
         /** Registers [definition]; this worker claims runs of its name. */
         public fun register(definition: WorkflowDefinition<*, *>) {
             val existing = definitions.putIfAbsent(definition.name, definition)
@@ -206,6 +217,7 @@ public class StentWorker internal constructor(private val engine: WorkerEngine) 
                 workerId, definitions.toMap(), concurrency, queues?.toSet(), leaseDuration, heartbeat,
                 shutdownGrace, pollInterval, unloadThreshold, maxClaims, stopTimeout, maxParallelStepsPerRun, maxParallelSteps,
                 maxWaitingInMemory, queueLimits.values.toList(), retention?.takeUnless { it.isInfinite() }, fireSchedules, listeners.toList(),
+                stepStubs.toMap(),
             )
         }
 
@@ -241,7 +253,13 @@ internal class WorkerConfig(
     val retention: Duration? = null,
     val fireSchedules: Boolean = true,
     val listeners: List<StentListener> = emptyList(),
-)
+    /** Step bodies replaced by the test kit, by [stubKey]. */
+    val stepStubs: Map<String, suspend StepScope.() -> Any?> = emptyMap(),
+) {
+    companion object {
+        fun stubKey(workflowName: String, stepId: String) = "$workflowName\u0000$stepId"
+    }
+}
 
 /**
  * Starts a worker on [stent]:

@@ -28,8 +28,8 @@ import java.time.format.DateTimeParseException
 
 @Command(
     name = "runs",
-    description = ["List, show, signal, cancel, retry and delete runs."],
-    subcommands = [RunsList::class, RunsShow::class, RunsSignal::class, RunsCancel::class, RunsRetry::class, RunsDelete::class],
+    description = ["List, show, export, signal, cancel, retry and delete runs."],
+    subcommands = [RunsList::class, RunsShow::class, RunsHistory::class, RunsSignal::class, RunsCancel::class, RunsRetry::class, RunsDelete::class],
 )
 class RunsCommand : Group()
 
@@ -127,6 +127,30 @@ class RunsList : Action() {
     }
 }
 
+@Command(
+    name = "history",
+    description = ["Export one run's history as JSON, to check a new version of its workflow against with WorkflowReplayer."],
+)
+class RunsHistory : Action() {
+    @Parameters(paramLabel = "ID", description = ["the run's id"])
+    lateinit var id: String
+
+    @Option(names = ["--out"], paramLabel = "FILE", description = ["write it to FILE (replacing it) instead of printing it"])
+    var file: java.nio.file.Path? = null
+
+    override suspend fun execute(stent: Stent): Int {
+        val history = stent.client.history(id)
+        val target = file
+        if (target == null) {
+            out.println(history.toJson())
+        } else {
+            history.write(target)
+            err.println("wrote the history of run '$id' (${history.records.size} records) to $target")
+        }
+        return ExitCodes.OK
+    }
+}
+
 @Command(name = "show", description = ["Show one run: input, output, failure and its records as a timeline."])
 class RunsShow : Action() {
     @Parameters(paramLabel = "ID", description = ["the run's id"])
@@ -142,6 +166,7 @@ class RunsShow : Action() {
             "run" to run.id, "workflow" to run.workflowName, "status" to statusText(run), "queue" to run.queue,
             "created" to run.createdAt.toString(), run.startedAt?.let { "started" to it.toString() }, run.finishedAt?.let { "finished" to it.toString() },
             "claims" to run.claimCount.toString(), run.leaseOwner?.let { "worker" to it }, run.parentId?.let { "parent" to it },
+            run.continuedAs?.let { "continued as" to it },
             run.waitingForSignals.takeIf { it.isNotEmpty() }?.let { "waiting for" to it.joinToString() },
             run.diagnosis?.let { "diagnosis" to it }, "input" to run.input, run.output?.let { "output" to it },
         )
@@ -597,6 +622,7 @@ fun details(run: RunInfo): JsonObject = buildJsonObject {
     put("claimCount", run.claimCount)
     put("leaseOwner", run.leaseOwner)
     put("parentId", run.parentId)
+    put("continuedAs", run.continuedAs)
     put("children", buildJsonArray { run.children.forEach { add(JsonPrimitive(it)) } })
     put("waitingForSignals", buildJsonArray { run.waitingForSignals.forEach { add(JsonPrimitive(it)) } })
     put("diagnosis", run.diagnosis)

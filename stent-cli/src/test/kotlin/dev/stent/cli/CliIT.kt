@@ -137,6 +137,16 @@ abstract class CliSuite(fixture: () -> CliFixture) : FunSpec({
                     run["output"]!!.jsonPrimitive.content shouldBe "hello ana"
                     (run["records"] as JsonArray).map { it.jsonObject["id"]!!.jsonPrimitive.content } shouldBe listOf("hello")
                 }
+                val exported = stent("runs", "history", "ok-1", *db.args)
+                withClue(exported) {
+                    val history = dev.stent.RunHistory.fromJson(exported.out)
+                    history.workflowName shouldBe "greet"
+                    history.records.map { it.id } shouldBe listOf("hello")
+                    dev.stent.WorkflowReplayer.check(greet, history).isOk shouldBe true
+                }
+                val file = Files.createTempDirectory("stent-history").resolve("ok-1.json")
+                stent("runs", "history", "ok-1", "--out", file.toString(), *db.args).code shouldBe 0
+                dev.stent.RunHistory.read(file).runId shouldBe "ok-1"
                 stent("runs", "show", "nope", *db.args).let { r ->
                     withClue(r) {
                         r.code shouldBe ExitCodes.NOT_FOUND

@@ -128,6 +128,7 @@ internal class Pages(private val stent: Stent, private val csrf: String) {
                 run.startedAt?.let { "Started" to time(it) }, run.finishedAt?.let { "Finished" to time(it) },
                 "Claims" to run.claimCount.toString(), run.leaseOwner?.let { "Worker" to esc(it) },
                 run.parentId?.let { "Parent" to """<a href="/runs/${enc(it)}">${esc(it)}</a>""" },
+                run.continuedAs?.let { "Continued as" to """<a href="/runs/${enc(it)}">${esc(it)}</a>""" },
                 run.waitingForSignals.takeIf { it.isNotEmpty() }?.let { "Waiting for" to esc(it.joinToString()) },
                 run.diagnosis?.let { "Diagnosis" to esc(it) }, run.retries.takeIf { it > 0 }?.let { "Retries" to it.toString() },
             ).forEach { (k, v) -> append("<tr><th>$k</th><td>$v</td></tr>") }

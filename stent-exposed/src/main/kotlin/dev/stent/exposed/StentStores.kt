@@ -8,6 +8,7 @@ import dev.stent.InternalStentApi
 import dev.stent.Stent
 import dev.stent.StentOptions
 import dev.stent.StentStoreException
+import dev.stent.exposed.internal.ClockedSqlite
 import dev.stent.exposed.internal.ExposedStore
 import dev.stent.exposed.internal.Migrations
 import dev.stent.exposed.internal.PostgresDialect
@@ -64,9 +65,23 @@ public object Stents {
     @JvmOverloads
     public fun sqlite(path: String, options: StentOptions = StentOptions()): Stent = sqlite(path, options) { it }
 
-    /** [sqlite] with the store wrapped by [wrap] (tests inject faults this way). */
+    /**
+     * [sqlite] on a virtual clock: the database's `now` and the workers' are [clock] (epoch
+     * milliseconds), which the test kit (`stent-test`) moves. Not for production.
+     */
+    @InternalStentApi
+    @JvmStatic
+    public fun sqliteWithClock(path: String, options: StentOptions, clock: java.util.function.LongSupplier): Stent =
+        sqlite(path, options, clock) { it }
+
+    /** [sqlite] with the store wrapped by [wrap] (tests inject faults this way), on [clock] when given. */
     @JvmSynthetic
-    internal fun sqlite(path: String, options: StentOptions, wrap: (WorkflowStore) -> WorkflowStore): Stent {
+    internal fun sqlite(
+        path: String,
+        options: StentOptions,
+        clock: java.util.function.LongSupplier? = null,
+        wrap: (WorkflowStore) -> WorkflowStore,
+    ): Stent {
         File(path).absoluteFile.parentFile?.mkdirs()
         val sqlite = SQLiteConfig().apply {
             setJournalMode(SQLiteConfig.JournalMode.WAL)
@@ -75,8 +90,12 @@ public object Stents {
             setTransactionMode(SQLiteConfig.TransactionMode.IMMEDIATE)
         }
         val hikari = HikariConfig().apply {
-            jdbcUrl = "jdbc:sqlite:$path"
-            dataSourceProperties = sqlite.toProperties()
+            if (clock == null) {
+                jdbcUrl = "jdbc:sqlite:$path"
+                dataSourceProperties = sqlite.toProperties()
+            } else {
+                dataSource = ClockedSqlite(sqlite, "jdbc:sqlite:$path", clock)
+            }
             maximumPoolSize = 1
             minimumIdle = 1
             poolName = "stent-sqlite"
@@ -89,7 +108,8 @@ public object Stents {
         } catch (e: Exception) {
             throw StentStoreException("cannot open the SQLite file '$path': ${e.message}", e)
         }
-        return open(ds, SqliteDialect, null, 1, null, ds::close, options, wrap)
+        val dialect = if (clock == null) SqliteDialect() else SqliteDialect(now = "${ClockedSqlite.FUNCTION}()")
+        return open(ds, dialect, null, 1, null, ds::close, options, wrap, clock)
     }
 
     /**
@@ -176,7 +196,7 @@ public object Stents {
         schema?.let(::checkSchema)
         val connect = { dataSource.connection.also { c -> schema?.let { c.schema = it } } }
         val scoped = if (schema == null) dataSource else SchemaDataSource(dataSource, schema)
-        return open(scoped, PostgresDialect, schema, maxConnections, connect, {}, options) { it }
+        return open(scoped, PostgresDialect, schema, maxConnections, connect, {}, options, wrap = { it })
     }
 }
 
@@ -200,6 +220,7 @@ private fun open(
     onClose: () -> Unit,
     options: StentOptions,
     wrap: (WorkflowStore) -> WorkflowStore,
+    clock: java.util.function.LongSupplier? = null,
 ): Stent {
     try {
         val db = Database.connect(
@@ -212,7 +233,7 @@ private fun open(
         )
         if (options.migrate) Migrations.migrate(db, dialect, schema) else Migrations.check(db, schema)
         val channel = "stent" + (schema?.let { "_$it" } ?: "")
-        return Stent(wrap(ExposedStore(dataSource, db, dialect, maxConnections, channel, listen, onClose)), options)
+        return Stent(wrap(ExposedStore(dataSource, db, dialect, maxConnections, channel, listen, onClose)), options, clock)
     } catch (e: dev.stent.StentSchemaException) {
         onClose()
         throw e

@@ -63,6 +63,77 @@ abstract class CrashRecoverySuite(store: TestStore) : FunSpec({
         }
     }
 
+    test("continue-as-new 1,000 times with a kill -9 midway: the chain ends at 1,000, every run's history is one record, each tick ran") {
+        val dir = Files.createTempDirectory("stent-loop").toFile()
+        val db = store.newDb()
+        db.open().use { stent ->
+            val first = startWorkerProcess(db, dir)
+            try {
+                stent.client.startByName<Int, Int>("looper", 1, id = "loop")
+                eventually("the chain is a few hundred runs long", 60.seconds) { ExecutionLog(dir).counts.size >= 300 }
+            } finally {
+                first.kill9()
+            }
+            val atKill = ExecutionLog(dir).counts.size
+            val second = startWorkerProcess(db, dir)
+            try {
+                stent.client.await("loop", codecOf<Int>(), 120.seconds) shouldBe 1_000
+            } finally {
+                second.kill9()
+            }
+            val ids = listOf("loop") + (2..1_000).map { "loop~$it" }
+            val log = ExecutionLog(dir)
+            ids.forEach { log.count(it, "tick") shouldBeGreaterThanOrEqual 1 }
+            // only a tick in flight at the kill may have run twice
+            log.counts.values.count { it > 1 } shouldBeLessThanOrEqual 1
+            log.pids shouldHaveSize 2
+            atKill shouldBeLessThan 1_000
+            for (id in listOf("loop", "loop~500", "loop~999")) {
+                val info = stent.client.describe(id)
+                info.status shouldBe RunStatus.COMPLETED
+                info.records.map { it.id } shouldBe listOf("tick")
+                info.continuedAs shouldNotBe null
+            }
+            stent.client.describe("loop~1000").continuedAs shouldBe null
+            stent.client.list(workflowName = "looper", limit = 2_000).size shouldBe 1_000
+        }
+    }
+
+    test("a versioned change deployed with runs in flight: old runs finish on the old path in the new JVM, new runs take the new one") {
+        val dir = Files.createTempDirectory("stent-version").toFile()
+        val db = store.newDb()
+        db.open().use { stent ->
+            val old = startWorkerProcess(db, dir, properties = mapOf("stent.test.pricing" to "old"))
+            val before = (1..3).map { "before-$it" }
+            try {
+                before.forEach { stent.client.startByName<Int, String>("pricing", 100, id = it) }
+                eventually("old runs quoted and wait") { before.all { stent.client.describe(it).status == RunStatus.WAITING } }
+            } finally {
+                old.kill9()
+            }
+            val inFlight = stent.client.history("before-1")
+            val new = startWorkerProcess(db, dir, properties = mapOf("stent.test.pricing" to "new"))
+            val after = (1..3).map { "after-$it" }
+            try {
+                after.forEach { stent.client.startByName<Int, String>("pricing", 100, id = it) }
+                eventually("new runs quoted and wait") { after.all { stent.client.describe(it).status == RunStatus.WAITING } }
+                (before + after).forEach { stent.client.signal(it, "confirm", "ops") }
+                before.forEach { stent.client.await(it, codecOf<String>(), 60.seconds) shouldContain "charged 100, confirmed by ops, by pid ${new.pid()}" }
+                after.forEach { stent.client.await(it, codecOf<String>(), 60.seconds) shouldContain "charged 90, confirmed by ops, by pid ${new.pid()}" }
+            } finally {
+                new.kill9()
+            }
+            val oldRun = stent.client.describe("before-1").records.associate { it.id to it.result }
+            oldRun["version:discount"] shouldBe "0"
+            oldRun.keys shouldBe setOf("quote", "version:discount", "signal:confirm#1", "charge")
+            val newRun = stent.client.describe("after-1").records.associate { it.id to it.result }
+            newRun["version:discount"] shouldBe "1"
+            newRun.keys shouldBe setOf("version:discount", "discount-quote", "signal:confirm#1", "charge")
+            inFlight.status shouldBe RunStatus.WAITING
+            inFlight.records.map { it.id } shouldBe listOf("quote")
+        }
+    }
+
     test("two worker processes on one database never run a run twice: 200 workflows x 5 steps, each step once") {
         val dir = Files.createTempDirectory("stent-two").toFile()
         val db = store.newDb()

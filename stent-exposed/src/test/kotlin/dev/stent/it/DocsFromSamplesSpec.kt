@@ -8,13 +8,13 @@ import java.io.File
 
 /**
  * The code in the README and in docs/ is cut from compiled code, so it cannot rot: every line of
- * their Kotlin and Java blocks must appear, as written, in the samples module or in the tests of
+ * their Kotlin and Java blocks must appear, as written, in the samples module (main or test) or in the tests of
  * stent-exposed (lines may be left out). Comments belong to the page: a trailing `// …` is not
  * compared, and neither is indentation or the spaces that align comments.
  */
 class DocsFromSamplesSpec : FunSpec({
     val root = File(System.getProperty("stent.root") ?: "..")
-    val sources = listOf("samples/src/main", "stent-exposed/src/test").map { File(root, it) }
+    val sources = listOf("samples/src/main", "samples/src/test", "stent-exposed/src/test").map { File(root, it) }
 
     fun codeOf(line: String): String = line.replace(Regex("""\s//(?=(?:[^"]*"[^"]*")*[^"]*$).*"""), "").trim().replace(Regex("\\s+"), " ")
 

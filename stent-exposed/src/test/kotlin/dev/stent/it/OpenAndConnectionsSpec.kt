@@ -97,7 +97,7 @@ class OpenAndConnectionsSpec : FunSpec({
     test("a database from before the renames (migrations 4 and 5) keeps its runs, records and workers, and a waiting run resumes from its old records") {
         for (store in listOf(TestStore.Sqlite, TestStore.Postgres)) for (from in listOf(3, 4)) {
             val db = store.newDb()
-            val (dialect, schema) = if (store == TestStore.Sqlite) SqliteDialect to null else PostgresDialect to db.processArgs[4]
+            val (dialect, schema) = if (store == TestStore.Sqlite) SqliteDialect() to null else PostgresDialect to db.processArgs[4]
             Migrations.migrate(Database.connect({ db.connect() }), dialect, schema, upTo = from) shouldBe from
             val records = if (from >= 4) "stent_records" else "stent_steps"
             val now = System.currentTimeMillis() // a worker row not seen for days is forgotten when the next worker registers

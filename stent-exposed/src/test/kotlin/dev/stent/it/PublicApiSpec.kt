@@ -83,6 +83,7 @@ class PublicApiSpec : FunSpec({
         val actions = setOf(
             "toString", "hashCode", "fillInStackTrace", "serializer", "result", "describe", "cancel", "list", "build", "start",
             "now", "random", "randomUuid", "dbNowMs", "listWorkers", "await", "encode", "listQueues", "listSchedules", "deadLetters", "capture", "stats",
+            "toJson", "timeline",
         )
         val noArguments = Regex("""^\s+public ([\w.<>?, \[\]]+) (\w+)\(\)$""")
         val recordStyle = listOf("stent-dsl", "stent-runtime", "stent-exposed").flatMap { module ->

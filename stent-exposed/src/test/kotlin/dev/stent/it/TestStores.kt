@@ -38,7 +38,7 @@ sealed class TestStore(val label: String) {
     object Sqlite : TestStore("sqlite") {
         override fun newDb(): TestDb {
             val path = Files.createTempDirectory("stent-test").resolve("stent.db").toString()
-            return TestDb(this, listOf("sqlite", path)) { options, wrap -> Stents.sqlite(path, options, wrap) }
+            return TestDb(this, listOf("sqlite", path)) { options, wrap -> Stents.sqlite(path, options, wrap = wrap) }
         }
     }
 
@@ -56,7 +56,7 @@ sealed class TestStore(val label: String) {
     companion object {
         /** Opens the database a worker process was told about (see [TestDb.processArgs]), its store wrapped by [wrap]. */
         fun openFromArgs(args: List<String>, wrap: (WorkflowStore) -> WorkflowStore = { it }): Stent = when (args[0]) {
-            "sqlite" -> Stents.sqlite(args[1], StentOptions(), wrap)
+            "sqlite" -> Stents.sqlite(args[1], StentOptions(), wrap = wrap)
             "postgres" -> Stents.postgres(args[1], args[2], args[3], args[4], 8, StentOptions(), wrap)
             else -> error("unknown store ${args[0]}")
         }

@@ -130,6 +130,32 @@ private fun testStore(real: WorkflowStore, logDir: File): WorkflowStore {
 }
 
 /**
+ * Counts to 1,000 by continuing as new: each run of the chain records one step (logged like
+ * [crashFive]'s) and continues with the next number, so no run's history grows.
+ */
+fun looper(dir: File) = workflow<Int, Int>("looper") { n ->
+    step("tick") {
+        logExecution(dir, runId, stepId)
+        n
+    }
+    if (n >= 1_000) n else continueAsNew(n + 1)
+}
+
+/**
+ * Prices an order, waits for a confirmation, charges. `-Dstent.test.pricing=new` deploys a change
+ * behind `version("discount", …)`: runs that quoted before it keep their price; new runs quote 10% off.
+ */
+fun pricing() = workflow<Int, String>("pricing") { amount ->
+    val price = if (System.getProperty("stent.test.pricing") == "new" && version("discount", 0, 1) == 1) {
+        step("discount-quote") { amount * 9 / 10 }
+    } else {
+        step("quote") { amount }
+    }
+    val by = awaitSignal<String>("confirm")
+    step("charge") { "charged $price, confirmed by $by, by pid ${ProcessHandle.current().pid()}" }
+}
+
+/**
  * A worker JVM for crash tests: `WorkerProcess <logDir> <concurrency> <leaseMs> <maxClaims> <store args…>`
  * (store args as in [TestDb.processArgs]); `-Dstent.test.pollMs` sets its poll interval (default 50 ms),
  * `-Dstent.test.limitConcurrency` declares that concurrency limit for queue "limited", and
@@ -150,6 +176,8 @@ fun main(args: Array<String>) {
         register(branches(File(logDir)))
         register(limitedWork(File(logDir)))
         register(tick(File(logDir)))
+        register(looper(File(logDir)))
+        register(pricing())
         System.getProperty("stent.test.limitConcurrency")?.let { limit(queueLimits("limited") { this.concurrency = it.toInt() }) }
         maxParallelStepsPerRun = System.getProperty("stent.test.stepsPerRun")?.toInt() ?: 64
         this.concurrency = concurrency

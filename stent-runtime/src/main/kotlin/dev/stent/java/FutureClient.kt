@@ -103,6 +103,9 @@ public class FutureClient private constructor(private val stent: Stent) {
     /** The run's status, timestamps, attempts, failure and records. */
     public fun describe(runId: String): CompletableFuture<RunInfo> = async { client.describe(runId) }
 
+    /** The run's history, to keep as JSON and check with `WorkflowReplayer` (see the Kotlin `StentClient.history`). */
+    public fun history(runId: String): CompletableFuture<dev.stent.RunHistory> = async { client.history(runId) }
+
     /** The latest version of run [runId]'s event [key], or null; see the Kotlin `StentClient.getEvent`. */
     public fun <T : Any> getEvent(runId: String, key: String, type: Class<T>): CompletableFuture<RunEvent<T>?> =
         async { client.getEvent(runId, key, JavaCodecs.forClass(type)) }

@@ -141,6 +141,23 @@ public interface WorkflowContext {
 
     /** [random] recorded under [id]. */
     public fun random(id: String): Double
+
+    /**
+     * Which version of the change [changeId] this run follows (see the Kotlin `WorkflowScope.version`):
+     * [maxSupported] for a run that reaches the call first, `DEFAULT_VERSION` (0) for a run that had gone
+     * past it before it existed; recorded, so every replay takes the same path.
+     */
+    public fun version(changeId: String, minSupported: Int, maxSupported: Int): Int
+
+    /** True when this run takes the new path of [changeId]: `version(changeId, 0, 1) == 1`. */
+    public fun patched(changeId: String): Boolean = version(changeId, dev.stent.WorkflowScope.DEFAULT_VERSION, 1) == 1
+
+    /**
+     * Ends this run and starts a fresh run of the same workflow with [input] and an empty history
+     * (see the Kotlin `WorkflowScope.continueAsNew`). Never returns normally: write
+     * `return ctx.continueAsNew(next);` in a workflow body.
+     */
+    public fun <O> continueAsNew(input: Any?): O
 }
 
 /** A child run started by [WorkflowContext.startChild]. */

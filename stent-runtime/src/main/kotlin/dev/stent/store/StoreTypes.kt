@@ -114,7 +114,34 @@ public class FinishWrite(
     public val notifyParent: Boolean = false,
     /** The run started children: cancel its attached unfinished children (and theirs) in the same transaction. */
     public val cancelChildren: Boolean = false,
+    /**
+     * The run continues as new: in the same transaction, create the next run of the chain (same workflow,
+     * queue, priority, partition, parent and trace; the workflow timeout counted again), mark this run
+     * `continued_as` it, and move its unconsumed signals to it.
+     */
+    public val continueAs: ContinueAs? = null,
 )
+
+/** The next run of a chain that continues as new: its id, encoded input, and the workflow's timeout (its deadline counts from its start). */
+public class ContinueAs(public val runId: String, public val input: String, public val timeoutMs: Long? = null) {
+    public companion object {
+        // '~' appears in no id Stent generates (children are `<parent>/<call>`, calls `child:<name>#<n>`)
+        private val numbered = Regex("^(.*)~(\\d{1,9})$")
+
+        /**
+         * The id after [runId] in its chain: `order` → `order~2` → `order~3`, at most 200 characters.
+         * The store takes another when a run has it already.
+         */
+        public fun nextId(runId: String): String {
+            val match = numbered.matchEntire(runId)
+            val root = match?.groupValues?.get(1) ?: runId
+            val suffix = "~" + ((match?.groupValues?.get(2)?.toInt() ?: 1) + 1)
+            return root.take(MAX_RUN_ID - suffix.length) + suffix
+        }
+
+        private const val MAX_RUN_ID = 200
+    }
+}
 
 /** The outcome of [WorkflowStore.createRun]. */
 public class CreateRunResult(
@@ -230,6 +257,17 @@ public class StoreStats(
     public val dbNowMs: Long,
 )
 
+/** See [WorkflowStore.timeline]. Times are epoch milliseconds, database clock. */
+public class Timeline(
+    /** Runs RUNNING (executing, or waiting in a worker's memory). */
+    public val running: Long,
+    /** PENDING or WAITING runs, and schedules, due at [dbNowMs] or before. */
+    public val dueNow: Long,
+    /** When the next PENDING or WAITING run or schedule comes due after [dbNowMs], or null. */
+    public val nextDueAt: Long?,
+    public val dbNowMs: Long,
+)
+
 /** How many runs of [workflowName] are [status]. */
 public class StatusCount(public val workflowName: String, public val status: dev.stent.RunStatus, public val count: Long)
 
@@ -268,6 +306,8 @@ public class RunRecord(
     public val retries: Int = 0,
     /** When a FAILED run was discarded (marked handled), or null. */
     public val discardedAt: Long? = null,
+    /** The next run of the chain, when this one continued as new (it is COMPLETED without an output). */
+    public val continuedAs: String? = null,
 )
 
 /** How dead letters are kept: which kind of failure a finished run's encoded failure is. */

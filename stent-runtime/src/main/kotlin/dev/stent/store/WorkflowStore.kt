@@ -109,10 +109,14 @@ public interface WorkflowStore : AutoCloseable {
 
     /**
      * [finish] for several runs in one transaction (group commit), one outcome per run in order; at
-     * most one write per run. Applies nothing when it throws. The default finishes them one by one.
+     * most one write per run. Applies nothing when it throws. A write with [FinishWrite.continueAs]
+     * also creates the next run of its chain (see there). The default finishes them one by one, and
+     * cannot continue a run as new.
      */
-    public fun finishes(writes: List<FinishWrite>): List<WriteOutcome> =
-        writes.map { finish(it.runId, it.fencingToken, it.status, it.output, it.failure, it.notifyParent, it.cancelChildren) }
+    public fun finishes(writes: List<FinishWrite>): List<WriteOutcome> {
+        if (writes.any { it.continueAs != null }) unsupported("continue-as-new")
+        return writes.map { finish(it.runId, it.fencingToken, it.status, it.output, it.failure, it.notifyParent, it.cancelChildren) }
+    }
 
     /**
      * Gives the lease back: the run is PENDING again. With [retryAfterMs] null (a clean release:
@@ -153,6 +157,13 @@ public interface WorkflowStore : AutoCloseable {
 
     /** Counts of runs by workflow and status, the oldest pending run and recent throughput. */
     public fun stats(): StoreStats = throw UnsupportedOperationException("this store does not count runs")
+
+    /**
+     * For a virtual clock (the test kit), in one consistent read: how many runs execute, how many runs
+     * and schedules are due now, and when the next one comes due. Time may move on only when nothing
+     * executes and nothing is due.
+     */
+    public fun timeline(): Timeline = unsupported("a virtual clock")
 
     /** The run, or null. */
     public fun getRun(runId: String): RunRecord?

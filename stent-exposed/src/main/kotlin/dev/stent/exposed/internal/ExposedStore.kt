@@ -95,6 +95,7 @@ internal class ExposedStore(
     override fun getRun(runId: String): RunRecord? = ctx.getRun(runId)
 
     override fun stats(): dev.stent.store.StoreStats = ctx.stats()
+    override fun timeline(): dev.stent.store.Timeline = ctx.timeline()
     override fun getRuns(runIds: Collection<String>): List<RunRecord> = ctx.getRuns(runIds)
     override fun listRuns(query: RunQuery): List<RunRecord> = ctx.listRuns(query)
 

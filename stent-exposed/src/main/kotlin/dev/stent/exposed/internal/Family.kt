@@ -108,7 +108,8 @@ internal fun StoreContext.finishFamilies(writes: List<FinishWrite>): List<WriteO
     require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
     // each child's parent and the call that started it (the call names the signal): set at insert, never changed,
     // so one read outside the transactions serves them all
-    val notifying = writes.filter { it.notifyParent }.map { it.runId }
+    // a run that continues as new locks its parent too: the parent's cancel cascade then sees either it or its next run
+    val notifying = writes.filter { it.notifyParent || it.continueAs != null }.map { it.runId }
     val parents = if (notifying.isEmpty()) emptyMap() else autocommit {
         val (ids, idArgs) = inList("id", notifying)
         query("SELECT id, parent_id, parent_call FROM stent_runs WHERE $ids AND parent_id IS NOT NULL", idArgs) {
@@ -138,6 +139,7 @@ private fun StoreContext.finishFamilyGroup(writes: List<FinishWrite>, parents: M
             if (written == WriteOutcome.OK) {
                 if (w.notifyParent) notifyParentIn(this, parents[w.runId], ChildOutcome(w.status, w.output, w.failure), wakes)
                 if (w.cancelChildren) cancelChildrenIn(this, w.runId, wakes)
+                w.continueAs?.let { continueIn(this, w.runId, it, wakes) }
                 wakes.finished += w.runId
             }
             w.runId to written
@@ -145,6 +147,53 @@ private fun StoreContext.finishFamilyGroup(writes: List<FinishWrite>, parents: M
     }
     announce(wakes)
     return writes.map { outcomes.getValue(it.runId) }
+}
+
+/**
+ * The next run of [runId]'s chain, in the transaction that finished it: a copy of its row (workflow,
+ * queue, priority, parent, partition, trace, a pending cancel request) with [next]'s id and input,
+ * ready now; the finished run points to it, every run of the chain names the first (`chain_root`),
+ * and the signals it had not taken move to it (its children's outcomes stay: they answer its calls only).
+ */
+private fun StoreContext.continueIn(c: Connection, runId: String, next: dev.stent.store.ContinueAs, wakes: FamilyWakes) = with(c) {
+    var id = next.runId
+    // an id taken already (a run someone started under it) gets a random suffix: the chain's ids are only a convention
+    var tries = 0
+    while (insertNext(c, runId, id, next) == 0) {
+        check(++tries <= 5) { "cannot create the run continuing '$runId': ids '${next.runId}' and five random variants are taken" }
+        id = next.runId.take(MAX_RUN_ID - 9) + "-" + java.util.UUID.randomUUID().toString().take(8)
+    }
+    update("UPDATE stent_runs SET continued_as = ?, chain_root = COALESCE(chain_root, id) WHERE id = ?", listOf(id, runId))
+    val (child, childArgs) = startsWith("name", ChildOutcome.signalName(""))
+    update("UPDATE stent_signals SET run_id = ? WHERE run_id = ? AND consumed_by IS NULL AND NOT ($child)", listOf(id, runId) + childArgs)
+    wakes.work = true
+}
+
+private fun StoreContext.insertNext(c: Connection, runId: String, id: String, next: dev.stent.store.ContinueAs): Int = with(c) {
+    update(
+        """INSERT INTO stent_runs (id, workflow_name, status, input, queue, priority, ready_at, deadline_at, fencing_token, claim_count,
+               cancel_requested, created_at, updated_at, parent_id, parent_call, detached, partition_key, trace_context, retries, chain_root)
+           SELECT ?, workflow_name, 'PENDING', ?, queue, priority, $now, $now + CAST(? AS BIGINT), 0, 0, cancel_requested, $now, $now,
+               parent_id, parent_call, detached, partition_key, trace_context, 0, COALESCE(chain_root, id)
+           FROM stent_runs WHERE id = ?
+           ON CONFLICT (id) DO NOTHING""",
+        listOf(id, next.input, next.timeoutMs, runId),
+    )
+}
+
+private const val MAX_RUN_ID = 200
+
+/**
+ * The latest run of [runId]'s continue-as-new chain (the one without a next), found through the
+ * chain's first id in one indexed read, even when retention deleted earlier runs; [runId] itself
+ * when it never continued.
+ */
+internal fun StoreContext.latestOfChain(c: Connection, runId: String): String = with(c) {
+    query(
+        """SELECT id FROM stent_runs WHERE continued_as IS NULL
+               AND chain_root = COALESCE((SELECT chain_root FROM stent_runs WHERE id = ?), ?)""",
+        listOf(runId, runId),
+    ) { it.getString("id") }.firstOrNull() ?: runId
 }
 
 /** Takes signals by name prefix into records, for a map collecting its children's outcomes. */

@@ -21,7 +21,7 @@ internal object Migrations {
         // table objects cannot change what migration 1 does on a new database.
         Migration(1, "runs, steps and signals") { dialect ->
             val ddl = when (dialect) {
-                SqliteDialect -> listOf(
+                is SqliteDialect -> listOf(
                     """CREATE TABLE IF NOT EXISTS stent_runs (id VARCHAR(200) NOT NULL PRIMARY KEY, workflow VARCHAR(200) NOT NULL,
                        status VARCHAR(16) NOT NULL, "input" TEXT NOT NULL, "output" TEXT NULL, failure TEXT NULL, queue VARCHAR(200) NOT NULL,
                        priority INT NOT NULL, ready_at BIGINT NULL, wait_signals TEXT NULL, lease_owner VARCHAR(200) NULL,
@@ -37,7 +37,7 @@ internal object Migrations {
                        "name" VARCHAR(200) NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL, consumed_by VARCHAR(400) NULL,
                        consumed_at BIGINT NULL)""",
                 )
-                PostgresDialect -> listOf(
+                is PostgresDialect -> listOf(
                     """CREATE TABLE IF NOT EXISTS stent_runs (id VARCHAR(200) PRIMARY KEY, workflow VARCHAR(200) NOT NULL, status VARCHAR(16) NOT NULL,
                        "input" TEXT NOT NULL, "output" TEXT NULL, failure TEXT NULL, queue VARCHAR(200) NOT NULL, priority INT NOT NULL,
                        ready_at BIGINT NULL, wait_signals TEXT NULL, lease_owner VARCHAR(200) NULL, lease_token BIGINT NOT NULL,
@@ -149,6 +149,12 @@ internal object Migrations {
             // the starter's and the sender's W3C traceparent (or whatever the tracing hook stores), so any worker continues the trace
             exec("ALTER TABLE stent_runs ADD COLUMN trace_context TEXT NULL")
             exec("ALTER TABLE stent_signals ADD COLUMN trace_context TEXT NULL")
+        },
+        Migration(11, "runs that continued as new") {
+            // the next run of the chain: clients awaiting this run follow it; the chain's first id finds its latest run
+            exec("ALTER TABLE stent_runs ADD COLUMN continued_as VARCHAR(200) NULL")
+            exec("ALTER TABLE stent_runs ADD COLUMN chain_root VARCHAR(200) NULL")
+            exec("CREATE INDEX stent_runs_chain ON stent_runs (chain_root) WHERE chain_root IS NOT NULL")
         },
     )
 

@@ -40,18 +40,23 @@ internal fun StoreContext.finish(
     failure: String?,
     notifyParent: Boolean = false,
     cancelChildren: Boolean = false,
-): WriteOutcome = if (notifyParent || cancelChildren) {
-    finishFamilies(listOf(FinishWrite(runId, fencingToken, status, output, failure, notifyParent, cancelChildren))).single()
+    continueAs: dev.stent.store.ContinueAs? = null,
+): WriteOutcome = if (notifyParent || cancelChildren || continueAs != null) {
+    finishFamilies(listOf(FinishWrite(runId, fencingToken, status, output, failure, notifyParent, cancelChildren, continueAs))).single()
 } else {
     autocommit { finishIn(runId, fencingToken, status, output, failure) }.also { if (it == WriteOutcome.OK) wake(WakeUpMessage.FINISHED, runId) }
 }
 
 // One statement for a group of finishes, each fenced by its own token.
+
+/** A finish that writes more than its own row (a parent's signal, a cascade, the next run), in a transaction of its own. */
+private val FinishWrite.inFamily: Boolean get() = notifyParent || cancelChildren || continueAs != null
+
 internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome> {
     require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
     // finishes that tell a parent or cancel children go through transactions of their own (see finishFamilies)
-    if (writes.size == 1 || writes.any { it.notifyParent || it.cancelChildren }) {
-        val (family, plain) = writes.partition { it.notifyParent || it.cancelChildren }
+    if (writes.size == 1 || writes.any { it.inFamily }) {
+        val (family, plain) = writes.partition { it.inFamily }
         val outcomes = HashMap<String, WriteOutcome>()
         if (family.isNotEmpty()) family.zip(finishFamilies(family)).forEach { (w, o) -> outcomes[w.runId] = o }
         if (plain.size == 1) plain.forEach { outcomes[it.runId] = finish(it.runId, it.fencingToken, it.status, it.output, it.failure) }
@@ -80,34 +85,66 @@ internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome
     return writes.map { if (it.runId in finished) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
 }
 
-internal fun StoreContext.sendSignal(runId: String, name: String, payload: String, traceContext: String?) = tx {
-    val run = query(
-        "SELECT status, wait_signals FROM stent_runs WHERE id = ? ${dialect.rowLock}",
-        listOf(runId),
-    ) { RunStatus.valueOf(it.getString("status")) to it.getString("wait_signals") }.firstOrNull()
-        ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started in this database; check the id")
-    if (run.first.isFinished) {
-        throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.first}); signals go only to runs that are not finished")
-    }
-    update(
-        "INSERT INTO stent_signals (run_id, name, payload, created_at, trace_context) VALUES (?, ?, ?, $now, ?)",
-        listOf(runId, name, payload, traceContext),
-    )
-    val waitsForIt = SignalNames.matches(run.second?.let { namesJson.decodeFromString(namesSerializer, it) }.orEmpty(), name)
-    if (run.first == RunStatus.WAITING && waitsForIt) {
+internal fun StoreContext.sendSignal(runId: String, name: String, payload: String, traceContext: String?) {
+    var target = runId
+    tx {
+        // a run that continued as new passes its signals on to the latest run of its chain
+        target = latestOfChain(this, runId)
+        var run: Triple<RunStatus, String?, String?>
+        var hops = 0
+        while (true) {
+            run = query(
+                "SELECT status, wait_signals, continued_as FROM stent_runs WHERE id = ? ${dialect.rowLock}",
+                listOf(target),
+            ) { Triple(RunStatus.valueOf(it.getString("status")), it.getString("wait_signals"), it.getString("continued_as")) }.firstOrNull()
+                ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started in this database; check the id")
+            val next = run.third ?: break
+            if (++hops > MAX_CHAIN_HOPS) break
+            target = next
+        }
+        if (run.first.isFinished) {
+            throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.first}); signals go only to runs that are not finished")
+        }
         update(
-            "UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'",
-            listOf(runId),
+            "INSERT INTO stent_signals (run_id, name, payload, created_at, trace_context) VALUES (?, ?, ?, $now, ?)",
+            listOf(target, name, payload, traceContext),
         )
+        val waitsForIt = SignalNames.matches(run.second?.let { namesJson.decodeFromString(namesSerializer, it) }.orEmpty(), name)
+        if (run.first == RunStatus.WAITING && waitsForIt) {
+            update(
+                "UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'",
+                listOf(target),
+            )
+        }
     }
-}.also { wake(WakeUpMessage.SIGNAL, runId) } // a signal wake-up also tells workers there may be work
+    wake(WakeUpMessage.SIGNAL, target) // a signal wake-up also tells workers there may be work
+}
 
+/** How many runs of a chain a signal follows after finding its latest (each continued meanwhile: a race, so a few). */
+private const val MAX_CHAIN_HOPS = 1_000
+
+// A run that continued as new is cancelled through its chain: the latest run is the one cancelled.
 internal fun StoreContext.requestCancel(runId: String): CancelResult? {
+    var target = autocommit { latestOfChain(this, runId) }
+    repeat(MAX_CHAIN_HOPS) {
+        val (result, next) = requestCancelOf(target)
+        target = next ?: return result
+    }
+    return requestCancelOf(target).first
+}
+
+/** Cancels [runId]; with it, the next run of its chain when it continued as new meanwhile (and was left as it is). */
+private fun StoreContext.requestCancelOf(runId: String): Pair<CancelResult?, String?> {
     var announce: WakeUpMessage? = null
+    var next: String? = null
     val wakes = FamilyWakes()
     val result = tx {
         val parent = lockParentOf(this, runId)
-        val run = query("SELECT status, workflow_name, started_at, $now AS now FROM stent_runs WHERE id = ? ${dialect.rowLock}", listOf(runId)) {
+        val run = query(
+            "SELECT status, workflow_name, started_at, continued_as, $now AS now FROM stent_runs WHERE id = ? ${dialect.rowLock}",
+            listOf(runId),
+        ) {
+            next = it.getString("continued_as")
             CancelResult(RunStatus.valueOf(it.getString("status")), false, it.getString("workflow_name"), it.longOrNull("started_at"), it.getLong("now"))
         }.firstOrNull() ?: return@tx null
         val after = when (val status = run.status) {
@@ -133,7 +170,7 @@ internal fun StoreContext.requestCancel(runId: String): CancelResult? {
     }
     announce?.let { wake(it, runId) }
     announce(wakes)
-    return result
+    return result to next
 }
 
 // A run waiting in its worker's memory keeps its lease; the mark only changes what reads show.

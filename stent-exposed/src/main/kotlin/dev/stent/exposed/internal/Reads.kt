@@ -79,3 +79,20 @@ internal fun StoreContext.stats(): StoreStats = autocommit {
         emptyList(),
     ) { StoreStats(counts, it.longOrNull("oldest"), it.getLong("minute"), it.getLong("hour"), it.getLong("now")) }.single()
 }
+
+// One statement, so one snapshot: a run cannot move from due to running between two reads.
+internal fun StoreContext.timeline(): dev.stent.store.Timeline = autocommit {
+    query(
+        """SELECT (SELECT COUNT(*) FROM stent_runs WHERE status = 'RUNNING') AS running,
+                  (SELECT COUNT(*) FROM stent_runs WHERE status IN ('PENDING', 'WAITING') AND ready_at <= n.now)
+                    + (SELECT COUNT(*) FROM stent_schedules WHERE paused = FALSE AND next_fire_at <= n.now) AS due,
+                  (SELECT MIN(ready_at) FROM stent_runs WHERE status IN ('PENDING', 'WAITING') AND ready_at > n.now) AS next_run,
+                  (SELECT MIN(next_fire_at) FROM stent_schedules WHERE paused = FALSE AND next_fire_at > n.now) AS next_schedule,
+                  n.now AS now
+           FROM (SELECT $now AS now) n""",
+        emptyList(),
+    ) {
+        val next = listOfNotNull(it.longOrNull("next_run"), it.longOrNull("next_schedule")).minOrNull()
+        dev.stent.store.Timeline(it.getLong("running"), it.getLong("due"), next, it.getLong("now"))
+    }.single()
+}

@@ -60,6 +60,12 @@ internal object RunsTable : Table("stent_runs") {
     /** When a FAILED run was discarded (marked handled). */
     val discardedAt = long("discarded_at").nullable()
 
+    /** The next run of the chain, when this one continued as new. */
+    val continuedAs = varchar("continued_as", 200).nullable()
+
+    /** The first run of the chain, on every run of a chain that continued as new (null for a run that never did). */
+    val chainRoot = varchar("chain_root", 200).nullable()
+
     override val primaryKey = PrimaryKey(id)
 
     // Migration 1 created these; migration 2 replaced the first three with partial indexes over unfinished runs.

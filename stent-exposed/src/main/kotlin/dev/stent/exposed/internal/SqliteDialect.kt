@@ -3,9 +3,15 @@ package dev.stent.exposed.internal
 import org.jetbrains.exposed.v1.jdbc.JdbcTransaction
 import java.sql.Connection
 
-/** SQLite: every transaction is `BEGIN IMMEDIATE` (set on the connection), which already serializes writers. */
-internal object SqliteDialect : SqlDialect() {
-    override val now = "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+/**
+ * SQLite: every transaction is `BEGIN IMMEDIATE` (set on the connection), which already serializes writers.
+ * [now] is the system clock, or a clock function registered on the connection (the test kit's virtual time).
+ */
+internal class SqliteDialect(override val now: String = SYSTEM_NOW) : SqlDialect() {
+    companion object {
+        const val SYSTEM_NOW = "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+    }
+
     override val claimLock = ""
     override val rowLock = ""
     override val shareLock = ""

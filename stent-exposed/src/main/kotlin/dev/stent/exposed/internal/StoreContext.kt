@@ -90,8 +90,8 @@ internal class StoreContext(
     internal fun <T> autocommit(block: Connection.() -> T): T = dataSource.connection.use { c ->
         check(c.autoCommit) { "Stent's pool must hand out connections in autocommit mode" }
         when (dialect) {
-            SqliteDialect -> sqliteStatements.wrap(c).block()
-            PostgresDialect -> c.block()
+            is SqliteDialect -> sqliteStatements.wrap(c).block()
+            is PostgresDialect -> c.block()
         }
     }
 
@@ -190,7 +190,7 @@ internal class StoreContext(
             if (parked) rs.longOrNull("parked_until") else rs.longOrNull("ready_at"),
             rs.getInt("claim_count"), rs.getString("lease_owner"), rs.longOrNull("lease_expires_at"), rs.getBoolean("cancel_requested"),
             rs.longOrNull("deadline_at"), names(rs.getString("wait_signals")), rs.getString("parent_id"), rs.getString("partition_key"),
-            failureKind(rs.getString("failure_kind")), rs.getInt("retries"), rs.longOrNull("discarded_at"),
+            failureKind(rs.getString("failure_kind")), rs.getInt("retries"), rs.longOrNull("discarded_at"), rs.getString("continued_as"),
         )
     }
 
@@ -203,7 +203,7 @@ internal class StoreContext(
             r[RunsTable.startedAt], r[RunsTable.updatedAt], r[RunsTable.finishedAt], if (parked) r[RunsTable.parkedUntil] else r[RunsTable.readyAt],
             r[RunsTable.claimCount], r[RunsTable.leaseOwner], r[RunsTable.leaseExpiresAt], r[RunsTable.cancelRequested],
             r[RunsTable.deadlineAt], names(r[RunsTable.waitSignals]), r[RunsTable.parentId], r[RunsTable.partitionKey],
-            failureKind(r[RunsTable.failureKind]), r[RunsTable.retries], r[RunsTable.discardedAt],
+            failureKind(r[RunsTable.failureKind]), r[RunsTable.retries], r[RunsTable.discardedAt], r[RunsTable.continuedAs],
         )
     }
 

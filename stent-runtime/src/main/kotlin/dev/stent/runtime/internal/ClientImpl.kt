@@ -129,14 +129,23 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         notifier.signalSent(runId)
     }
 
-    override suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration?): O = try {
+    override suspend fun <O> await(runId: String, outputCodec: Codec<O>, timeout: Duration?): O {
         requireArgument(timeout == null || !timeout.isNegative()) { "await of run '$runId': timeout must not be negative, was $timeout" }
-        awaitLoop(runId, outputCodec, timeout?.takeUnless { it.isInfinite() })
-    } finally {
-        notifier.forgetFinished(runId)
+        return awaitLoop(runId, outputCodec, timeout?.takeUnless { it.isInfinite() })
     }
 
-    private suspend fun <O> awaitLoop(runId: String, outputCodec: Codec<O>, timeout: Duration?): O {
+    /** Waits for [first]'s outcome, following its continue-as-new chain; forgets each wake-up it made. */
+    private suspend fun <O> awaitLoop(first: String, outputCodec: Codec<O>, timeout: Duration?): O {
+        var runId = first
+        try {
+            return awaitChain(first, outputCodec, timeout) { runId = it }
+        } finally {
+            notifier.forgetFinished(runId)
+        }
+    }
+
+    private suspend fun <O> awaitChain(first: String, outputCodec: Codec<O>, timeout: Duration?, at: (String) -> Unit): O {
+        var runId = first
         val started = TimeSource.Monotonic.markNow()
         // with wake-ups from other processes, polling is only the safety net
         val wakeUps = access.store.deliversWakeUps
@@ -151,9 +160,16 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
             } catch (e: StentStoreException) {
                 null
             }
-            if (run != null && run.status.isFinished) return outcome(run, outputCodec)
+            if (run != null && run.status.isFinished) {
+                // a run that continued as new: its chain's last run has the outcome
+                val next = run.continuedAs ?: return outcome(run, outputCodec)
+                notifier.forgetFinished(runId)
+                runId = next
+                at(next)
+                continue
+            }
             val left = timeout?.let { it - started.elapsedNow() }
-            if (left != null && left <= Duration.ZERO) throw AwaitTimeoutException(runId, timeout)
+            if (left != null && left <= Duration.ZERO) throw AwaitTimeoutException(first, timeout)
             wake.awaitArmed(armed, if (left != null && left < poll) left else poll)
             poll = (poll * 2).coerceAtMost(maxPoll)
         }
@@ -322,6 +338,15 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         return info(run, records, if (run.status == RunStatus.PENDING) diagnose(run) else null, children)
     }
 
+    override suspend fun history(runId: String): dev.stent.RunHistory {
+        val run = getRun(runId, "exporting")
+        val (records, now) = access.call("reading the history of run '$runId'") { listRecords(runId) to dbNowMs() }
+        return dev.stent.RunHistory(
+            run.id, run.workflowName, run.status, run.input, run.output, run.failure, run.continuedAs, now,
+            records.map { dev.stent.RunHistory.Record(it.stepId, it.kind, it.status, it.result, it.failure, it.attempts, it.wakeAt, it.createdAt) },
+        )
+    }
+
     /** Says so when no live worker serves a PENDING run's workflow and queue. */
     private suspend fun diagnose(run: RunRecord): String? {
         val (workers, now) = access.call("listing workers") { listWorkers() to dbNowMs() }
@@ -346,7 +371,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
                 )
             },
             run.deadlineAt?.let(::instant), diagnosis, if (run.status == RunStatus.WAITING) run.waitSignals.toSet() else emptySet(),
-            run.parentId, children, run.partitionKey, run.failureKind, run.retries, run.discardedAt?.let(::instant),
+            run.parentId, children, run.partitionKey, run.failureKind, run.retries, run.discardedAt?.let(::instant), run.continuedAs,
         )
 
     override suspend fun cancel(runId: String): RunStatus {

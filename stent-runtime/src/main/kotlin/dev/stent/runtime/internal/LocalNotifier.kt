@@ -16,6 +16,9 @@ internal class LocalNotifier : dev.stent.store.WakeUpSink {
     /** New claimable work (a started run, a signal, a released lease). */
     val workAvailable: WakeUp = WakeUp()
 
+    /** A virtual clock moved (the test kit): schedules may have come due. */
+    val clockMoved: WakeUp = WakeUp()
+
     // Keyed wake-ups; an entry lives while someone may wait on it (removed on finish).
     private val finished = ConcurrentHashMap<String, WakeUp>()
     private val signals = ConcurrentHashMap<String, WakeUp>()

@@ -26,7 +26,8 @@ internal class Replay(private val runId: String, private val workflowName: Strin
     private val lock = Any()
 
     // guarded by lock
-    private val records = records.associateByTo(HashMap()) { it.stepId }
+    // in the order loaded (oldest first), so the records a replay never reached are told in that order
+    private val records = records.associateByTo(LinkedHashMap()) { it.stepId }
     private val visited = HashSet<String>()
     private val counters = HashMap<String, Int>()
 
@@ -35,7 +36,7 @@ internal class Replay(private val runId: String, private val workflowName: Strin
     var fatal: StentException? = null
         private set
 
-    private fun fail(e: StentException): StentException {
+    fun fail(e: StentException): StentException {
         if (fatal == null) fatal = e
         return e
     }
@@ -84,9 +85,17 @@ internal class Replay(private val runId: String, private val workflowName: Strin
         )
     }
 
-    /** Once the workflow code returned: the fatal error of this replay, or a record it never reached, or null. */
-    fun verdict(): StentException? = fatal ?: synchronized(lock) { records.values.firstOrNull { it.stepId !in visited } }?.let {
-        NonDeterminismException(runId, workflowName, it.stepId, "a ${it.kind} '${it.stepId}'", "finished without reaching it")
+    /**
+     * Once the workflow code returned: the fatal error of this replay, or a record it never reached, or null.
+     * A version marker the code no longer reaches is not one: removing a `version` call whose old path is gone is safe.
+     */
+    fun verdict(): StentException? = fatal ?: unreached().firstOrNull()?.let {
+        NonDeterminismException(runId, workflowName, it.stepId, "a ${kindName(it.kind)} '${it.stepId}'", "finished without reaching it")
+    }
+
+    /** The records (version markers aside) this execution has not reached yet, oldest first: the run went past here before. */
+    fun unreached(): List<StoredRecord> = synchronized(lock) {
+        records.values.filter { it.stepId !in visited && it.kind != RecordKind.VERSION }.sortedBy { it.createdAt } // stable: load order within a millisecond
     }
 
     private companion object {

@@ -63,4 +63,6 @@ internal class RunEnvironment(
     val listeners: dev.stent.runtime.internal.Listeners = dev.stent.runtime.internal.Listeners(),
     /** The worker's id, for events. */
     val workerId: String = config.workerId,
+    /** Set when a [dev.stent.WorkflowReplayer] checks code against a history: no call does new work, none writes. */
+    val replayOnly: ReplayFrontier? = null,
 )

@@ -15,6 +15,7 @@ import dev.stent.runtime.internal.decodePayload
 import dev.stent.runtime.internal.encodeFailure
 import dev.stent.runtime.internal.encodePayload
 import dev.stent.store.ClaimedRun
+import dev.stent.store.ContinueAs
 import dev.stent.store.FinishWrite
 import dev.stent.store.LeaseLostException
 import dev.stent.store.StoredRecord
@@ -75,6 +76,10 @@ internal sealed class StopReason {
     val mayFindBodyBusy: Boolean get() = this !is Unload
 }
 
+/** Thrown by `continueAsNew`: unwinds the body; the run continues as new even if the code catches it. */
+internal class ContinueAsNewRequest(runId: String) :
+    RuntimeException("run '$runId' continues as new; this exception ends the workflow body (do not catch it)", null, false, false)
+
 /** Cancels a run's coroutines; never escapes the run. */
 internal class RunStopped(val reason: StopReason) : CancellationException("run stopped: $reason")
 
@@ -82,6 +87,9 @@ internal class RunStopped(val reason: StopReason) : CancellationException("run s
 internal sealed class Outcome {
     class Completed(val output: String) : Outcome()
     class Failed(val failure: Failure) : Outcome()
+
+    /** The code called `continueAsNew`: finish, and start the next run of the chain with [input] (encoded). */
+    class Continued(val input: String) : Outcome()
     class Stopped(val reason: StopReason) : Outcome()
 }
 
@@ -124,6 +132,18 @@ internal class RunExecution(
     /** Set once the run started (or replayed the start of) a child: its finish cancels attached children left running. */
     @Volatile
     var startedChildren = false
+
+    /** The encoded input of the next run, once the code called `continueAsNew` (the first call wins). */
+    private val continuation = AtomicReference<String?>(null)
+
+    /** Records that the code called `continueAsNew` with [input]; returns what to throw. */
+    fun continueAsNew(input: String): ContinueAsNewRequest {
+        continuation.compareAndSet(null, input)
+        return ContinueAsNewRequest(runId)
+    }
+
+    /** Runs the body of [definition] only, without applying the outcome: a replay check. */
+    suspend fun <I, O> replayBody(definition: WorkflowDefinition<I, O>): Outcome = runBody(definition)
 
     /** Step bodies of this run executing at once ([dev.stent.WorkerConfig.maxParallelStepsPerRun]). */
     val stepPermits = Semaphore(env.config.maxParallelStepsPerRun)
@@ -291,6 +311,8 @@ internal class RunExecution(
                     deadlineTimer?.cancel()
                 }
             }
+            replay.fatal?.let { return Outcome.Failed(Failure.of(it)) }
+            continuation.get()?.let { return Outcome.Continued(it) }
             replay.verdict()?.let { return Outcome.Failed(Failure.of(it)) }
             Outcome.Completed(encodePayload(definition.outputCodec, output, maxBytes, PayloadSite("output", runId, workflowName)))
         } catch (e: Throwable) {
@@ -299,6 +321,7 @@ internal class RunExecution(
                 reason != null -> Outcome.Stopped(reason)
                 e is CancellationException && !currentCoroutineContext().isActive -> Outcome.Stopped(StopReason.Shutdown)
                 e is Error && e !is StackOverflowError && e !is AssertionError -> throw e
+                replay.fatal == null && continuation.get() != null -> Outcome.Continued(continuation.get()!!)
                 else -> Outcome.Failed(Failure.of(replay.fatal ?: e))
             }
         }
@@ -317,6 +340,10 @@ internal class RunExecution(
         try {
             when (outcome) {
                 is Outcome.Completed -> finish(RunStatus.COMPLETED, outcome.output, null)
+                is Outcome.Continued -> {
+                    val timeout = env.config.definitions[workflowName]?.timeout?.let { dev.stent.TimeMath.delayMs(it) }
+                    finish(RunStatus.COMPLETED, null, null, ContinueAs(ContinueAs.nextId(runId), outcome.input, timeout))
+                }
                 is Outcome.Failed -> {
                     // a run that failed for good needs someone: WARN is what operators filter on
                     env.log.warn("run {} of workflow {} failed: {}", runId, workflowName, outcome.failure)
@@ -394,14 +421,22 @@ internal class RunExecution(
         "run '$runId' of workflow '$workflowName' passed its deadline ${java.time.Instant.ofEpochMilli(atMs)} and was cancelled",
     )
 
-    private suspend fun finish(status: RunStatus, output: String?, failure: String?) {
+    private suspend fun finish(status: RunStatus, output: String?, failure: String?, next: ContinueAs? = null) {
         // a run that started children cancels those left running, even when it ends without running its body (cancel, deadline, poison)
         val parentOfChildren = startedChildren || claimed.records.any { it.kind == RecordKind.CHILD }
-        val write = FinishWrite(runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null, cancelChildren = parentOfChildren)
+        // a run that continues as new hands its parent to the next run, which tells it the chain's outcome
+        val write = FinishWrite(
+            runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null && next == null, cancelChildren = parentOfChildren,
+            continueAs = next,
+        )
         val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(write) }
         if (result == WriteOutcome.OK) {
             env.notifier.runFinished(runId)
-            claimed.parentId?.let(env.notifier::signalSent) // a parent in this process looks for its child's outcome
+            if (next == null) claimed.parentId?.let(env.notifier::signalSent) // a parent in this process looks for its child's outcome
+            if (next != null) {
+                env.listeners.emit { StentEvent.RunStarted(next.runId, workflowName, claimed.queue ?: "default", true, claimed.traceContext) }
+                env.notifier.workAvailable.fire()
+            }
             finished(status, failure)
         } else {
             env.log.warn("run {}: lease lost before it could finish as {}", runId, status)

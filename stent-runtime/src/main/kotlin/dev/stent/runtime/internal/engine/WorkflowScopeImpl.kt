@@ -9,6 +9,7 @@ import dev.stent.Codecs
 import dev.stent.Failure
 import dev.stent.InternalStentApi
 import dev.stent.InvalidArgumentException
+import dev.stent.NonDeterminismException
 import dev.stent.PayloadException
 import dev.stent.RecordKind
 import dev.stent.RecordStatus
@@ -206,10 +207,11 @@ internal class WorkflowScopeImpl(
             RecordStatus.COMPLETED -> return decodePayload(codec, record.result ?: "null", site)
             RecordStatus.FAILED -> throw stepFailed(id, record.attempts, decodeFailure(record.failure))
             RecordStatus.RETRYING -> {
+                beyondHistory("step", id, RecordKind.STEP)
                 attempts = record.attempts
                 record.wakeAt?.let { waitUntil(it, null) }
             }
-            else -> Unit
+            else -> beyondHistory("step", id, RecordKind.STEP)
         }
         if (cached != null && attempts == 0) {
             // stored by another run within its TTL: recorded as this step's result, the body never runs
@@ -263,7 +265,14 @@ internal class WorkflowScopeImpl(
         // set by the step's own timer only, so what the body throws when it is cut off does not matter
         val timedOut = AtomicBoolean()
         try {
-            val body: suspend () -> T = { StepScopeImpl(runId, id, attempt).block() }
+            val stub = if (env.config.stepStubs.isEmpty()) null else env.config.stepStubs[dev.stent.WorkerConfig.stubKey(workflowName, id)]
+
+            @Suppress("UNCHECKED_CAST")
+            val body: suspend () -> T = if (stub == null) {
+                { StepScopeImpl(runId, id, attempt).block() }
+            } else {
+                { StepScopeImpl(runId, id, attempt).stub() as T }
+            }
             val value = if (timeoutMs == null) {
                 interruptible(inStep, attempt, traced, body)
             } else {
@@ -385,6 +394,7 @@ internal class WorkflowScopeImpl(
     private suspend fun sleepRecorded(id: String?, wakeAt: () -> Long?) {
         val timerId = id?.also { checkUserId(it, "sleep") } ?: replay.nextId("sleep")
         val record = visit(timerId, RecordKind.SLEEP)
+        if (record == null) beyondHistory("sleep", timerId, RecordKind.SLEEP)
         val due = if (record != null) record.wakeAt else busy {
             wakeAt().also { run.checkpoint(StoredRecord(timerId, RecordKind.SLEEP, RecordStatus.WAITING, wakeAt = it)) }
         }
@@ -396,6 +406,7 @@ internal class WorkflowScopeImpl(
         while (true) {
             val remaining = wakeAtMs - env.clock.nowMs()
             if (remaining <= 0) break
+            beyondHistory(if (signalName == null) "wait" else "signal wait", null, null)
             waiting(Waiter(wakeAtMs, signalName)) { delay(remaining.milliseconds) }
         }
         busy { } // take a slot again before the branch goes on
@@ -403,6 +414,7 @@ internal class WorkflowScopeImpl(
 
     /** A durable wait with no timer: the run unloads, and only a cancel or its deadline ends it. */
     private suspend fun waitForever(): Nothing {
+        beyondHistory("wait", null, null)
         waiting(Waiter(null, null)) { awaitCancellation() }
     }
 
@@ -422,7 +434,7 @@ internal class WorkflowScopeImpl(
         when (record?.status) {
             RecordStatus.COMPLETED -> return decodePayload(codec, record.result ?: "null", site)
             RecordStatus.TIMED_OUT -> throw SignalTimeoutException(runId, workflowName, waitId, name, limit ?: Duration.ZERO)
-            else -> Unit
+            else -> beyondHistory("awaitSignal", waitId, RecordKind.SIGNAL)
         }
         val deadline = record?.wakeAt ?: limit?.let { t ->
             busy {
@@ -503,6 +515,7 @@ internal class WorkflowScopeImpl(
         val record = visit(callId, RecordKind.CHILD)
         run.startedChildren = true
         if (record == null) {
+            beyondHistory("startChild", callId, RecordKind.CHILD)
             busy {
                 val encoded = encodePayload(spec.inputCodec, input, maxBytes, PayloadSite("input of child '$callId'", runId, workflowName, callId))
                 // the child continues this run's trace (its execution is the current one here)
@@ -527,6 +540,7 @@ internal class WorkflowScopeImpl(
                 currentCoroutineContext().ensureActive()
                 // recorded already: by a replay, or by another branch awaiting the same child
                 replay.peek(callId)?.takeIf { it.status == RecordStatus.COMPLETED }?.let { return outcome(it) }
+                beyondHistory("await of child", callId, RecordKind.CHILD)
                 val armed = wake.arm()
                 // a poll while parked needs no slot: it only looks
                 val consumed = busy(needsSlot = false) {
@@ -584,6 +598,7 @@ internal class WorkflowScopeImpl(
         val wake = env.notifier.signalFor(runId)
         while (collected < n) {
             currentCoroutineContext().ensureActive()
+            beyondHistory("map", mapId, RecordKind.CHILD)
             if (started < n) {
                 busy {
                     val trace = env.listeners.capture()
@@ -661,6 +676,7 @@ internal class WorkflowScopeImpl(
         if ('#' in key) throw invalid("invalid event key '$key': '#' is reserved for versions; use '-' or '.'", null)
         val id = replay.nextId(EventRecords.prefix(key))
         if (visit(id, RecordKind.EVENT) != null) return
+        beyondHistory("setEvent", id, RecordKind.EVENT)
         busy {
             val encoded = encodePayload(codec, value, maxBytes, PayloadSite("value of event '$key'", runId, workflowName, id))
             run.checkpoint(StoredRecord(id, RecordKind.EVENT, RecordStatus.COMPLETED, result = encoded))
@@ -684,12 +700,85 @@ internal class WorkflowScopeImpl(
         val id = explicitId?.also { checkUserId(it, prefix) } ?: replay.nextId(prefix)
         val record = visit(id, kind)
         if (record?.result != null) return decodePayload(codec, record.result, PayloadSite("recorded $prefix", runId, workflowName, id))
+        beyondHistory(prefix, id, kind)
         val value = make()
         busy { run.checkpoint(StoredRecord(id, kind, RecordStatus.COMPLETED, result = codec.encode(value))) }
         return value
     }
 
+    // ---- versions and continue-as-new ---------------------------------------------------------
+
+    override suspend fun version(changeId: String, minSupported: Int, maxSupported: Int): Int {
+        checkNotInStep("version", changeId)
+        WorkflowDefinition.validateName("change id", changeId, runId, workflowName)
+        if (minSupported > maxSupported) {
+            throw invalid("version('$changeId'): minSupported ($minSupported) must not exceed maxSupported ($maxSupported)", null)
+        }
+        val id = "version:$changeId"
+        // a change asked about again (a loop, a helper, another branch) has its answer already
+        val mine = kotlinx.coroutines.CompletableDeferred<Int>()
+        val asked = versions.putIfAbsent(changeId, mine)
+        val version = if (asked != null) {
+            asked.await()
+        } else {
+            try {
+                decideVersion(id, maxSupported).also { mine.complete(it) }
+            } catch (e: Throwable) {
+                mine.completeExceptionally(e)
+                throw e
+            }
+        }
+        if (version !in minSupported..maxSupported) {
+            throw replay.fail(
+                NonDeterminismException(
+                    runId, workflowName, id, "version $version of change '$changeId'",
+                    "supports versions $minSupported..$maxSupported only (the path of version $version was removed while this run needs it); " +
+                        "deploy code that keeps it until no such run is left",
+                ),
+            )
+        }
+        return version
+    }
+
+    /** Answers, in this execution, of the changes asked about so far. */
+    private val versions = java.util.concurrent.ConcurrentHashMap<String, kotlinx.coroutines.CompletableDeferred<Int>>()
+
+    /** The recorded version of change [id], or the one decided now (and recorded): see [WorkflowScope.version]. */
+    private suspend fun decideVersion(id: String, maxSupported: Int): Int {
+        visit(id, RecordKind.VERSION)?.result?.toIntOrNull()?.let { return it }
+        // records the code has not reached yet were written by code that went past here before this call existed;
+        // first let branches launched just before replay what they can (replayed calls do not suspend)
+        var unreached = replay.unreached().size
+        while (unreached > 0) {
+            repeat(VERSION_YIELDS) { yield() }
+            val now = replay.unreached().size
+            if (now == unreached) break
+            unreached = now
+        }
+        val decided = if (unreached == 0) maxSupported else WorkflowScope.DEFAULT_VERSION
+        if (env.replayOnly == null) busy { run.checkpoint(StoredRecord(id, RecordKind.VERSION, RecordStatus.COMPLETED, result = decided.toString())) }
+        return decided
+    }
+
+    override suspend fun continueAsNew(input: Any?): Nothing {
+        checkNotInStep("continueAsNew", null)
+        @Suppress("UNCHECKED_CAST")
+        val codec = definition.inputCodec as Codec<Any?>
+        val encoded = encodePayload(codec, input, maxBytes, PayloadSite("input of the run continuing '$runId'", runId, workflowName))
+        throw run.continueAsNew(encoded)
+    }
+
     // ---- bookkeeping ---------------------------------------------------------------------
+
+    /**
+     * In a replay check ([RunEnvironment.replayOnly]), the code has reached what the history does not
+     * record: this branch goes no further (it would do new work). Otherwise nothing.
+     */
+    private suspend fun beyondHistory(call: String, id: String?, kind: RecordKind?) {
+        val frontier = env.replayOnly ?: return
+        frontier.reached(call, id, kind)
+        awaitCancellation()
+    }
 
     /** Reaches [id] in this replay: its record, or null; a duplicate or a kind mismatch is fatal. */
     private suspend fun visit(id: String, kind: RecordKind): StoredRecord? {
@@ -762,6 +851,7 @@ internal class WorkflowScopeImpl(
         val stringCodec = Codecs.kotlinx(String.serializer())
         val doubleCodec = Codecs.kotlinx(Double.serializer())
         const val QUIESCENCE_YIELDS = 3
+        const val VERSION_YIELDS = 3
         const val SIGNAL_POLL_MS = 1_000L
 
         /** Children a map starts, or outcomes it collects, per store call. */

@@ -129,6 +129,8 @@ internal class JavaWorkflowContext(private val scope: WorkflowScope, private val
     }
 
     override fun now(): Instant = call { now() }
+    override fun version(changeId: String, minSupported: Int, maxSupported: Int): Int = call { version(changeId, minSupported, maxSupported) }
+    override fun <O> continueAsNew(input: Any?): O = call { continueAsNew(input) }
     override fun now(id: String): Instant = call { now(id) }
     override fun randomUuid(): UUID = call { randomUuid() }
     override fun randomUuid(id: String): UUID = call { randomUuid(id) }

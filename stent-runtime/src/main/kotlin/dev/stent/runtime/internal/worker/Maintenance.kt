@@ -24,6 +24,8 @@ internal class Maintenance(
     private val access: StoreAccess,
     private val listeners: Listeners,
     private val log: Logger,
+    /** Fired when a virtual clock moves (the test kit), so due schedules fire at once. */
+    private val clockMoved: dev.stent.runtime.internal.WakeUp? = null,
 ) {
     /** Stores the worker's queue limits, retrying until the database takes them or [stopping] says stop. */
     suspend fun declareLimits(stopping: () -> Boolean) {
@@ -52,6 +54,7 @@ internal class Maintenance(
         var nextCacheSweep = 0L
         while (true) {
             var pause = SCHEDULE_POLL_MS
+            val moved = clockMoved?.arm()
             if (config.fireSchedules) {
                 try {
                     val firing = access.call("firing schedules") { fireSchedules(SCHEDULE_BATCH, ::plan, ::tickRun) }
@@ -72,7 +75,7 @@ internal class Maintenance(
                 nextCacheSweep = now + SWEEP_EVERY_MS
                 sweep("deleting expired cache entries") { deleteExpiredCache(SWEEP_BATCH) }
             }
-            delay(pause.milliseconds)
+            if (moved != null) clockMoved.awaitArmed(moved, pause.milliseconds) else delay(pause.milliseconds)
         }
     }
 

@@ -1,3 +1,5 @@
+@file:OptIn(dev.stent.InternalStentApi::class)
+
 package dev.stent.runtime.internal.worker
 
 import dev.stent.Stent
@@ -125,7 +127,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     val activeCount: Int get() = active.size
 
     /** The database clock, estimated from the local clock and the last measured offset. */
-    fun nowMs(): Long = System.currentTimeMillis() + clockOffsetMs
+    fun nowMs(): Long = stent.virtualClock?.asLong ?: (System.currentTimeMillis() + clockOffsetMs)
 
     /** What every run of this worker executes in. */
     private val env = RunEnvironment(
@@ -159,7 +161,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             "stent worker {} serves workflows {} from {}, {} at a time",
             id, config.definitions.keys, config.queues?.let { "queues $it" } ?: "every queue", config.concurrency,
         )
-        val maintenance = Maintenance(id, config, access, env.listeners, log)
+        val maintenance = Maintenance(id, config, access, env.listeners, log, notifier.clockMoved.takeIf { stent.virtualClock != null })
         claimJob = scope.launch(CoroutineName("stent-claim-$id")) {
             maintenance.declareLimits { stopping.get() } // before the first claim
             claimLoop()

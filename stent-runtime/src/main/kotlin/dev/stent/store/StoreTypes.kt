@@ -124,6 +124,10 @@ public class FinishWrite(
 
 /** The next run of a chain that continues as new: its id, encoded input, and the workflow's timeout (its deadline counts from its start). */
 public class ContinueAs(public val runId: String, public val input: String, public val timeoutMs: Long? = null) {
+    /** The id the store gave the next run: [runId], or a variant when a run had that id already (set by the store). */
+    @Volatile
+    public var createdId: String? = null
+
     public companion object {
         // '~' appears in no id Stent generates (children are `<parent>/<call>`, calls `child:<name>#<n>`)
         private val numbered = Regex("^(.*)~(\\d{1,9})$")

@@ -6,6 +6,7 @@ import dev.stent.Codec
 import dev.stent.InternalStentApi
 import dev.stent.RecordInfo
 import dev.stent.RunHandle
+import dev.stent.RunStatus
 import dev.stent.Stent
 import dev.stent.StentClient
 import dev.stent.StentOptions
@@ -110,6 +111,7 @@ public class StentTestEnvironment private constructor(builder: Builder) : AutoCl
     }
 
     private val ownsDirectory = builder.directory == null
+    private val registered = builder.definitions.map { it.name }.toSet()
     private val directory: Path = builder.directory ?: Files.createTempDirectory("stent-test")
     private val clockMs = AtomicLong(builder.startTime.toEpochMilli())
 
@@ -234,8 +236,11 @@ public class StentTestEnvironment private constructor(builder: Builder) : AutoCl
         }
     }
 
-    /** A timeline once nothing executes: nothing is [held] (due now), or what is due has not been taken for a while. */
-    private class Settled(val timeline: dev.stent.store.Timeline, val held: Boolean, val finished: Boolean)
+    /**
+     * A timeline once nothing executes: nothing is due now, or what is due waits for a queue's rate
+     * limit, whose window the clock crosses in steps of [stepMs].
+     */
+    private class Settled(val timeline: dev.stent.store.Timeline, val stepMs: Long?, val finished: Boolean)
 
     /**
      * Waits until no run executes and none is due, or what is due stays untaken for [HELD_POLLS]
@@ -251,21 +256,43 @@ public class StentTestEnvironment private constructor(builder: Builder) : AutoCl
         var held = 0
         while (true) {
             if (untilFinished != null && stent.store.getRun(untilFinished)?.status?.isFinished == true) {
-                return Settled(stent.store.timeline(), held = false, finished = true)
+                return Settled(stent.store.timeline(), stepMs = null, finished = true)
             }
             val timeline = stent.store.timeline()
-            if (timeline.running == 0L && timeline.dueNow == 0L) return Settled(timeline, held = false, finished = false)
+            if (timeline.running == 0L && timeline.dueNow == 0L) return Settled(timeline, stepMs = null, finished = false)
             held = if (timeline.running == 0L) held + 1 else 0
-            if (held >= HELD_POLLS) return Settled(timeline, held = true, finished = false)
+            if (held >= HELD_POLLS) {
+                held = 0
+                rateStep(timeline.dbNowMs)?.let { return Settled(timeline, stepMs = it, finished = false) }
+            }
             pause(started, timeout) { if (awaiting != null) dev.stent.AwaitTimeoutException(awaiting, timeout) else notIdle(timeout) }
         }
     }
 
-    /** Where the clock moves next: the next timer, or a second on when runs are held by a rate limit. */
+    /**
+     * Due runs nothing takes, though nothing executes: when each waits in a queue with a rate limit, a
+     * tenth of the shortest window (time must pass for them); when one's workflow is not registered,
+     * an error that says so; else null (keep waiting).
+     */
+    private suspend fun rateStep(nowMs: Long): Long? {
+        val due = listOf(RunStatus.PENDING, RunStatus.WAITING).flatMap { client.list(status = it, limit = 1_000) }
+            .filter { r -> r.readyAt?.let { it.toEpochMilli() <= nowMs } ?: false }
+        due.firstOrNull { it.workflowName !in registered }?.let {
+            throw IllegalStateException(
+                "run '${it.id}' of workflow '${it.workflowName}' is due, but no workflow of that name is registered with the test environment: " +
+                    "register it, or replace it with stubWorkflow",
+            )
+        }
+        val periods = client.listQueues().mapNotNull { q -> q.limits?.ratePeriod?.let { q.queue to it.inWholeMilliseconds } }.toMap()
+        if (due.isEmpty() || due.any { it.queue !in periods }) return null
+        return (due.minOf { periods.getValue(it.queue) } / 10).coerceAtLeast(1)
+    }
+
+    /** Where the clock moves next: the next timer, or a step across a rate limit's window for runs it holds. */
     private fun nextMove(settled: Settled): Long? {
         val next = settled.timeline.nextDueAt
-        if (!settled.held) return next
-        val nudge = settled.timeline.dbNowMs + HELD_STEP_MS
+        val step = settled.stepMs ?: return next
+        val nudge = settled.timeline.dbNowMs + step
         return if (next == null) nudge else minOf(next, nudge)
     }
 
@@ -308,9 +335,6 @@ public class StentTestEnvironment private constructor(builder: Builder) : AutoCl
 
         /** Polls (of [POLL] or more) a due run may stay untaken, nothing executing, before time moves for it. */
         private const val HELD_POLLS = 50
-
-        /** How far the clock moves for runs a rate limit holds. */
-        private const val HELD_STEP_MS = 1_000L
 
         /** Creates an environment (Kotlin: `StentTestEnvironment { register(order) }`). */
         @JvmSynthetic

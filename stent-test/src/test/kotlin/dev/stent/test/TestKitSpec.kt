@@ -11,6 +11,7 @@ import dev.stent.patched
 import dev.stent.queueLimits
 import dev.stent.retryPolicy
 import dev.stent.signal
+import dev.stent.startByName
 import dev.stent.stentWorker
 import dev.stent.step
 import dev.stent.workflow
@@ -214,6 +215,13 @@ class TestKitSpec : FunSpec({
         env.client.describe("p/child:counter#1").continuedAs shouldBe "p/child:counter#1~2"
         env.client.describe("p/child:counter#1~4").status shouldBe RunStatus.COMPLETED
         env.records("p").map { it.id } shouldBe listOf("child:counter#1")
+    }
+
+    test("a due run whose workflow the environment does not register is named, not waited for") {
+        val env = stent.env
+        val run = env.client.startByName<String, String>("not-registered", "x")
+        val e = shouldThrow<IllegalStateException> { env.await(run) }
+        e.message shouldContain "workflow 'not-registered' is due, but no workflow of that name is registered"
     }
 
     test("schedules fire on the virtual clock") {

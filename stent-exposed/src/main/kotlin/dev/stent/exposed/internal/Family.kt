@@ -157,13 +157,15 @@ private fun StoreContext.finishFamilyGroup(writes: List<FinishWrite>, parents: M
  */
 private fun StoreContext.continueIn(c: Connection, runId: String, next: dev.stent.store.ContinueAs, wakes: FamilyWakes) = with(c) {
     var id = next.runId
-    // an id taken already (a run someone started under it) gets a random suffix: the chain's ids are only a convention
+    // an id taken already (a run someone started under it) gets a random suffix: the chain's ids are only a convention;
+    // the engine reads the id used from here
     var tries = 0
     while (insertNext(c, runId, id, next) == 0) {
         check(++tries <= 5) { "cannot create the run continuing '$runId': ids '${next.runId}' and five random variants are taken" }
         id = next.runId.take(MAX_RUN_ID - 9) + "-" + java.util.UUID.randomUUID().toString().take(8)
     }
     update("UPDATE stent_runs SET continued_as = ?, chain_root = COALESCE(chain_root, id) WHERE id = ?", listOf(id, runId))
+    next.createdId = id
     val (child, childArgs) = startsWith("name", ChildOutcome.signalName(""))
     update("UPDATE stent_signals SET run_id = ? WHERE run_id = ? AND consumed_by IS NULL AND NOT ($child)", listOf(id, runId) + childArgs)
     wakes.work = true
@@ -189,9 +191,12 @@ private const val MAX_RUN_ID = 200
  * when it never continued.
  */
 internal fun StoreContext.latestOfChain(c: Connection, runId: String): String = with(c) {
+    // a run that never continued is its own latest, even when its id once started a chain retention has partly deleted
+    val own = query("SELECT continued_as FROM stent_runs WHERE id = ?", listOf(runId)) { it.getString("continued_as") ?: "" }.firstOrNull()
+    if (own == "") return runId
     query(
-        """SELECT id FROM stent_runs WHERE continued_as IS NULL
-               AND chain_root = COALESCE((SELECT chain_root FROM stent_runs WHERE id = ?), ?)""",
+        """SELECT id FROM stent_runs WHERE chain_root = COALESCE((SELECT chain_root FROM stent_runs WHERE id = ?), ?)
+               AND continued_as IS NULL ORDER BY created_at DESC LIMIT 1""",
         listOf(runId, runId),
     ) { it.getString("id") }.firstOrNull() ?: runId
 }

@@ -154,7 +154,8 @@ internal object Migrations {
             // the next run of the chain: clients awaiting this run follow it; the chain's first id finds its latest run
             exec("ALTER TABLE stent_runs ADD COLUMN continued_as VARCHAR(200) NULL")
             exec("ALTER TABLE stent_runs ADD COLUMN chain_root VARCHAR(200) NULL")
-            exec("CREATE INDEX stent_runs_chain ON stent_runs (chain_root) WHERE chain_root IS NOT NULL")
+            // one entry per chain, its latest run: a signal to the first id reads one row however long the chain
+            exec("CREATE INDEX stent_runs_chain ON stent_runs (chain_root) WHERE chain_root IS NOT NULL AND continued_as IS NULL")
         },
     )
 

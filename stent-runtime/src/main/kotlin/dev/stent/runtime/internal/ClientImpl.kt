@@ -166,6 +166,7 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
                 notifier.forgetFinished(runId)
                 runId = next
                 at(next)
+                poll = if (wakeUps) 1_000.milliseconds else 20.milliseconds
                 continue
             }
             val left = timeout?.let { it - started.elapsedNow() }

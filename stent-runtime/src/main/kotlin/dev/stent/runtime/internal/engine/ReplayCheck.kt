@@ -177,11 +177,12 @@ internal object ReplayCheck {
 private class DrainedDispatcher : CoroutineDispatcher() {
     private val tasks = LinkedBlockingQueue<Runnable>()
 
-    @Volatile
+    // guarded by this: a task is queued only while open, so close() hands on every one
     private var closed = false
 
     override fun dispatch(context: CoroutineContext, block: Runnable) {
-        if (closed) Dispatchers.Default.dispatch(context, block) else tasks.add(block)
+        val queued = synchronized(this) { !closed && tasks.add(block) }
+        if (!queued) Dispatchers.Default.dispatch(context, block)
     }
 
     /**
@@ -191,11 +192,11 @@ private class DrainedDispatcher : CoroutineDispatcher() {
     fun drain(quietMs: Long, maxMs: Long, done: () -> Boolean, quietEnough: () -> Boolean): Boolean {
         val deadline = System.nanoTime() + maxMs * 1_000_000
         while (!done()) {
+            if (System.nanoTime() - deadline > 0) return false
             val task = tasks.poll(quietMs, TimeUnit.MILLISECONDS)
             when {
                 task != null -> task.run()
                 quietEnough() -> return true
-                System.nanoTime() - deadline > 0 -> return false
             }
         }
         return true
@@ -203,10 +204,10 @@ private class DrainedDispatcher : CoroutineDispatcher() {
 
     /** Hands what is still queued, and what comes later, to the default pool: nothing waits for this thread any more. */
     fun close() {
-        closed = true
-        while (true) {
-            val task = tasks.poll() ?: return
-            Dispatchers.Default.dispatch(kotlin.coroutines.EmptyCoroutineContext, task)
+        val left = synchronized(this) {
+            closed = true
+            ArrayList<Runnable>().also { tasks.drainTo(it) }
         }
+        left.forEach { Dispatchers.Default.dispatch(kotlin.coroutines.EmptyCoroutineContext, it) }
     }
 }

@@ -434,7 +434,8 @@ internal class RunExecution(
             env.notifier.runFinished(runId)
             if (next == null) claimed.parentId?.let(env.notifier::signalSent) // a parent in this process looks for its child's outcome
             if (next != null) {
-                env.listeners.emit { StentEvent.RunStarted(next.runId, workflowName, claimed.queue ?: "default", true, claimed.traceContext) }
+                val nextId = next.createdId ?: next.runId
+                env.listeners.emit { StentEvent.RunStarted(nextId, workflowName, claimed.queue ?: "default", true, claimed.traceContext) }
                 env.notifier.workAvailable.fire()
             }
             finished(status, failure)

@@ -722,7 +722,8 @@ internal class WorkflowScopeImpl(
             asked.await()
         } else {
             try {
-                decideVersion(id, maxSupported).also { mine.complete(it) }
+                // decided whole even if this branch is cancelled meanwhile: other branches may be waiting for the answer
+                withContext(kotlinx.coroutines.NonCancellable) { decideVersion(id, maxSupported) }.also { mine.complete(it) }
             } catch (e: Throwable) {
                 mine.completeExceptionally(e)
                 throw e

@@ -14,7 +14,7 @@ import java.io.File
  */
 class DocsFromSamplesSpec : FunSpec({
     val root = File(System.getProperty("stent.root") ?: "..")
-    val sources = listOf("samples/src/main", "samples/src/test", "stent-exposed/src/test").map { File(root, it) }
+    val sources = listOf("samples/src/main", "samples/src/test", "samples/spring-boot/src", "stent-exposed/src/test").map { File(root, it) }
 
     fun codeOf(line: String): String = line.replace(Regex("""\s//(?=(?:[^"]*"[^"]*")*[^"]*$).*"""), "").trim().replace(Regex("\\s+"), " ")
 

@@ -69,6 +69,7 @@ fun main(args: Array<String>) {
                 if (only == null || name in only) block()
             }
             run("raw_commit") { scenarios.rawCommit(db()) }
+            run("raw_insert") { scenarios.rawInsert(db()) }
             run("step_overhead") { scenarios.stepOverhead(db()) }
             run("checkpoint_direct") { scenarios.checkpointDirect(db()) }
             run("throughput_1step") { scenarios.throughput(db, workers = 1); scenarios.throughput(db, workers = 2) }
@@ -141,8 +142,46 @@ fun startWorkerJvm(db: BenchDb, concurrency: Int, vararg javaArgs: String): Proc
 
 /** The scenarios; each opens a fresh database and emits one or more results. */
 class Scenarios(private val stores: BenchStores, private val sizes: Sizes, private val results: Results) {
-    /** µs per raw commit, per store, for the step_overhead ratio. */
+    /** µs per raw commit, per store, for the step_overhead ratio (two round trips: the old floor, kept for history). */
     private val rawUs = HashMap<String, Double>()
+
+    /** µs per one-statement write shaped like a checkpoint, per store: the floor a step's cost is measured against. */
+    private val floorUs = HashMap<String, Double>()
+
+    /**
+     * The one-statement floor: an autocommit INSERT of one row shaped like a checkpoint (run, step,
+     * kind, status, result, attempts, times) into a table keyed like `stent_records`: one round trip
+     * and one durable commit, as a checkpoint is. `raw_commit` (INSERT, then COMMIT) costs two.
+     */
+    fun rawInsert(db: BenchDb) {
+        db.raw().use { c ->
+            c.createStatement().use {
+                it.execute(
+                    """CREATE TABLE IF NOT EXISTS raw_records (run_id VARCHAR(200) NOT NULL, step_id VARCHAR(400) NOT NULL,
+                       kind VARCHAR(16) NOT NULL, status VARCHAR(16) NOT NULL, result TEXT NULL, attempts INT NOT NULL,
+                       created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (run_id, step_id))""",
+                )
+            }
+            c.autoCommit = true
+            c.prepareStatement("INSERT INTO raw_records VALUES (?, ?, 'STEP', 'COMPLETED', ?, 1, ?, ?)").use { ps ->
+                fun insert(i: Int) {
+                    val now = System.currentTimeMillis()
+                    ps.setString(1, "raw-run")
+                    ps.setString(2, "step-$i")
+                    ps.setString(3, "{\"ok\":true}")
+                    ps.setLong(4, now)
+                    ps.setLong(5, now)
+                    ps.executeUpdate()
+                }
+                repeat(100) { insert(-1 - it) } // warm-up
+                val t0 = System.nanoTime()
+                repeat(sizes.raw) { insert(it) }
+                val wall = (System.nanoTime() - t0) / 1e9
+                floorUs[db.store] = wall * 1e6 / sizes.raw
+                results.emit(result("raw_insert", db.store, sizes.raw, wall) { put("us_per_insert", wall * 1e6 / sizes.raw) })
+            }
+        }
+    }
 
     fun rawCommit(db: BenchDb) {
         db.raw().use { c ->
@@ -174,6 +213,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                     result("step_overhead", db.store, sizes.steps, us * sizes.steps / 1e6) {
                         put("us_per_step", us)
                         rawUs[db.store]?.let { put("ratio_to_raw", us / it) }
+                        floorUs[db.store]?.let { put("ratio_to_floor", us / it) }
                     },
                 )
             }
@@ -200,6 +240,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
             result("checkpoint_direct", db.store, sizes.steps, wall) {
                 put("us_per_checkpoint", us)
                 rawUs[db.store]?.let { put("ratio_to_raw", us / it) }
+                floorUs[db.store]?.let { put("ratio_to_floor", us / it) }
             },
         )
     }

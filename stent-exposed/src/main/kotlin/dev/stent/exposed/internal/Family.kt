@@ -186,19 +186,13 @@ private fun StoreContext.insertNext(c: Connection, runId: String, id: String, ne
 private const val MAX_RUN_ID = 200
 
 /**
- * The latest run of [runId]'s continue-as-new chain (the one without a next), found through the
- * chain's first id in one indexed read, even when retention deleted earlier runs; [runId] itself
- * when it never continued.
+ * The latest run (the one without a next) of the continue-as-new chain whose first id is [root],
+ * in one indexed read, even when retention deleted earlier runs; null when no chain has that root.
  */
-internal fun StoreContext.latestOfChain(c: Connection, runId: String): String = with(c) {
-    // a run that never continued is its own latest, even when its id once started a chain retention has partly deleted
-    val own = query("SELECT continued_as FROM stent_runs WHERE id = ?", listOf(runId)) { it.getString("continued_as") ?: "" }.firstOrNull()
-    if (own == "") return runId
-    query(
-        """SELECT id FROM stent_runs WHERE chain_root = COALESCE((SELECT chain_root FROM stent_runs WHERE id = ?), ?)
-               AND continued_as IS NULL ORDER BY created_at DESC LIMIT 1""",
-        listOf(runId, runId),
-    ) { it.getString("id") }.firstOrNull() ?: runId
+internal fun StoreContext.latestOfChain(c: Connection, root: String): String? = with(c) {
+    query("SELECT id FROM stent_runs WHERE chain_root = ? AND continued_as IS NULL ORDER BY created_at DESC LIMIT 1", listOf(root)) {
+        it.getString("id")
+    }.firstOrNull()
 }
 
 /** Takes signals by name prefix into records, for a map collecting its children's outcomes. */

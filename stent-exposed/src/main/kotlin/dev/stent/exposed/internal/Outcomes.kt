@@ -88,29 +88,36 @@ internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome
 internal fun StoreContext.sendSignal(runId: String, name: String, payload: String, traceContext: String?) {
     var target = runId
     tx {
-        // a run that continued as new passes its signals on to the latest run of its chain
-        target = latestOfChain(this, runId)
-        var run: Triple<RunStatus, String?, String?>
+        // a run that continued as new passes its signals on to the latest run of its chain: the row read (and
+        // locked) here says so, and only then is the chain looked up, so a signal to any other run costs no extra read
+        var run: ChainedRun
         var hops = 0
         while (true) {
-            run = query(
-                "SELECT status, wait_signals, continued_as FROM stent_runs WHERE id = ? ${dialect.rowLock}",
+            val row = query(
+                "SELECT status, wait_signals, continued_as, chain_root FROM stent_runs WHERE id = ? ${dialect.rowLock}",
                 listOf(target),
-            ) { Triple(RunStatus.valueOf(it.getString("status")), it.getString("wait_signals"), it.getString("continued_as")) }.firstOrNull()
-                ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started in this database; check the id")
-            val next = run.third ?: break
+            ) { ChainedRun(RunStatus.valueOf(it.getString("status")), it.getString("wait_signals"), it.getString("continued_as"), it.getString("chain_root")) }
+                .firstOrNull()
+            if (row == null) {
+                // the first id of a chain whose first runs retention deleted still reaches its latest run
+                target = (if (hops++ == 0) latestOfChain(this, runId) else null)
+                    ?: throw UnknownRunException(runId, "cannot send signal '$name': the run was never started in this database; check the id")
+                continue
+            }
+            run = row
+            val next = row.continuedAs ?: break
             if (++hops > MAX_CHAIN_HOPS) break
-            target = next
+            target = latestOfChain(this, row.chainRoot ?: target) ?: next
         }
-        if (run.first.isFinished) {
-            throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.first}); signals go only to runs that are not finished")
+        if (run.status.isFinished) {
+            throw UnknownRunException(runId, "cannot send signal '$name': the run has finished (${run.status}); signals go only to runs that are not finished")
         }
         update(
             "INSERT INTO stent_signals (run_id, name, payload, created_at, trace_context) VALUES (?, ?, ?, $now, ?)",
             listOf(target, name, payload, traceContext),
         )
-        val waitsForIt = SignalNames.matches(run.second?.let { namesJson.decodeFromString(namesSerializer, it) }.orEmpty(), name)
-        if (run.first == RunStatus.WAITING && waitsForIt) {
+        val waitsForIt = SignalNames.matches(run.waitSignals?.let { namesJson.decodeFromString(namesSerializer, it) }.orEmpty(), name)
+        if (run.status == RunStatus.WAITING && waitsForIt) {
             update(
                 "UPDATE stent_runs SET status = 'PENDING', ready_at = $now, updated_at = $now WHERE id = ? AND status = 'WAITING'",
                 listOf(target),
@@ -120,33 +127,44 @@ internal fun StoreContext.sendSignal(runId: String, name: String, payload: Strin
     wake(WakeUpMessage.SIGNAL, target) // a signal wake-up also tells workers there may be work
 }
 
+/** A run as a signal or a cancel reads it, with where its continue-as-new chain goes on. */
+private class ChainedRun(val status: RunStatus, val waitSignals: String?, val continuedAs: String?, val chainRoot: String?)
+
 /** How many runs of a chain a signal follows after finding its latest (each continued meanwhile: a race, so a few). */
 private const val MAX_CHAIN_HOPS = 1_000
 
 // A run that continued as new is cancelled through its chain: the latest run is the one cancelled.
 internal fun StoreContext.requestCancel(runId: String): CancelResult? {
-    var target = autocommit { latestOfChain(this, runId) }
-    repeat(MAX_CHAIN_HOPS) {
+    var target = runId
+    repeat(MAX_CHAIN_HOPS) { hop ->
         val (result, next) = requestCancelOf(target)
-        target = next ?: return result
+        target = when {
+            // the first id of a chain whose first runs retention deleted still reaches its latest run
+            result == null && hop == 0 -> autocommit { latestOfChain(this, runId) } ?: return null
+            else -> next ?: return result
+        }
     }
     return requestCancelOf(target).first
 }
 
-/** Cancels [runId]; with it, the next run of its chain when it continued as new meanwhile (and was left as it is). */
+/** Cancels [runId]; with it, the latest run of its chain when it continued as new (and was left as it is). */
 private fun StoreContext.requestCancelOf(runId: String): Pair<CancelResult?, String?> {
     var announce: WakeUpMessage? = null
     var next: String? = null
+    var continued: String? = null
+    var root: String? = null
     val wakes = FamilyWakes()
     val result = tx {
         val parent = lockParentOf(this, runId)
         val run = query(
-            "SELECT status, workflow_name, started_at, continued_as, $now AS now FROM stent_runs WHERE id = ? ${dialect.rowLock}",
+            "SELECT status, workflow_name, started_at, continued_as, chain_root, $now AS now FROM stent_runs WHERE id = ? ${dialect.rowLock}",
             listOf(runId),
         ) {
-            next = it.getString("continued_as")
+            continued = it.getString("continued_as")
+            root = it.getString("chain_root")
             CancelResult(RunStatus.valueOf(it.getString("status")), false, it.getString("workflow_name"), it.longOrNull("started_at"), it.getLong("now"))
         }.firstOrNull() ?: return@tx null
+        next = continued?.let { latestOfChain(this, root ?: runId) ?: it }
         val after = when (val status = run.status) {
             RunStatus.PENDING, RunStatus.WAITING -> {
                 update(

@@ -173,12 +173,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                     ps.setLong(5, now)
                     ps.executeUpdate()
                 }
-                repeat(100) { insert(-1 - it) } // warm-up
-                val t0 = System.nanoTime()
-                repeat(sizes.raw) { insert(it) }
-                val wall = (System.nanoTime() - t0) / 1e9
-                floorUs[db.store] = wall * 1e6 / sizes.raw
-                results.emit(result("raw_insert", db.store, sizes.raw, wall) { put("us_per_insert", wall * 1e6 / sizes.raw) })
+                floorUs[db.store] = timeWrites("raw_insert", "us_per_insert", db, ::insert)
             }
         }
     }
@@ -189,14 +184,20 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
             c.autoCommit = false
             c.prepareStatement("INSERT INTO raw_bench (id, v) VALUES (?, ?)").use { ps ->
                 fun insert(i: Int) { ps.setLong(1, i.toLong()); ps.setString(2, "x"); ps.executeUpdate(); c.commit() }
-                repeat(100) { insert(-1 - it) } // warm-up
-                val t0 = System.nanoTime()
-                repeat(sizes.raw) { insert(it) }
-                val wall = (System.nanoTime() - t0) / 1e9
-                rawUs[db.store] = wall * 1e6 / sizes.raw
-                results.emit(result("raw_commit", db.store, sizes.raw, wall) { put("us_per_commit", wall * 1e6 / sizes.raw) })
+                rawUs[db.store] = timeWrites("raw_commit", "us_per_commit", db, ::insert)
             }
         }
+    }
+
+    /** Times [write] of rows 0 until `sizes.raw` after 100 warm-up rows (negative ids), emits [name] with µs per write as [unit], and returns it. */
+    private fun timeWrites(name: String, unit: String, db: BenchDb, write: (Int) -> Unit): Double {
+        repeat(100) { write(-1 - it) } // warm-up
+        val t0 = System.nanoTime()
+        repeat(sizes.raw) { write(it) }
+        val wall = (System.nanoTime() - t0) / 1e9
+        val us = wall * 1e6 / sizes.raw
+        results.emit(result(name, db.store, sizes.raw, wall) { put(unit, us) })
+        return us
     }
 
     fun stepOverhead(db: BenchDb) = db.open().use { stent ->

@@ -40,6 +40,10 @@ public class Stent(
 
     internal val listeners: Listeners = Listeners()
 
+    /** The workers of this installation that are running: a start may hand its run to one with a free slot (see [ClientImpl.start]). */
+    internal val localWorkers: java.util.concurrent.CopyOnWriteArrayList<dev.stent.runtime.internal.worker.WorkerEngine> =
+        java.util.concurrent.CopyOnWriteArrayList()
+
     /**
      * Registers [listener] for every run this installation starts or executes (its workers' runs too);
      * closing the returned handle removes it. See [StentListener].

@@ -13,6 +13,7 @@ import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.serialization.json.JsonObject
 import kotlinx.serialization.json.JsonPrimitive
@@ -35,12 +36,20 @@ class Sizes(quick: Boolean) {
     val spreadTimers = if (quick) 50 else 200
     val mapChildren = 1000
     val dashboardRuns = if (quick) 20_000 else 100_000
+    val backlog = if (quick) 20_000 else 100_000
+    val sleepingMillion = if (quick) 100_000 else 1_000_000
+    val suspending = if (quick) 1_000 else 5_000
+    val blocking = if (quick) 100 else 500
 }
 
 /** Prints and keeps one JSON line per result. */
 class Results {
     val all = mutableListOf<JsonObject>()
-    fun emit(o: JsonObject) {
+
+    /** The round (see `--rounds`) the results emitted now belong to. */
+    var round = 1
+    fun emit(result: JsonObject) {
+        val o = JsonObject(result + ("round" to JsonPrimitive(round)))
         all += o
         println(o)
         System.out.flush()
@@ -59,10 +68,23 @@ fun main(args: Array<String>) {
     val only = args.firstOrNull { it.startsWith("--only=") }?.substringAfter("=")?.split(",")?.toSet()
     val stores = args.firstOrNull { it.startsWith("--stores=") }?.substringAfter("=")?.split(",") ?: listOf("sqlite", "postgres")
     val withDbos = "--no-dbos" !in args
+    // --rounds=N runs every scenario N times, Stent and DBOS in turn (A, B, A, B, …): the report gives each ratio's median and spread
+    val rounds = args.firstOrNull { it.startsWith("--rounds=") }?.substringAfter("=")?.toInt() ?: 1
     val sizes = Sizes(quick)
     val results = Results()
     BenchStores(System.getenv("STENT_BENCH_PG_URL"), pgStatements = "--pg-statements" in args).use { benchStores ->
         val scenarios = Scenarios(benchStores, sizes, results)
+        repeat(rounds) { round ->
+            results.round = round + 1
+            runRound(scenarios, benchStores, stores, only, withDbos)
+        }
+        Report(results.all, quick).writeAll()
+    }
+}
+
+/** One round: every scenario asked for on every store, then DBOS's on the same PostgreSQL. */
+private fun runRound(scenarios: Scenarios, benchStores: BenchStores, stores: List<String>, only: Set<String>?, withDbos: Boolean) {
+    run {
         for (store in stores) {
             val db = { if (store == "sqlite") benchStores.sqlite() else benchStores.postgres() }
             fun run(name: String, block: () -> Unit) {
@@ -72,7 +94,8 @@ fun main(args: Array<String>) {
             run("raw_insert") { scenarios.rawInsert(db()) }
             run("step_overhead") { scenarios.stepOverhead(db()) }
             run("checkpoint_direct") { scenarios.checkpointDirect(db()) }
-            run("throughput_1step") { scenarios.throughput(db, workers = 1); scenarios.throughput(db, workers = 2) }
+            // 0: the worker in the starting JVM (as DBOS runs); 1 and 2: worker JVMs apart from the one that starts
+            run("throughput_1step") { for (workers in 0..2) scenarios.throughput(db, workers = workers) }
             // the claim of a queue with limits above the offered load against one without, interleaved A, B, A, B
             run("throughput_limited") {
                 repeat(2) { for (limits in listOf("none", "concurrency", "all")) scenarios.throughput(db, workers = 1, limits = limits) }
@@ -84,13 +107,15 @@ fun main(args: Array<String>) {
             run("replay") { scenarios.replay(db()) }
             run("waiting_runs") { scenarios.waitingRuns(db()) }
             run("dashboard") { scenarios.dashboard(db()) }
+            run("backlog") { scenarios.backlog(db()) }
+            run("sleeping_million") { scenarios.sleepingMillion(db()) }
+            run("in_flight") { scenarios.inFlight(db()) }
         }
         if (withDbos && "postgres" in stores) {
             for (name in listOf("step_overhead", "throughput_1step", "fanout", "start_latency", "map_fanout")) {
                 if (only == null || name in only) scenarios.dbos(name)
             }
         }
-        Report(results.all, quick).writeAll()
     }
 }
 
@@ -247,6 +272,8 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
     }
 
     /**
+     * [workers]: worker JVMs apart from this one, or 0 for a worker of 64 slots in this JVM, which takes the runs
+     * this JVM starts as it creates them (no claim round trip), as DBOS runs the workflows a process starts.
      * [limits]: null for the plain scenario; else "none" (a queue without limits), "concurrency" (a concurrency limit)
      * or "all" (concurrency, per key and rate limits), each far above what the workers can run, so the claim takes
      * the limited path and counts, and nothing is held back.
@@ -268,6 +295,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                     )
                 }
             }
+            val local = if (workers == 0) inProcessWorker(stent, 64) else null
             withWorkerJvms(db, workers) { jvms ->
                 runBlocking {
                     // 16 coroutines start runs at once, as a service receiving requests would, then all are awaited
@@ -286,10 +314,12 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                     startAndAwait(-warm..-1)
                     stores.resetPgStatements()
                     val cpu = CpuMeter(jvms.map { it.pid() })
+                    val walBefore = db.walBytes()
                     val t0 = System.nanoTime()
                     val started = startAndAwait(1..sizes.throughput)
                     val wall = (System.nanoTime() - t0) / 1e9
                     val cpuS = cpu.elapsed()
+                    val wal = walBefore?.let { db.walBytes()!! - it }
                     val name = if (limits == null) "throughput_1step" else "throughput_limited"
                     stores.pgStatementsReport("$name, $workers worker JVM(s), ${sizes.throughput} runs")?.let(System.err::print)
                     results.emit(
@@ -298,12 +328,15 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                             limits?.let { put("limits", it) }
                             put("start_phase_s", started)
                             put("warm_up", warm)
+                            // what the server wrote to its write-ahead log per workflow (PostgreSQL; the whole server)
+                            wal?.let { put("wal_bytes_per_run", it.toDouble() / sizes.throughput) }
                             // where the CPU went: µs of CPU per workflow in each process group
                             for ((group, s) in cpuS) put("cpu_us_per_run_$group", s * 1e6 / sizes.throughput)
                         },
                     )
                 }
             }
+            local?.close()
         }
     }
 
@@ -496,6 +529,159 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                         put("spread_lag_p50_ms", percentile(spread, 0.5))
                         put("spread_lag_p99_ms", percentile(spread, 0.99))
                         put("spread_lag_max_ms", spread.lastOrNull() ?: -1.0)
+                    },
+                )
+            }
+        }
+    }
+
+    /**
+     * A backlog of PENDING one-step runs (100,000; quick 20,000), loaded in groups of 1,000, then drained by 4
+     * worker JVMs of 64 slots: runs per second, and the claim's plan with the whole backlog in place (it must walk
+     * an index and stop at its limit, never sort the backlog).
+     */
+    @OptIn(dev.stent.InternalStentApi::class)
+    fun backlog(db: BenchDb) = db.open().use { stent ->
+        val n = sizes.backlog
+        val loadStart = System.nanoTime()
+        for (b in 0 until n / 1000) {
+            stent.store.createRuns((0 until 1000).map { i -> dev.stent.store.NewRun("b-$b-$i", "bench-one", "$i", "default", 0, 0) })
+        }
+        val loadS = (System.nanoTime() - loadStart) / 1e9
+        db.analyze()
+        val plan = dev.stent.exposed.Stents.explainClaim(stent, dev.stent.store.ClaimRequest("explain", listOf("bench-one"), emptyList(), 64, 30_000))
+        System.err.println("backlog (${db.store}, $n PENDING): the claim's plan\n$plan")
+        withWorkerJvms(db, 4) { jvms ->
+            val cpu = CpuMeter(jvms.map { it.pid() })
+            val t0 = System.nanoTime()
+            db.raw().use { c ->
+                while (true) {
+                    val done = c.createStatement().executeQuery("SELECT COUNT(*) FROM stent_runs WHERE status = 'COMPLETED'")
+                        .use { rs -> rs.next(); rs.getLong(1) }
+                    if (done >= n) break
+                    check(System.nanoTime() - t0 < 20.minutes.inWholeNanoseconds) { "backlog: $done of $n done after 20 minutes" }
+                    Thread.sleep(100)
+                }
+            }
+            val wall = (System.nanoTime() - t0) / 1e9
+            val cpuS = cpu.elapsed()
+            results.emit(
+                result("backlog", db.store, n, wall) {
+                    put("workers", 4)
+                    put("load_s", loadS)
+                    put("claim_plan_sorts", plan.lines().any { it.trimStart().startsWith("Sort") || it.contains("TEMP B-TREE") })
+                    put("claim_plan", plan.lines().joinToString(" | ") { it.trim() })
+                    for ((group, s) in cpuS) put("cpu_us_per_run_$group", s * 1e6 / n)
+                },
+            )
+        }
+    }
+
+    /**
+     * A million runs asleep (quick: 100,000): delayed starts due in ten years, loaded in groups of 1,000 (a
+     * sleeping run and a delayed one are the same to the claim: a row with `ready_at` in the future). With them in
+     * place a worker serves 200 real sleepers due 50 ms apart: the claim's latency (p50/p99, from its events), the
+     * timers' lag, the worker's heap before and after, and the table's and indexes' size per run.
+     */
+    @OptIn(dev.stent.InternalStentApi::class)
+    fun sleepingMillion(db: BenchDb) = db.open().use { stent ->
+        val n = sizes.sleepingMillion
+        val far = 3_650L * 86_400_000L
+        val loadStart = System.nanoTime()
+        for (b in 0 until n / 1000) {
+            stent.store.createRuns((0 until 1000).map { i -> dev.stent.store.NewRun("z-$b-$i", "bench-sleeper", "0", "default", 0, far) })
+        }
+        val loadS = (System.nanoTime() - loadStart) / 1e9
+        db.analyze()
+        val claimMs = java.util.concurrent.ConcurrentLinkedQueue<Double>()
+        val listening = stent.addListener { e -> if (e is dev.stent.StentEvent.ClaimBatch) claimMs += e.durationNanos / 1e6 }
+        runBlocking {
+            val heapBefore = usedHeapAfterGc()
+            inProcessWorker(stent, 64, unloadThreshold = 1.seconds).use {
+                Probes.timerLagMs.clear()
+                val m = sizes.spreadTimers.coerceAtLeast(200)
+                val base = System.currentTimeMillis() + 5_000
+                coroutineScope { (0 until m).map { i -> async { stent.client.start(sleeper, base + i * 50L) } }.awaitAll() }
+                while (Probes.timerLagMs.size < m && System.currentTimeMillis() < base + m * 50L + 60_000) delay(100.milliseconds)
+                val lags = Probes.timerLagMs.map { it.toDouble() }.sorted()
+                val claims = claimMs.toList().sorted()
+                val heapAfter = usedHeapAfterGc()
+                val (tableBytes, indexBytes) = db.tableAndIndexBytes("stent_runs")
+                results.emit(
+                    result("sleeping_million", db.store, n, loadS) {
+                        put("load_s", loadS)
+                        put("heap_mb_before", heapBefore / 1e6)
+                        put("heap_mb_after", heapAfter / 1e6)
+                        put("timers", m)
+                        put("fired", lags.size)
+                        put("lag_p50_ms", percentile(lags, 0.5))
+                        put("lag_p99_ms", percentile(lags, 0.99))
+                        put("claims", claims.size)
+                        put("claim_p50_ms", percentile(claims, 0.5))
+                        put("claim_p99_ms", percentile(claims, 0.99))
+                        if (tableBytes != null) put("runs_table_bytes_per_run", tableBytes.toDouble() / n)
+                        if (indexBytes != null) put("runs_index_bytes_per_run", indexBytes.toDouble() / n)
+                    },
+                )
+            }
+        }
+        listening.close()
+    }
+
+    /**
+     * Runs executing at once in one worker (in this JVM): 5,000 whose step suspends for a second (quick: 1,000) and
+     * 500 whose step blocks its thread for a second (quick: 100), all started together. Throughput, the most threads
+     * the JVM had, and its heap.
+     */
+    fun inFlight(db: BenchDb) = db.open().use { stent ->
+        val suspending = sizes.suspending
+        val blocking = sizes.blocking
+        val total = suspending + blocking
+        val threads = java.lang.management.ManagementFactory.getThreadMXBean()
+        stentWorker(stent) {
+            allBenchWorkflows.forEach { register(it) }
+            concurrency = total
+            maxParallelSteps = total
+        }.use {
+            runBlocking {
+                // warm-up: a few of each
+                coroutineScope {
+                    (1..20).map { async { stent.client.start(if (it % 2 == 0) suspendingStep else blockingStep, 10L).await(1.minutes) } }.awaitAll()
+                }
+                threads.resetPeakThreadCount()
+                val threadsBefore = threads.threadCount
+                val heapBefore = usedHeapAfterGc()
+                val t0 = System.nanoTime()
+                val runs = coroutineScope {
+                    (0 until total).chunked(total / 16 + 1).map { chunk ->
+                        async { chunk.map { i -> stent.client.start(if (i < suspending) suspendingStep else blockingStep, 1_000L) } }
+                    }.awaitAll().flatten()
+                }
+                val started = (System.nanoTime() - t0) / 1e9
+                var heapPeak = 0L
+                coroutineScope {
+                    val watch = launch {
+                        while (true) {
+                            val rt = Runtime.getRuntime()
+                            heapPeak = maxOf(heapPeak, rt.totalMemory() - rt.freeMemory())
+                            delay(50.milliseconds)
+                        }
+                    }
+                    runs.map { async { it.await(10.minutes) } }.awaitAll()
+                    watch.cancel()
+                }
+                val wall = (System.nanoTime() - t0) / 1e9
+                results.emit(
+                    result("in_flight", db.store, total, wall) {
+                        put("suspending", suspending)
+                        put("blocking", blocking)
+                        put("step_ms", 1000)
+                        put("start_phase_s", started)
+                        put("threads_before", threadsBefore)
+                        put("threads_peak", threads.peakThreadCount)
+                        put("heap_mb_before", heapBefore / 1e6)
+                        put("heap_mb_peak", heapPeak / 1e6)
+                        put("java", System.getProperty("java.version"))
                     },
                 )
             }

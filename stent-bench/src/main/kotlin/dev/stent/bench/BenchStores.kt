@@ -13,6 +13,19 @@ import java.util.concurrent.atomic.AtomicInteger
 /** One fresh database for one scenario: how the bench opens it, how worker JVMs do, and a raw JDBC connection. */
 class BenchDb(val store: String, val processArgs: List<String>, private val opener: () -> Stent, val raw: () -> Connection, val sizeBytes: () -> Long) {
     fun open(): Stent = opener()
+
+    /** Brings the planner's statistics up to date after a bulk load (autovacuum would, a little later). */
+    fun analyze() = raw().use { c -> c.createStatement().use { it.execute("ANALYZE") } }
+
+    /** PostgreSQL: the server's write-ahead log position in bytes (diff two for the WAL written between them); SQLite: null. */
+    fun walBytes(): Long? = if (store != "postgres") null else raw().use { c ->
+        c.createStatement().executeQuery("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").use { rs -> rs.next(); rs.getLong(1) }
+    }
+
+    /** PostgreSQL: the bytes of [table] (heap and TOAST) and of its indexes; SQLite: nulls (one file holds everything). */
+    fun tableAndIndexBytes(table: String): Pair<Long?, Long?> = if (store != "postgres") null to null else raw().use { c ->
+        c.createStatement().executeQuery("SELECT pg_table_size('$table'), pg_indexes_size('$table')").use { rs -> rs.next(); rs.getLong(1) to rs.getLong(2) }
+    }
 }
 
 /** Opens [BenchDb]s: SQLite files in a temp directory, and schemas of one PostgreSQL server. */

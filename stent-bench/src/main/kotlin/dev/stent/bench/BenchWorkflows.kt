@@ -66,4 +66,10 @@ val mapCounted = workflow<Int, Long>("bench-map-counted") { n -> map(countedStep
 /** Maps [oneStep] over 0 until n as child runs that any worker takes; returns the sum of their outputs. */
 val mapOne = workflow<Int, Long>("bench-map") { n -> map(oneStep, (0 until n).toList(), id = "children").sumOf { it.toLong() } }
 
-val allBenchWorkflows = listOf(noopSteps, oneStep, latency, replay, sleeper, mapOne, countedStep, mapCounted)
+/** One step that suspends for [ms] (a `delay`, standing in for a non-blocking call). */
+val suspendingStep = workflow<Long, Long>("bench-suspending") { ms -> step("call") { kotlinx.coroutines.delay(ms); ms } }
+
+/** One step that blocks its thread for [ms] (a `Thread.sleep`, standing in for JDBC). */
+val blockingStep = workflow<Long, Long>("bench-blocking") { ms -> step("call") { Thread.sleep(ms); ms } }
+
+val allBenchWorkflows = listOf(noopSteps, oneStep, latency, replay, sleeper, mapOne, countedStep, mapCounted, suspendingStep, blockingStep)

@@ -21,25 +21,49 @@ class Report(private val results: List<JsonObject>, private val quick: Boolean) 
         System.err.println("bench: wrote ${out.path}/results.jsonl and benchmarks.svg${if (quick) " (quick sizes)" else ""}")
     }
 
-    /** Stent on PostgreSQL against DBOS on the same server, per scenario; above 1 means Stent is better. */
-    private fun ratios(): List<JsonObject> = listOf("step_overhead", "throughput_1step", "fanout", "start_latency").mapNotNull { name ->
-        val dbos = results.firstOrNull { it.str("name") == name && it.str("engine") == "dbos" } ?: return@mapNotNull null
-        val stent = results.firstOrNull {
-            it.str("name") == name && it.str("engine") == "stent" && it.str("store") == "postgres" &&
-                (name != "throughput_1step" || it.num("workers") == 1.0)
-        } ?: return@mapNotNull null
-        val better = when (name) {
-            "step_overhead" -> dbos.num("us_per_step")!! / stent.num("us_per_step")!!
-            "start_latency" -> dbos.num("p50_ms")!! / stent.num("p50_ms")!!
-            else -> stent.num("per_sec")!! / dbos.num("per_sec")!!
+    /**
+     * Stent on PostgreSQL against DBOS on the same server, per scenario (above 1 means Stent is better), and each
+     * step's cost against the store's floors. With several rounds, round i of Stent is paired with round i of
+     * DBOS (run one after the other): each line gives the median ratio, its spread (min, max) and the rounds.
+     */
+    private fun ratios(): List<JsonObject> {
+        val versusDbos = listOf(
+            Triple("step_overhead", "us_per_step", null), Triple("start_latency", "p50_ms", null),
+            Triple("throughput_1step", "per_sec", 0.0), Triple("throughput_1step", "per_sec", 1.0), Triple("fanout", "per_sec", null),
+        ).mapNotNull { (name, metric, workers) ->
+            val dbos = results.filter { it.str("name") == name && it.str("engine") == "dbos" }
+            val stent = results.filter {
+                it.str("name") == name && it.str("engine") == "stent" && it.str("store") == "postgres" && (workers == null || it.num("workers") == workers)
+            }
+            val timeLike = metric != "per_sec"
+            val pairs = stent.zip(dbos) { s, d -> if (timeLike) d.num(metric)!! / s.num(metric)!! else s.num(metric)!! / d.num(metric)!! }
+            if (pairs.isEmpty()) return@mapNotNull null
+            spread(name, "postgres", "vs_dbos", pairs) {
+                workers?.let { put("workers", it.toInt()) }
+                put("meaning", if (timeLike) "DBOS time / Stent time" else "Stent per_sec / DBOS per_sec")
+            }
         }
-        buildJsonObject {
-            put("name", name)
-            put("store", "postgres")
-            put("vs_dbos", better)
-            put("meaning", if (name == "step_overhead" || name == "start_latency") "DBOS time / Stent time" else "Stent per_sec / DBOS per_sec")
+        val toFloor = listOf("step_overhead", "checkpoint_direct").flatMap { name ->
+            results.filter { it.str("name") == name && it.str("engine") == "stent" }.groupBy { it.str("store")!! }.mapNotNull { (store, rs) ->
+                val values = rs.mapNotNull { it.num("ratio_to_floor") }
+                if (values.isEmpty()) null else spread(name, store, "ratio_to_floor", values) { put("meaning", "time per write / one-statement floor") }
+            }
         }
+        return versusDbos + toFloor
     }
+
+    /** One ratio over the rounds: its median, min and max. */
+    private fun spread(name: String, store: String, ratio: String, values: List<Double>, extra: kotlinx.serialization.json.JsonObjectBuilder.() -> Unit) =
+        buildJsonObject {
+            val sorted = values.sorted()
+            put("name", name)
+            put("store", store)
+            put(ratio, sorted[sorted.size / 2])
+            put("${ratio}_min", sorted.first())
+            put("${ratio}_max", sorted.last())
+            put("rounds", sorted.size)
+            extra()
+        }
 
     /** Horizontal bars of per_sec (log scale), one per result that has a rate. */
     private fun svg(): String {
@@ -56,7 +80,7 @@ class Report(private val results: List<JsonObject>, private val quick: Boolean) 
         bars.forEachIndexed { i, r ->
             val y = 30 + i * rowH
             val v = r.num("per_sec")!!
-            val workers = r.num("workers")?.let { "${it.toInt()} worker JVM(s)" }
+            val workers = r.num("workers")?.let { if (it == 0.0) "worker in the starting JVM" else "${it.toInt()} worker JVM(s)" }
             val label = listOfNotNull(r.str("name"), r.str("store"), r.str("engine"), workers).joinToString(" · ")
             val color = if (r.str("engine") == "dbos") "#d9822b" else if (r.str("store") == "postgres") "#2b6cb0" else "#38a169"
             sb.append("""<text x="${left - 6}" y="${y + 14}" text-anchor="end">${esc(label)}</text>""")

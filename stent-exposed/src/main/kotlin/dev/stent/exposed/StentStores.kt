@@ -74,6 +74,16 @@ public object Stents {
     public fun sqliteWithClock(path: String, options: StentOptions, clock: java.util.function.LongSupplier): Stent =
         sqlite(path, options, clock) { it }
 
+    /**
+     * The plan of the claim [request] on the store of [stent] now, with what it read (PostgreSQL: `EXPLAIN (ANALYZE,
+     * BUFFERS)`, rolled back, so nothing is claimed; SQLite: `EXPLAIN QUERY PLAN`). For benchmarks and operators.
+     */
+    @InternalStentApi
+    @JvmStatic
+    public fun explainClaim(stent: Stent, request: dev.stent.store.ClaimRequest): String =
+        (stent.store as? ExposedStore ?: throw IllegalArgumentException("explainClaim needs a store opened by Stents, not ${stent.store.javaClass.name}"))
+            .explainClaim(request)
+
     /** [sqlite] with the store wrapped by [wrap] (tests inject faults this way), on [clock] when given. */
     @JvmSynthetic
     internal fun sqlite(

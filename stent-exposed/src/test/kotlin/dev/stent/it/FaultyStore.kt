@@ -37,8 +37,15 @@ class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
     /** Runs before each unload with the run id; throw to fail it. */
     @Volatile var beforeUnload: (String) -> Unit = {}
 
+    /** Checkpoints written, alone, grouped or folded into a finish. */
     val checkpointCalls = AtomicInteger()
+
+    /** Of [checkpointCalls], those folded into a finish ([FinishWrite.records]). */
+    val foldedRecords = AtomicInteger()
     val claims = AtomicInteger()
+
+    /** Runs the claims returned. */
+    val claimedRuns = AtomicInteger()
 
     override fun checkpoint(runId: String, fencingToken: Long, record: StoredRecord): WriteOutcome {
         checkpointCalls.incrementAndGet()
@@ -55,7 +62,7 @@ class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
 
     override fun claim(request: ClaimRequest): ClaimResult {
         claims.incrementAndGet()
-        return aroundClaim { real.claim(request) }
+        return aroundClaim { real.claim(request) }.also { claimedRuns.addAndGet(it.runs.size) }
     }
 
     override fun heartbeat(workerId: String, runIds: Collection<String>, leaseMs: Long): HeartbeatResult {
@@ -78,6 +85,14 @@ class FaultyStore(private val real: WorkflowStore) : WorkflowStore by real {
 
     override fun finishes(writes: List<FinishWrite>): List<WriteOutcome> {
         writes.forEach { beforeFinish(it.runId, it.status) }
+        // a record folded into a finish is a checkpoint too: the checkpoint hooks see it
+        for (w in writes) {
+            for (record in w.records) {
+                checkpointCalls.incrementAndGet()
+                foldedRecords.incrementAndGet()
+                beforeCheckpoint(CheckpointWrite(w.runId, w.fencingToken, record))
+            }
+        }
         return real.finishes(writes)
     }
 

@@ -8,12 +8,16 @@ import dev.stent.RunStatus
 import dev.stent.store.CheckpointWrite
 import dev.stent.store.ChildOutcome
 import dev.stent.store.ClaimRequest
+import dev.stent.store.DirectClaim
 import dev.stent.store.FinishWrite
 import dev.stent.store.NewRun
+import dev.stent.store.QueueLimitsRecord
 import dev.stent.store.StoredRecord
 import dev.stent.store.WriteOutcome
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldBeEmpty
+import io.kotest.matchers.nulls.shouldBeNull
+import io.kotest.matchers.nulls.shouldNotBeNull
 import io.kotest.matchers.shouldBe
 
 /** The store's fencing, run against every store. */
@@ -112,6 +116,57 @@ abstract class FencingSuite(store: TestStore) : FunSpec({
             val parent = claimed.getValue("p")
             val outcomes = store.consumeSignals("p", parent.fencingToken, "child:m/", "m/", RecordKind.CHILD, 10)
             outcomes.associate { it.stepId to ChildOutcome.decode(it.result!!).output } shouldBe mapOf("m/0" to "0", "m/1" to "1", "m/2" to "2")
+        }
+    }
+
+    test("a run created claimed holds its first lease at once; a queue with limits leaves it pending") {
+        withStore(store) { stent ->
+            val store = stent.store
+            val made = store.createRun(NewRun("c", "wf", "\"\"", "default", 0, 0, timeoutMs = 60_000, claimFor = DirectClaim("w1", 30_000)))
+            made.created shouldBe true
+            val lease = made.claimed.shouldNotBeNull()
+            lease.fencingToken shouldBe 1L
+            lease.deadlineAtMs shouldBe lease.startedAtMs + 60_000
+            store.getRun("c")!!.status shouldBe RunStatus.RUNNING
+            // nobody else can claim it, and its worker renews it like any lease
+            store.claim(ClaimRequest("w2", listOf("wf"), emptyList(), 10, 30_000)).runs.shouldBeEmpty()
+            store.heartbeat("w1", listOf("c"), 30_000).leases.map { it.runId to it.fencingToken } shouldBe listOf("c" to 1L)
+            // a second start with the id gets the run as it is, claimed by nobody
+            store.createRun(NewRun("c", "wf", "\"\"", "default", 0, 0, claimFor = DirectClaim("w2", 30_000))).claimed.shouldBeNull()
+
+            store.setQueueLimits(QueueLimitsRecord("limited", concurrency = 5))
+            val limited = store.createRuns(
+                listOf(
+                    NewRun("l1", "wf", "\"\"", "limited", 0, 0, claimFor = DirectClaim("w1", 30_000)),
+                    NewRun("l2", "wf", "\"\"", "default", 0, 0, claimFor = DirectClaim("w1", 30_000)),
+                ),
+            )
+            limited.map { it.claimed?.fencingToken } shouldBe listOf(null, 1L)
+            store.getRun("l1")!!.status shouldBe RunStatus.PENDING
+            store.claim(ClaimRequest("w2", listOf("wf"), listOf("limited"), 10, 30_000)).runs.map { it.id } shouldBe listOf("l1")
+        }
+    }
+
+    test("a finish writes the records folded into it, fenced by its token") {
+        withStore(store) { stent ->
+            val store = stent.store
+            store.createRuns(listOf(NewRun("p1", "wf", "\"\"", "default", 0, 0), NewRun("p2", "wf", "\"\"", "default", 0, 0)))
+            val runs = store.claim(ClaimRequest("w1", listOf("wf"), emptyList(), 10, 30_000)).runs.associateBy { it.id }
+            fun step(id: String) = StoredRecord(id, RecordKind.STEP, RecordStatus.COMPLETED, result = "1", attempts = 1)
+            // in a group with a zombie, and with children to cancel (a transaction of its own)
+            store.finishes(
+                listOf(
+                    FinishWrite("p1", runs.getValue("p1").fencingToken, RunStatus.COMPLETED, "1", null, records = listOf(step("a"), step("b"))),
+                    FinishWrite("p2", runs.getValue("p2").fencingToken + 7, RunStatus.COMPLETED, "1", null, records = listOf(step("zombie"))),
+                ),
+            ) shouldBe listOf(WriteOutcome.OK, WriteOutcome.LEASE_LOST)
+            store.listRecords("p2").shouldBeEmpty()
+            store.finishes(
+                listOf(FinishWrite("p2", runs.getValue("p2").fencingToken, RunStatus.COMPLETED, "2", null, cancelChildren = true, records = listOf(step("c")))),
+            ) shouldBe listOf(WriteOutcome.OK)
+            store.listRecords("p1").map { it.stepId } shouldBe listOf("a", "b")
+            store.listRecords("p2").map { it.stepId to it.result } shouldBe listOf("c" to "1")
+            store.getRun("p2")!!.status shouldBe RunStatus.COMPLETED
         }
     }
 })

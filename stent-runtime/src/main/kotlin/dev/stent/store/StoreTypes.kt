@@ -50,7 +50,16 @@ public class NewRun(
     public val partitionKey: String? = null,
     /** The starter's trace context (see [dev.stent.StentTracing]), stored with the run; null for none. */
     public val traceContext: String? = null,
+    /**
+     * Create the run already claimed by this worker (a worker of the starting process with a free slot), so it
+     * starts without a claim round trip; null for a PENDING run any worker claims. A store inserts the run PENDING
+     * instead when its queue has limits (limits live in the claim) and then leaves [CreateRunResult.claimed] null.
+     */
+    public val claimFor: DirectClaim? = null,
 )
+
+/** The worker a run is created claimed by ([NewRun.claimFor]), and the lease it gets. */
+public class DirectClaim(public val workerId: String, public val leaseMs: Long)
 
 /** How events are kept: as records `event:<key>#<version>` of kind [RecordKind.EVENT]. */
 public object EventRecords {
@@ -120,6 +129,11 @@ public class FinishWrite(
      * `continued_as` it, and move its unconsumed signals to it.
      */
     public val continueAs: ContinueAs? = null,
+    /**
+     * Checkpoints not written yet (the last step of a body that returned right after it): written in the same
+     * transaction as the finish and fenced by it, so a one-step workflow finishes with one write instead of two.
+     */
+    public val records: List<StoredRecord> = emptyList(),
 )
 
 /** The next run of a chain that continues as new: its id, encoded input, and the workflow's timeout (its deadline counts from its start). */
@@ -153,7 +167,12 @@ public class CreateRunResult(
     public val created: Boolean,
     /** The workflow of the run with this id (the existing one's when not [created]). */
     public val workflowName: String,
+    /** When the run was created claimed ([NewRun.claimFor]): its lease, as a claim would have returned it; else null. */
+    public val claimed: DirectlyClaimed? = null,
 )
+
+/** What a run created claimed holds: its fencing token, its deadline and when it started (database clock). */
+public class DirectlyClaimed(public val fencingToken: Long, public val deadlineAtMs: Long?, public val startedAtMs: Long)
 
 /** What a worker asks [WorkflowStore.claim] for. */
 public class ClaimRequest(

@@ -18,7 +18,11 @@ public interface WorkflowStore : AutoCloseable {
     /** The database clock, epoch milliseconds. */
     public fun dbNowMs(): Long
 
-    /** Creates a run, or returns the existing one with the same id unchanged. */
+    /**
+     * Creates a run, or returns the existing one with the same id unchanged. With [NewRun.claimFor] a store may
+     * create it claimed (RUNNING, fencing token 1, its lease starting now) and say so in [CreateRunResult.claimed];
+     * a store that does not, or a queue with limits, creates it PENDING.
+     */
     public fun createRun(run: NewRun): CreateRunResult
 
     /**
@@ -110,12 +114,16 @@ public interface WorkflowStore : AutoCloseable {
     /**
      * [finish] for several runs in one transaction (group commit), one outcome per run in order; at
      * most one write per run. Applies nothing when it throws. A write with [FinishWrite.continueAs]
-     * also creates the next run of its chain (see there). The default finishes them one by one, and
+     * also creates the next run of its chain (see there); one with [FinishWrite.records] writes them with
+     * the finish. The default finishes them one by one (each after its records, as checkpoints), and
      * cannot continue a run as new.
      */
     public fun finishes(writes: List<FinishWrite>): List<WriteOutcome> {
         if (writes.any { it.continueAs != null }) unsupported("continue-as-new")
-        return writes.map { finish(it.runId, it.fencingToken, it.status, it.output, it.failure, it.notifyParent, it.cancelChildren) }
+        return writes.map { w ->
+            if (w.records.any { checkpoint(w.runId, w.fencingToken, it) == WriteOutcome.LEASE_LOST }) return@map WriteOutcome.LEASE_LOST
+            finish(w.runId, w.fencingToken, w.status, w.output, w.failure, w.notifyParent, w.cancelChildren)
+        }
     }
 
     /**

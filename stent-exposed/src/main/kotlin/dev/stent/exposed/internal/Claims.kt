@@ -66,6 +66,30 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
 }
 
 /**
+ * The database's plan for the claim [request] would run now, with what it did: on PostgreSQL `EXPLAIN (ANALYZE,
+ * BUFFERS)` in a transaction that is rolled back (nothing is claimed), on SQLite `EXPLAIN QUERY PLAN`. For the
+ * benchmarks and operators: the claim must walk an index, never sort the backlog.
+ */
+internal fun StoreContext.explainClaim(request: ClaimRequest): String = dataSource.connection.use { c ->
+    val (statement, _, _) = claimStatement(c, request)
+    // the lock of limited queues (PostgreSQL) goes before the claim: its arguments first
+    val sql = statement.sql.substringAfterLast("; ")
+    val args = statement.args.drop(statement.sql.removeSuffix(sql).count { it == '?' })
+    when (dialect) {
+        is SqliteDialect -> c.query("EXPLAIN QUERY PLAN $sql", args) { it.getString("detail") }.joinToString("\n")
+        is PostgresDialect -> {
+            c.autoCommit = false
+            try {
+                c.query("EXPLAIN (ANALYZE, BUFFERS) $sql", args) { it.getString(1) }.joinToString("\n")
+            } finally {
+                c.rollback()
+                c.autoCommit = true
+            }
+        }
+    }
+}
+
+/**
  * The claim statement for [request]: candidate sets over expired leases, ready runs of queues without limits and
  * one pick per limited queue; with, on PostgreSQL, the lock of the limited queues before it. Also the filter on
  * workflow names and queues, and its arguments.

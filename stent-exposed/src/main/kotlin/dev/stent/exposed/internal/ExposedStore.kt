@@ -54,6 +54,9 @@ internal class ExposedStore(
     override fun dbNowMs(): Long = with(ctx) { tx { nowMs() } }
 
     override fun createRun(run: NewRun): CreateRunResult = ctx.createRun(run)
+
+    /** See [StoreContext.explainClaim]. */
+    fun explainClaim(request: ClaimRequest): String = ctx.explainClaim(request)
     override fun createRuns(runs: List<NewRun>): List<CreateRunResult> = ctx.createRuns(runs)
     override fun claim(request: ClaimRequest): ClaimResult = ctx.claim(request)
     override fun release(runId: String, fencingToken: Long, retryAfterMs: Long?): WriteOutcome = ctx.release(runId, fencingToken, retryAfterMs)

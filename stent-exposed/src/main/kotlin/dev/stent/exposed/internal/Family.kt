@@ -137,6 +137,7 @@ private fun StoreContext.finishFamilyGroup(writes: List<FinishWrite>, parents: M
         writes.inLockOrder { it.runId }.associate { w ->
             val written = finishIn(w.runId, w.fencingToken, w.status, w.output, w.failure)
             if (written == WriteOutcome.OK) {
+                recordsOfFinishedIn(this, listOf(w), setOf(w.runId))
                 if (w.notifyParent) notifyParentIn(this, parents[w.runId], ChildOutcome(w.status, w.output, w.failure), wakes)
                 if (w.cancelChildren) cancelChildrenIn(this, w.runId, wakes)
                 w.continueAs?.let { continueIn(this, w.runId, it, wakes) }

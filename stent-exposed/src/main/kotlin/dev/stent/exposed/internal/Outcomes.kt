@@ -55,34 +55,68 @@ private val FinishWrite.inFamily: Boolean get() = notifyParent || cancelChildren
 internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome> {
     require(writes.map { it.runId }.toSet().size == writes.size) { "a group of finishes has at most one per run" }
     // finishes that tell a parent or cancel children go through transactions of their own (see finishFamilies)
-    if (writes.size == 1 || writes.any { it.inFamily }) {
+    if (writes.any { it.inFamily } || (writes.size == 1 && writes.single().records.isEmpty())) {
         val (family, plain) = writes.partition { it.inFamily }
         val outcomes = HashMap<String, WriteOutcome>()
         if (family.isNotEmpty()) family.zip(finishFamilies(family)).forEach { (w, o) -> outcomes[w.runId] = o }
-        if (plain.size == 1) plain.forEach { outcomes[it.runId] = finish(it.runId, it.fencingToken, it.status, it.output, it.failure) }
-        else if (plain.isNotEmpty()) plain.zip(finishes(plain)).forEach { (w, o) -> outcomes[w.runId] = o }
+        val single = plain.singleOrNull()
+        if (single != null && single.records.isEmpty()) {
+            outcomes[single.runId] = finish(single.runId, single.fencingToken, single.status, single.output, single.failure)
+        } else if (plain.isNotEmpty()) {
+            plain.zip(finishes(plain)).forEach { (w, o) -> outcomes[w.runId] = o }
+        }
         return writes.map { outcomes.getValue(it.runId) }
     }
     writes.forEach { require(it.status.isFinished) { "finish needs a final status, not ${it.status}" } }
-    val finished = autocommit {
-        val (v, vArgs) = groupTable(
-            listOf("id" to "TEXT", "fencing_token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT", "failure_kind" to "TEXT"),
-            writes.inLockOrder { it.runId }.map {
-                listOf(it.runId, it.fencingToken, it.status.name, it.output, it.failure, failureKindOf(it.status, it.failure))
-            },
-        )
-        val (locked, lockedJoin) = dialect.groupLock
-        query(
-            """$v$locked
-               UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, failure_kind = v.failure_kind, finished_at = $now,
-                   updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
-               FROM v WHERE stent_runs.id = v.id AND stent_runs.fencing_token = v.fencing_token AND stent_runs.status = 'RUNNING'$lockedJoin
-               RETURNING ${dialect.updatedId}""",
-            vArgs,
-        ) { it.getString(1) }.toHashSet()
-    }
+    // records folded into their finish are written in its transaction, for the runs it finished
+    val finished = if (writes.all { it.records.isEmpty() }) autocommit { finishGroupIn(this, writes) }
+    else tx { finishGroupIn(this, writes).also { recordsOfFinishedIn(this, writes, it) } }
     finished.forEach { wake(WakeUpMessage.FINISHED, it) }
     return writes.map { if (it.runId in finished) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
+}
+
+/** Finishes [writes] (plain ones: no parent, children or next run) in one statement, each fenced by its token; returns the ids finished. */
+private fun StoreContext.finishGroupIn(c: java.sql.Connection, writes: List<FinishWrite>): Set<String> = with(c) {
+    val (v, vArgs) = groupTable(
+        listOf("id" to "TEXT", "fencing_token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT", "failure_kind" to "TEXT"),
+        writes.inLockOrder { it.runId }.map {
+            listOf(it.runId, it.fencingToken, it.status.name, it.output, it.failure, failureKindOf(it.status, it.failure))
+        },
+    )
+    val (locked, lockedJoin) = dialect.groupLock
+    query(
+        """$v$locked
+           UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, failure_kind = v.failure_kind, finished_at = $now,
+               updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
+           FROM v WHERE stent_runs.id = v.id AND stent_runs.fencing_token = v.fencing_token AND stent_runs.status = 'RUNNING'$lockedJoin
+           RETURNING ${dialect.updatedId}""",
+        vArgs,
+    ) { it.getString(1) }.toHashSet()
+}
+
+/**
+ * Writes the [FinishWrite.records] of the runs of [writes] whose finish this transaction has just written ([finished]):
+ * their fence held, and the finish holds their rows locked, so the records need no fence of their own.
+ */
+internal fun StoreContext.recordsOfFinishedIn(c: java.sql.Connection, writes: List<FinishWrite>, finished: Set<String>): Unit = with(c) {
+    val rows = writes.filter { it.runId in finished }.flatMap { w ->
+        w.records.map { r -> listOf(w.runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt) }
+    }
+    if (rows.isEmpty()) return
+    val (v, vArgs) = groupTable(
+        listOf(
+            "run_id" to "TEXT", "step_id" to "TEXT", "kind" to "TEXT", "status" to "TEXT", "result" to "TEXT", "failure" to "TEXT",
+            "attempts" to "INTEGER", "wake_at" to "BIGINT",
+        ),
+        rows,
+    )
+    update(
+        """$v
+           INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
+           SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM v WHERE TRUE
+           ${StoreContext.UPSERT_RECORD}""",
+        vArgs,
+    )
 }
 
 internal fun StoreContext.sendSignal(runId: String, name: String, payload: String, traceContext: String?) {

@@ -50,17 +50,28 @@ internal class StoreContext(
 
     /**
      * The insert of new runs from a `v` table of (id, workflow_name, input, queue, priority, delay_ms, deadline_at,
-     * timeout_ms, parent_id, parent_call, detached, partition_key): the deadline is absolute or relative to now, and a run becomes ready at the earlier of its
-     * delay and its deadline (a run whose deadline passes before its delay is cancelled then).
+     * timeout_ms, parent_id, parent_call, detached, partition_key, trace_context, lease_owner, lease_ms): the deadline
+     * is absolute or relative to now, and a run becomes ready at the earlier of its delay and its deadline (a run
+     * whose deadline passes before its delay is cancelled then). A run with a `lease_owner`
+     * ([dev.stent.store.NewRun.claimFor]) is inserted RUNNING under its first lease instead, unless its queue has
+     * limits (limits live in the claim: it is left PENDING). Followed by `ON CONFLICT`, then [insertedRuns].
      */
     internal val insertRuns = """INSERT INTO stent_runs (id, workflow_name, status, input, queue, priority, ready_at, deadline_at,
                fencing_token, claim_count, cancel_requested, created_at, updated_at, parent_id, parent_call, detached, partition_key,
-               trace_context)
-           SELECT id, workflow_name, 'PENDING', input, queue, priority,
-               CASE WHEN COALESCE(deadline_at, $now + timeout_ms) < $now + delay_ms
-                    THEN COALESCE(deadline_at, $now + timeout_ms) ELSE $now + delay_ms END,
-               COALESCE(deadline_at, $now + timeout_ms), 0, 0, FALSE, $now, $now, parent_id, parent_call, detached, partition_key,
-               trace_context"""
+               trace_context, lease_owner, lease_expires_at, started_at)
+           SELECT id, workflow_name, CASE WHEN direct = 1 THEN 'RUNNING' ELSE 'PENDING' END, input, queue, priority,
+               CASE WHEN direct = 1 THEN NULL
+                    WHEN COALESCE(deadline_at, $now + timeout_ms) < $now + delay_ms THEN COALESCE(deadline_at, $now + timeout_ms)
+                    ELSE $now + delay_ms END,
+               COALESCE(deadline_at, $now + timeout_ms), direct, direct, FALSE, $now, $now, parent_id, parent_call, detached, partition_key,
+               trace_context, CASE WHEN direct = 1 THEN lease_owner END, CASE WHEN direct = 1 THEN $now + lease_ms END,
+               CASE WHEN direct = 1 THEN $now END
+           FROM (SELECT v.*, CASE WHEN lease_owner IS NOT NULL AND queue NOT IN (SELECT name FROM stent_queues) THEN 1 ELSE 0 END AS direct
+                 FROM v) v
+           WHERE TRUE"""
+
+    /** What [insertRuns] returns per row inserted: read by `insertedRun`. */
+    internal val insertedRuns = "RETURNING id, status, fencing_token, deadline_at, started_at"
 
     /** When this process last read which queues have limits (System.nanoTime), and their names; see `limitedQueues`. */
     @Volatile

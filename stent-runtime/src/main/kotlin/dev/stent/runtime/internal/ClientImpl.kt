@@ -28,6 +28,8 @@ import dev.stent.WorkflowDefinition
 import dev.stent.WorkflowFailedException
 import dev.stent.queueInfoOf
 import dev.stent.requireArgument
+import dev.stent.store.ClaimedRun
+import dev.stent.store.DirectClaim
 import dev.stent.store.EventRecords
 import dev.stent.store.NewRun
 import dev.stent.store.QueueLimitsRecord
@@ -98,18 +100,40 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         requireArgument(delay == null || !delay.isNegative()) { "start of run '$runId': delay must not be negative, was $delay" }
         val encoded = encodePayload(inputCodec, input, maxBytes, PayloadSite("input", runId, workflowName))
         val trace = callerTrace()
+        val delayMs = delay?.let(TimeMath::delayMs) ?: 0
+        // a worker of this process with a free slot takes the run as it is created: no claim round trip
+        val slot = if (delayMs > 0) null else stent.localWorkers.firstNotNullOfOrNull { it.reserveStart(workflowName, q) }
         val newRun = NewRun(
-            runId, workflowName, encoded, q, priority ?: 0, delay?.let(TimeMath::delayMs) ?: 0,
+            runId, workflowName, encoded, q, priority ?: 0, delayMs,
             // an explicit deadline wins over the workflow's timeout
             deadlineAtMs = deadline?.let(TimeMath::epochMs),
             timeoutMs = if (deadline == null) timeout?.let(TimeMath::delayMs) else null,
             partitionKey = partitionKey,
             traceContext = trace,
+            claimFor = slot?.let { DirectClaim(it.worker.id, it.leaseMs) },
         )
-        val result = access.call("starting run '$runId'") { access.createRun(newRun) }
+        val claimedAtNanos = System.nanoTime() // the lease counts from before the statement, as a claim's does
+        val result = try {
+            access.call("starting run '$runId'") { access.createRun(newRun) }
+        } catch (e: Throwable) {
+            slot?.worker?.cancelStart()
+            throw e
+        }
+        val claimed = result.claimed
+        if (slot != null && claimed == null) slot.worker.cancelStart()
         if (result.workflowName != workflowName) throw RunConflictException(runId, result.workflowName, workflowName)
         // a run that existed keeps the trace it was started with
         stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, result.created, trace.takeIf { result.created }) }
+        if (slot != null && claimed != null) {
+            val run = ClaimedRun(
+                runId, workflowName, encoded, claimed.fencingToken, 1, emptyList(), deadlineAtMs = claimed.deadlineAtMs, queue = q,
+                startedAtMs = claimed.startedAtMs, traceContext = trace,
+            )
+            if (slot.worker.launchStarted(run, claimedAtNanos)) return handle(runId, outputCodec)
+            // the worker began to stop meanwhile: the run goes back to the database for any worker
+            slot.worker.cancelStart()
+            access.call("releasing run '$runId' its stopping worker was to start") { release(runId, claimed.fencingToken) }
+        }
         // even when the run existed: a start whose insert committed but whose reply was lost reports created=false
         notifier.workAvailable.fire()
         return handle(runId, outputCodec)

@@ -35,7 +35,9 @@ import kotlinx.coroutines.sync.Mutex
 import kotlinx.coroutines.sync.Semaphore
 import kotlinx.coroutines.sync.withLock
 import kotlinx.coroutines.withContext
+import kotlinx.coroutines.yield
 import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.ConcurrentLinkedQueue
 import java.util.concurrent.atomic.AtomicBoolean
 import java.util.concurrent.atomic.AtomicLong
 import java.util.concurrent.atomic.AtomicReference
@@ -338,6 +340,9 @@ internal class RunExecution(
     suspend fun apply(outcome: Outcome) {
         // every write here is tracked like a checkpoint: one that hangs for a lease stops the run's renewal
         try {
+            // a run given back keeps the steps it completed: the checkpoints taken for later are written first
+            val keeps = outcome is Outcome.Stopped && (outcome.reason is StopReason.Unload || outcome.reason === StopReason.Shutdown)
+            if (keeps && blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST) return leaseLost()
             when (outcome) {
                 is Outcome.Completed -> finish(RunStatus.COMPLETED, outcome.output, null)
                 is Outcome.Continued -> {
@@ -395,8 +400,19 @@ internal class RunExecution(
                 }
             }
         } catch (e: StentException) {
-            env.log.warn("run {}: could not record its outcome ({}); its lease will expire and another claim resumes it", runId, e.message)
-            released("its outcome could not be recorded; its lease expires")
+            // given back with a back-off, as after a failed checkpoint (a finish may carry one); fenced, so a write that
+            // committed although its reply was lost keeps the run as it ended
+            val backOff = failureBackOffMs(claimed.claimCount)
+            val given = try {
+                blockingOnRunThread("releasing run '$runId' after a failed write") { release(runId, fencingToken, backOff) } == WriteOutcome.OK
+            } catch (again: StentException) {
+                false
+            }
+            env.log.warn(
+                "run {}: could not record its outcome ({}); {}", runId, e.message,
+                if (given) "released, to be claimed again in $backOff ms" else "its lease will expire and another claim resumes it",
+            )
+            released("its outcome could not be recorded")
         } catch (e: LeaseLostException) {
             env.log.warn("run {}: lease lost before its outcome was recorded", runId)
             leaseLost()
@@ -428,6 +444,8 @@ internal class RunExecution(
         val write = FinishWrite(
             runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null && next == null, cancelChildren = parentOfChildren,
             continueAs = next,
+            // the checkpoints taken for later go with the finish, in its transaction
+            records = generateSequence { unwritten.poll() }.toList(),
         )
         val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(write) }
         if (result == WriteOutcome.OK) {
@@ -457,6 +475,48 @@ internal class RunExecution(
         replay.record(record)
     }
 
+    /**
+     * Checkpoints [record] (a completed step) a moment later: before the run's next store call or
+     * step body, or as soon as its thread is free, whichever comes first; and when the body returns
+     * first, with the finish, in its transaction. A one-step workflow then ends with one write, not
+     * two. No side effect of the run can happen in between (the next step body waits for the write),
+     * so a crash repeats the step only as it would have if it came during the write.
+     */
+    suspend fun checkpointLater(record: StoredRecord) {
+        val context = currentCoroutineContext()
+        context.ensureActive()
+        unwritten.add(record)
+        replay.record(record)
+        val runJob = job ?: return writeUnwritten()
+        // a child of the run's job, not of the body's scope (whose end would wait for it): behind the yields of the
+        // quiescence check, so a body that returns now reaches its finish first
+        CoroutineScope(context + runJob).launch {
+            repeat(UNWRITTEN_YIELDS) { yield() }
+            try {
+                writeUnwritten()
+            } catch (e: StentStoreException) {
+                Unit // the run is stopping (storeCall stopped it); its step runs again after the next claim
+            }
+        }
+    }
+
+    /** Completed steps not written yet ([checkpointLater]), oldest first. */
+    private val unwritten = ConcurrentLinkedQueue<StoredRecord>()
+
+    /** Writes the checkpoints taken for later, if any; stops the run when the lease is gone or the database fails. */
+    suspend fun writeUnwritten() {
+        if (unwritten.isEmpty()) return
+        if (storeCallNow("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST) throw lost()
+    }
+
+    /** Writes the checkpoints taken for later, one by one (each with concurrent checkpoints of other runs). Blocking. */
+    private fun drainUnwritten(): WriteOutcome {
+        while (true) {
+            val record = unwritten.poll() ?: return WriteOutcome.OK
+            if (env.access.checkpoint(runId, fencingToken, record) == WriteOutcome.LEASE_LOST) return WriteOutcome.LEASE_LOST
+        }
+    }
+
     /** Checkpoints [record] while caching its result under [key] for [ttlMs]; returns the record written (the first value cached wins). */
     suspend fun checkpointCached(record: StoredRecord, key: String, ttlMs: Long): StoredRecord {
         currentCoroutineContext().ensureActive()
@@ -467,8 +527,16 @@ internal class RunExecution(
         return written
     }
 
-    /** Runs a store call for this run; a database failure stops the run (it is released with a back-off, or its lease expires). */
-    suspend fun <T> storeCall(what: String, block: dev.stent.store.WorkflowStore.() -> T): T = try {
+    /**
+     * Runs a store call for this run, after the checkpoints taken for later; a database failure stops the run
+     * (it is released with a back-off, or its lease expires).
+     */
+    suspend fun <T> storeCall(what: String, block: dev.stent.store.WorkflowStore.() -> T): T {
+        writeUnwritten()
+        return storeCallNow(what, block)
+    }
+
+    private suspend fun <T> storeCallNow(what: String, block: dev.stent.store.WorkflowStore.() -> T): T = try {
         blockingOnRunThread(what, block)
     } catch (e: StentStoreException) {
         env.log.warn("run {}: {} failed: {}", runId, what, e.message)
@@ -501,6 +569,9 @@ internal class RunExecution(
     }
 
     companion object {
+        /** How many turns of the run's thread a checkpoint taken for later waits for the body to end (more than the quiescence check takes). */
+        const val UNWRITTEN_YIELDS = 8
+
         /** A run parked for at least this long is written to the store, so reads show it WAITING. */
         const val PARK_SHOWN_MS = 1_000L
 

@@ -228,6 +228,8 @@ internal class WorkflowScopeImpl(
             currentCoroutineContext().ensureActive()
             val attempt = attempts + 1
             val wakeAt = busy {
+                // a step completed a moment ago is written before this body has any effect
+                run.writeUnwritten()
                 when (val outcome = runAttempt(id, attempt, timeoutMs, block)) {
                     is Attempt.Ok -> return@step completeStep(id, codec, outcome.value, attempt, site, cached).also {
                         env.listeners.emit { StentEvent.StepCompleted(runId, workflowName, id, attempt, outcome.nanos, run.fencingToken) }
@@ -363,7 +365,7 @@ internal class WorkflowScopeImpl(
         }
         val record = StoredRecord(id, RecordKind.STEP, RecordStatus.COMPLETED, result = encoded, attempts = attempt)
         if (cached == null) {
-            run.checkpoint(record)
+            run.checkpointLater(record)
             return value
         }
         // another run may have stored its result first: the first value stored is the one every run records

@@ -111,6 +111,16 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     }
     private val slotFreed = WakeUp()
     private val stopping = AtomicBoolean(false)
+
+    /** Orders runs launched for a start of this process ([launchStarted]) with the start of a shutdown. */
+    private val startLock = Any()
+
+    /**
+     * True when the last claim took fewer runs than it had slots for: no ready run of this worker's was left in the
+     * database, so a run started in this process may take a free slot without overtaking older ones.
+     */
+    @Volatile
+    private var drained = false
     private val stopped = CompletableDeferred<Unit>()
     private var claimJob: Job? = null
     private var heartbeatJob: Job? = null
@@ -168,6 +178,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         }
         heartbeatJob = scope.launch(CoroutineName("stent-heartbeat-$id")) { heartbeatLoop() }
         scope.launch(CoroutineName("stent-maintenance-$id")) { maintenance.loop() }
+        stent.localWorkers += this
     }
 
     private suspend fun claimLoop() {
@@ -198,6 +209,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                         }
                         observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
                         claimed = result.runs.size
+                        drained = claimed < free
                         env.listeners.emit { StentEvent.ClaimBatch(id, free, claimed, System.nanoTime() - claimedAtNanos) }
                         if (stopping.get()) {
                             releaseUnstarted(result.runs)
@@ -233,6 +245,30 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
             if (woken) gatherSlots()
         }
     }
+
+    /**
+     * A slot for a run of [workflowName] in [queue] that a client of this process is starting, so the run is created
+     * claimed by this worker and starts without a claim round trip ([launchStarted]); null when this worker does
+     * not serve it, has no free slot, is stopping, or may have older ready runs waiting in the database.
+     */
+    fun reserveStart(workflowName: String, queue: String): ClaimedStartSlot? {
+        if (!drained || stopping.get() || workflowName !in config.definitions || config.queues?.contains(queue) == false) return null
+        if (!slots.permits.tryAcquire()) {
+            drained = false // a run starts PENDING now: the next claim takes it before any start overtakes it
+            return null
+        }
+        return ClaimedStartSlot(this, config.leaseDuration.inWholeMilliseconds)
+    }
+
+    /** Launches a run created claimed by this worker into a slot [reserveStart] gave; false when the worker is stopping (the caller releases the run). */
+    fun launchStarted(run: ClaimedRun, claimedAtNanos: Long): Boolean = synchronized(startLock) {
+        if (stopping.get()) return false
+        launchRun(run, claimedAtNanos)
+        true
+    }
+
+    /** Gives back a slot [reserveStart] gave for a start that created no claimed run. */
+    fun cancelStart() = slots.release()
 
     /** Gives back runs claimed while the worker began to shut down: they never started, so the release is clean. */
     private suspend fun releaseUnstarted(runs: List<ClaimedRun>) {
@@ -437,7 +473,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
      */
     suspend fun shutdown(grace: Duration) {
         val bound = grace + config.stopTimeout + FINAL_WAIT * 2
-        if (!stopping.compareAndSet(false, true)) {
+        stent.localWorkers.remove(this)
+        // under the lock: a run launched for a start is in `active` before this, or is refused after it
+        if (!synchronized(startLock) { stopping.compareAndSet(false, true) }) {
             withTimeoutOrNull(bound) { stopped.await() }
             return
         }
@@ -480,3 +518,6 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         val FINAL_WAIT = 1.seconds
     }
 }
+
+/** A slot of [worker] reserved for a run being started in this process, and the lease the run is created with. */
+internal class ClaimedStartSlot(val worker: WorkerEngine, val leaseMs: Long)

@@ -296,6 +296,9 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                 }
             }
             val local = if (workers == 0) inProcessWorker(stent, 64) else null
+            // with the worker here: how many runs came through a claim statement rather than their start
+            val viaClaims = java.util.concurrent.atomic.AtomicLong()
+            val counting = stent.addListener { e -> if (e is dev.stent.StentEvent.ClaimBatch) viaClaims.addAndGet(e.size.toLong()) }
             withWorkerJvms(db, workers) { jvms ->
                 runBlocking {
                     // 16 coroutines start runs at once, as a service receiving requests would, then all are awaited
@@ -313,6 +316,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                     val warm = sizes.throughput
                     startAndAwait(-warm..-1)
                     stores.resetPgStatements()
+                    viaClaims.set(0)
                     val cpu = CpuMeter(jvms.map { it.pid() })
                     val walBefore = db.walBytes()
                     val t0 = System.nanoTime()
@@ -328,6 +332,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                             limits?.let { put("limits", it) }
                             put("start_phase_s", started)
                             put("warm_up", warm)
+                            if (local != null) put("claimed_by_claim_statement", viaClaims.get())
                             // what the server wrote to its write-ahead log per workflow (PostgreSQL; the whole server)
                             wal?.let { put("wal_bytes_per_run", it.toDouble() / sizes.throughput) }
                             // where the CPU went: µs of CPU per workflow in each process group
@@ -337,6 +342,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                 }
             }
             local?.close()
+            counting.close()
         }
     }
 

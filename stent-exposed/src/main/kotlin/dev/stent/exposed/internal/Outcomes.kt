@@ -68,15 +68,23 @@ internal fun StoreContext.finishes(writes: List<FinishWrite>): List<WriteOutcome
         return writes.map { outcomes.getValue(it.runId) }
     }
     writes.forEach { require(it.status.isFinished) { "finish needs a final status, not ${it.status}" } }
-    // records folded into their finish are written in its transaction, for the runs it finished
-    val finished = if (writes.all { it.records.isEmpty() }) autocommit { finishGroupIn(this, writes) }
-    else tx { finishGroupIn(this, writes).also { recordsOfFinishedIn(this, writes, it) } }
+    // records folded into their finish are written in its transaction, for the runs it finished: on PostgreSQL in
+    // the same statement, on SQLite (no writes in WITH) by a second statement of the transaction
+    val finished = when {
+        writes.all { it.records.isEmpty() } -> autocommit { finishGroupIn(this, writes) }
+        dialect is PostgresDialect -> autocommit { finishGroupIn(this, writes, withRecords = true) }
+        else -> jdbcTx { finishGroupIn(this, writes).also { recordsOfFinishedIn(this, writes, it) } }
+    }
     finished.forEach { wake(WakeUpMessage.FINISHED, it) }
     return writes.map { if (it.runId in finished) WriteOutcome.OK else WriteOutcome.LEASE_LOST }
 }
 
-/** Finishes [writes] (plain ones: no parent, children or next run) in one statement, each fenced by its token; returns the ids finished. */
-private fun StoreContext.finishGroupIn(c: java.sql.Connection, writes: List<FinishWrite>): Set<String> = with(c) {
+/**
+ * Finishes [writes] (plain ones: no parent, children or next run) in one statement, each fenced by its token; returns
+ * the ids finished. [withRecords] (PostgreSQL): the same statement upserts their [FinishWrite.records], for the runs it
+ * finished (its update holds their rows, so they need no fence of their own).
+ */
+private fun StoreContext.finishGroupIn(c: java.sql.Connection, writes: List<FinishWrite>, withRecords: Boolean = false): Set<String> = with(c) {
     val (v, vArgs) = groupTable(
         listOf("id" to "TEXT", "fencing_token" to "BIGINT", "status" to "TEXT", "output" to "TEXT", "failure" to "TEXT", "failure_kind" to "TEXT"),
         writes.inLockOrder { it.runId }.map {
@@ -84,14 +92,31 @@ private fun StoreContext.finishGroupIn(c: java.sql.Connection, writes: List<Fini
         },
     )
     val (locked, lockedJoin) = dialect.groupLock
-    query(
-        """$v$locked
-           UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, failure_kind = v.failure_kind, finished_at = $now,
+    val update = """UPDATE stent_runs SET status = v.status, output = v.output, failure = v.failure, failure_kind = v.failure_kind, finished_at = $now,
                updated_at = $now, lease_owner = NULL, lease_expires_at = NULL, ready_at = NULL, wait_signals = NULL
            FROM v WHERE stent_runs.id = v.id AND stent_runs.fencing_token = v.fencing_token AND stent_runs.status = 'RUNNING'$lockedJoin
-           RETURNING ${dialect.updatedId}""",
-        vArgs,
+           RETURNING ${dialect.updatedId}"""
+    if (!withRecords) return query("$v$locked\n$update", vArgs) { it.getString(1) }.toHashSet()
+    val (r, rArgs) = recordsTable(c, writes)
+    query(
+        """$v$locked, f AS ($update AS id), r AS ${r.removePrefix("WITH v AS ")},
+           w AS (INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
+                 SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM r WHERE run_id IN (SELECT id FROM f)
+                 ${StoreContext.UPSERT_RECORD})
+           SELECT id FROM f""",
+        vArgs + rArgs,
     ) { it.getString(1) }.toHashSet()
+}
+
+/** The group table `v` of the [FinishWrite.records] of [writes], and its arguments. */
+private fun StoreContext.recordsTable(c: java.sql.Connection, writes: List<FinishWrite>): Pair<String, List<Any?>> = with(c) {
+    groupTable(
+        listOf(
+            "run_id" to "TEXT", "step_id" to "TEXT", "kind" to "TEXT", "status" to "TEXT", "result" to "TEXT", "failure" to "TEXT",
+            "attempts" to "INTEGER", "wake_at" to "BIGINT",
+        ),
+        writes.flatMap { w -> w.records.map { r -> listOf(w.runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt) } },
+    )
 }
 
 /**
@@ -99,17 +124,9 @@ private fun StoreContext.finishGroupIn(c: java.sql.Connection, writes: List<Fini
  * their fence held, and the finish holds their rows locked, so the records need no fence of their own.
  */
 internal fun StoreContext.recordsOfFinishedIn(c: java.sql.Connection, writes: List<FinishWrite>, finished: Set<String>): Unit = with(c) {
-    val rows = writes.filter { it.runId in finished }.flatMap { w ->
-        w.records.map { r -> listOf(w.runId, r.stepId, r.kind.name, r.status.name, r.result, r.failure, r.attempts, r.wakeAt) }
-    }
-    if (rows.isEmpty()) return
-    val (v, vArgs) = groupTable(
-        listOf(
-            "run_id" to "TEXT", "step_id" to "TEXT", "kind" to "TEXT", "status" to "TEXT", "result" to "TEXT", "failure" to "TEXT",
-            "attempts" to "INTEGER", "wake_at" to "BIGINT",
-        ),
-        rows,
-    )
+    val mine = writes.filter { it.runId in finished && it.records.isNotEmpty() }
+    if (mine.isEmpty()) return
+    val (v, vArgs) = recordsTable(c, mine)
     update(
         """$v
            INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)

@@ -38,8 +38,11 @@ import dev.stent.store.RunRecord
 import dev.stent.store.ScheduleRecord
 import dev.stent.store.SignalNames
 import dev.stent.toRecord
+import kotlinx.coroutines.NonCancellable
+import kotlinx.coroutines.withContext
 import java.time.Instant
 import java.util.UUID
+import kotlin.coroutines.EmptyCoroutineContext
 import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.TimeSource
@@ -113,30 +116,51 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
             claimFor = slot?.let { DirectClaim(it.worker.id, it.leaseMs) },
         )
         val claimedAtNanos = System.nanoTime() // the lease counts from before the statement, as a claim's does
-        val result = try {
-            access.call("starting run '$runId'") { access.createRun(newRun) }
-        } catch (e: Throwable) {
-            slot?.worker?.cancelStart()
-            throw e
+        // with a slot reserved, a caller that gives up mid-way must not leave a run claimed by a worker that never runs it
+        val result = withContext(if (slot != null) NonCancellable else EmptyCoroutineContext) {
+            val created = try {
+                access.grouped("starting run '$runId'") { createRun(newRun) }
+            } catch (e: Throwable) {
+                slot?.worker?.cancelStart()
+                throw e
+            }
+            // a run that existed keeps the trace it was started with
+            if (created.workflowName == workflowName) {
+                stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, created.created, trace.takeIf { created.created }) }
+            }
+            val claimed = created.claimed
+            if (slot != null && claimed == null) slot.worker.cancelStart()
+            if (slot != null && claimed != null) launchStarted(slot, runId, workflowName, encoded, q, trace, claimed, claimedAtNanos)
+            created
         }
-        val claimed = result.claimed
-        if (slot != null && claimed == null) slot.worker.cancelStart()
         if (result.workflowName != workflowName) throw RunConflictException(runId, result.workflowName, workflowName)
-        // a run that existed keeps the trace it was started with
-        stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, result.created, trace.takeIf { result.created }) }
-        if (slot != null && claimed != null) {
-            val run = ClaimedRun(
-                runId, workflowName, encoded, claimed.fencingToken, 1, emptyList(), deadlineAtMs = claimed.deadlineAtMs, queue = q,
-                startedAtMs = claimed.startedAtMs, traceContext = trace,
-            )
-            if (slot.worker.launchStarted(run, claimedAtNanos)) return handle(runId, outputCodec)
-            // the worker began to stop meanwhile: the run goes back to the database for any worker
-            slot.worker.cancelStart()
-            access.call("releasing run '$runId' its stopping worker was to start") { release(runId, claimed.fencingToken) }
-        }
+        if (result.claimed != null) return handle(runId, outputCodec)
         // even when the run existed: a start whose insert committed but whose reply was lost reports created=false
         notifier.workAvailable.fire()
         return handle(runId, outputCodec)
+    }
+
+    /**
+     * Hands a run created claimed to the worker that reserved [slot]; if it began to stop meanwhile, the run goes
+     * back to the database for any worker (if even that fails, its lease expires and another claim takes it).
+     */
+    private suspend fun launchStarted(
+        slot: dev.stent.runtime.internal.worker.ClaimedStartSlot, runId: String, workflowName: String, input: String, queue: String,
+        trace: String?, claimed: dev.stent.store.DirectlyClaimed, claimedAtNanos: Long,
+    ) {
+        val run = ClaimedRun(
+            runId, workflowName, input, claimed.fencingToken, 1, emptyList(), deadlineAtMs = claimed.deadlineAtMs, queue = queue,
+            startedAtMs = claimed.startedAtMs, traceContext = trace,
+        )
+        if (slot.worker.launchStarted(run, claimedAtNanos)) return
+        slot.worker.cancelStart()
+        try {
+            access.call("releasing run '$runId' its stopping worker was to start") { release(runId, claimed.fencingToken) }
+            notifier.workAvailable.fire()
+        } catch (e: StentStoreException) {
+            org.slf4j.LoggerFactory.getLogger("dev.stent.client")
+                .warn("run {}: created for a worker that began to stop, and not released ({}); its lease will expire", runId, e.message)
+        }
     }
 
     override fun <O> handle(runId: String, outputCodec: Codec<O>): RunHandle<O> = Handle(runId, outputCodec)

@@ -44,6 +44,14 @@ internal class StoreAccess(
     /** [WorkflowStore.finish], group-committed with concurrent finishes of this JVM. Blocking. */
     fun finish(write: FinishWrite): WriteOutcome = finishes.submit(write)
 
+    /**
+     * Runs [block], a write that goes through a group commit ([createRun]), off the caller's thread but not on the
+     * bounded dispatcher: concurrent callers then wait together in the group's queue (only its leader takes a
+     * connection) and share one statement and one commit. Queued on a dispatcher of one connection (SQLite), they
+     * would reach the group one at a time and never share. [what] names the operation in errors.
+     */
+    suspend fun <T> grouped(what: String, block: StoreAccess.() -> T): T = withContext(Dispatchers.IO) { inline(what) { this@StoreAccess.block() } }
+
     /** Runs [block] against the store on the bounded dispatcher; [what] names the operation in errors. */
     suspend fun <T> call(what: String, block: WorkflowStore.() -> T): T = withContext(dispatcher) { inline(what, block) }
 

@@ -35,12 +35,12 @@ import kotlinx.coroutines.sync.Mutex
 import kotlinx.coroutines.sync.Semaphore
 import kotlinx.coroutines.sync.withLock
 import kotlinx.coroutines.withContext
-import kotlinx.coroutines.yield
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.ConcurrentLinkedQueue
 import java.util.concurrent.atomic.AtomicBoolean
 import java.util.concurrent.atomic.AtomicLong
 import java.util.concurrent.atomic.AtomicReference
+import kotlin.concurrent.withLock
 import kotlin.time.Duration.Companion.milliseconds
 
 /** Marks coroutines running on a run's own serial IO view, where blocking store calls may run inline. */
@@ -336,13 +336,21 @@ internal class RunExecution(
             "Inspect it with describe(), fix the cause, then retry it with client.retry(\"$runId\") (its finished steps are kept)",
     )
 
-    /** Applies [outcome] with one fenced write (or none); a failed write is logged and left to the lease. */
-    suspend fun apply(outcome: Outcome) {
+    /**
+     * Applies [outcome] with one fenced write (or none). A failed write gives the run back with a back-off when
+     * [mayRelease] (not for an abandoned run, whose body may still be going: it waits for its lease to expire).
+     */
+    suspend fun apply(outcome: Outcome, mayRelease: Boolean = true) {
         // every write here is tracked like a checkpoint: one that hangs for a lease stops the run's renewal
         try {
-            // a run given back keeps the steps it completed: the checkpoints taken for later are written first
-            val keeps = outcome is Outcome.Stopped && (outcome.reason is StopReason.Unload || outcome.reason === StopReason.Shutdown)
-            if (keeps && blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST) return leaseLost()
+            // a run given back keeps the steps it completed: the checkpoints taken for later are written first (fenced:
+            // a lease that may be gone, a frozen worker's, may still be this run's)
+            val reason = (outcome as? Outcome.Stopped)?.reason
+            if (reason is StopReason.Unload || reason === StopReason.Shutdown || reason === StopReason.LeaseLost) {
+                if (blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST && reason !== StopReason.LeaseLost) {
+                    return leaseLost()
+                }
+            }
             when (outcome) {
                 is Outcome.Completed -> finish(RunStatus.COMPLETED, outcome.output, null)
                 is Outcome.Continued -> {
@@ -403,7 +411,7 @@ internal class RunExecution(
             // given back with a back-off, as after a failed checkpoint (a finish may carry one); fenced, so a write that
             // committed although its reply was lost keeps the run as it ended
             val backOff = failureBackOffMs(claimed.claimCount)
-            val given = try {
+            val given = mayRelease && try {
                 blockingOnRunThread("releasing run '$runId' after a failed write") { release(runId, fencingToken, backOff) } == WriteOutcome.OK
             } catch (again: StentException) {
                 false
@@ -445,7 +453,7 @@ internal class RunExecution(
             runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null && next == null, cancelChildren = parentOfChildren,
             continueAs = next,
             // the checkpoints taken for later go with the finish, in its transaction
-            records = generateSequence { unwritten.poll() }.toList(),
+            records = writing.withLock { generateSequence { unwritten.poll() }.toList() },
         )
         val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(write) }
         if (result == WriteOutcome.OK) {
@@ -477,26 +485,38 @@ internal class RunExecution(
 
     /**
      * Checkpoints [record] (a completed step) a moment later: before the run's next store call or
-     * step body, or as soon as its thread is free, whichever comes first; and when the body returns
-     * first, with the finish, in its transaction. A one-step workflow then ends with one write, not
-     * two. No side effect of the run can happen in between (the next step body waits for the write),
-     * so a crash repeats the step only as it would have if it came during the write.
+     * step body, or when its thread goes idle ([RunDispatcher]), whichever comes first; and when the
+     * body returns first, with the finish, in its transaction. A one-step workflow then ends with
+     * one write, not two. No side effect of the run can happen in between (the next step body waits
+     * for the write), so a crash repeats the step only as it would have if it came during the write.
      */
     suspend fun checkpointLater(record: StoredRecord) {
         val context = currentCoroutineContext()
         context.ensureActive()
         unwritten.add(record)
         replay.record(record)
-        val runJob = job ?: return writeUnwritten()
-        // a child of the run's job, not of the body's scope (whose end would wait for it): behind the yields of the
-        // quiescence check, so a body that returns now reaches its finish first
-        CoroutineScope(context + runJob).launch {
-            repeat(UNWRITTEN_YIELDS) { yield() }
-            try {
-                writeUnwritten()
-            } catch (e: StentStoreException) {
-                Unit // the run is stopping (storeCall stopped it); its step runs again after the next claim
-            }
+        // without a dispatcher that says when the run's thread goes idle, nothing would write it in time: now
+        if ((context[kotlin.coroutines.ContinuationInterceptor] as? RunDispatcher)?.execution !== this) writeUnwritten()
+    }
+
+    /**
+     * Called by [RunDispatcher] on the run's thread when it has nothing more to run (the body waits for something
+     * that is not a store call: another branch, a plain `delay`): writes the checkpoints taken for later. A run
+     * that is stopping leaves them to [apply]. Never throws: a failure stops the run, as a failed checkpoint does.
+     */
+    fun writeUnwrittenWhenIdle() {
+        if (unwritten.isEmpty() || isStopping) return
+        val n = callNumbers.incrementAndGet()
+        storeCalls[n] = env.clock.nanoTime()
+        try {
+            if (env.access.inline("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST) stop(StopReason.LeaseLost)
+        } catch (e: StentStoreException) {
+            env.log.warn("run {}: checkpointing failed: {}", runId, e.message)
+            stop(StopReason.StoreFailure)
+        } catch (e: LeaseLostException) {
+            stop(StopReason.LeaseLost)
+        } finally {
+            storeCalls.remove(n)
         }
     }
 
@@ -505,16 +525,26 @@ internal class RunExecution(
 
     /** Writes the checkpoints taken for later, if any; stops the run when the lease is gone or the database fails. */
     suspend fun writeUnwritten() {
-        if (unwritten.isEmpty()) return
+        // empty and not being written: every checkpoint taken for later is durable
+        if (unwritten.isEmpty() && !writing.isLocked) return
         if (storeCallNow("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST) throw lost()
     }
 
-    /** Writes the checkpoints taken for later, one by one (each with concurrent checkpoints of other runs). Blocking. */
-    private fun drainUnwritten(): WriteOutcome {
-        while (true) {
-            val record = unwritten.poll() ?: return WriteOutcome.OK
-            if (env.access.checkpoint(runId, fencingToken, record) == WriteOutcome.LEASE_LOST) return WriteOutcome.LEASE_LOST
+    /** Held while checkpoints taken for later are written or taken by the finish: a caller that finds the queue empty knows they are durable. */
+    private val writing = java.util.concurrent.locks.ReentrantLock()
+
+    /**
+     * Writes the checkpoints taken for later, one by one (each with concurrent checkpoints of other runs), each
+     * removed only once written. Blocking.
+     */
+    private fun drainUnwritten(): WriteOutcome = writing.withLock {
+        var outcome = WriteOutcome.OK
+        while (outcome == WriteOutcome.OK) {
+            val record = unwritten.peek() ?: break
+            outcome = env.access.checkpoint(runId, fencingToken, record)
+            if (outcome == WriteOutcome.OK) unwritten.remove()
         }
+        outcome
     }
 
     /** Checkpoints [record] while caching its result under [key] for [ttlMs]; returns the record written (the first value cached wins). */
@@ -569,9 +599,6 @@ internal class RunExecution(
     }
 
     companion object {
-        /** How many turns of the run's thread a checkpoint taken for later waits for the body to end (more than the quiescence check takes). */
-        const val UNWRITTEN_YIELDS = 8
-
         /** A run parked for at least this long is written to the store, so reads show it WAITING. */
         const val PARK_SHOWN_MS = 1_000L
 
@@ -581,4 +608,37 @@ internal class RunExecution(
         /** How long a run stopped by a database failure waits before it is claimed again: 1 s, doubling per claim, at most 60 s. */
         fun failureBackOffMs(claimCount: Int): Long = (1_000L shl (claimCount - 1).coerceIn(0, 6)).coerceAtMost(60_000L)
     }
+}
+
+/**
+ * A run's serial dispatcher: [inner] (a view of one thread at a time), which tells [execution] when the run's
+ * thread goes idle, that is when every task dispatched to it has run. Then no code of the run runs until
+ * something outside it (a step body, a timer, another branch) resumes it: the moment to write the checkpoints
+ * it took for later ([RunExecution.writeUnwrittenWhenIdle]).
+ */
+internal class RunDispatcher(private val inner: kotlinx.coroutines.CoroutineDispatcher) : kotlinx.coroutines.CoroutineDispatcher() {
+    /** Set once, before the run's coroutine starts. */
+    @Volatile
+    var execution: RunExecution? = null
+
+    private val queued = java.util.concurrent.atomic.AtomicInteger()
+
+    override fun isDispatchNeeded(context: kotlin.coroutines.CoroutineContext): Boolean = inner.isDispatchNeeded(context)
+
+    override fun dispatch(context: kotlin.coroutines.CoroutineContext, block: Runnable) {
+        queued.incrementAndGet()
+        inner.dispatch(
+            context,
+            Runnable {
+                try {
+                    block.run()
+                } finally {
+                    // the view runs one task at a time: nothing of the run runs while this writes
+                    if (queued.decrementAndGet() == 0) execution?.writeUnwrittenWhenIdle()
+                }
+            },
+        )
+    }
+
+    override fun toString(): String = "RunDispatcher($inner)"
 }

@@ -228,8 +228,6 @@ internal class WorkflowScopeImpl(
             currentCoroutineContext().ensureActive()
             val attempt = attempts + 1
             val wakeAt = busy {
-                // a step completed a moment ago is written before this body has any effect
-                run.writeUnwritten()
                 when (val outcome = runAttempt(id, attempt, timeoutMs, block)) {
                     is Attempt.Ok -> return@step completeStep(id, codec, outcome.value, attempt, site, cached).also {
                         env.listeners.emit { StentEvent.StepCompleted(runId, workflowName, id, attempt, outcome.nanos, run.fencingToken) }
@@ -250,6 +248,8 @@ internal class WorkflowScopeImpl(
     private suspend fun <T> runAttempt(id: String, attempt: Int, timeoutMs: Long?, block: suspend StepScope.() -> T): Attempt<T> {
         val permits = StepPermits.acquire(run.stepPermits, env.stepPermits)
         try {
+            // a step completed a moment ago (in any branch) is written before this body has any effect
+            run.writeUnwritten()
             return runAttemptNow(InStep(id, permits), attempt, timeoutMs, block)
         } finally {
             permits.release()

@@ -13,6 +13,7 @@ import dev.stent.runtime.internal.MDC_WORKFLOW
 import dev.stent.runtime.internal.WakeUp
 import dev.stent.runtime.internal.engine.EngineClock
 import dev.stent.runtime.internal.engine.Outcome
+import dev.stent.runtime.internal.engine.RunDispatcher
 import dev.stent.runtime.internal.engine.RunEnvironment
 import dev.stent.runtime.internal.engine.RunExecution
 import dev.stent.runtime.internal.engine.RunSlots
@@ -121,6 +122,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
      */
     @Volatile
     private var drained = false
+
+    /** Starts [reserveStart] found no slot for: one during a claim means a PENDING run the claim may not have seen. */
+    private val refusedStarts = java.util.concurrent.atomic.AtomicLong()
     private val stopped = CompletableDeferred<Unit>()
     private var claimJob: Job? = null
     private var heartbeatJob: Job? = null
@@ -204,12 +208,13 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                         val before = System.currentTimeMillis()
                         // the leases start at the claim statement: count them from before it, never later
                         val claimedAtNanos = System.nanoTime()
+                        val refusedBefore = refusedStarts.get()
                         val result = access.call("claiming runs") {
                             claim(ClaimRequest(id, names, queues ?: emptyList(), free, config.leaseDuration.inWholeMilliseconds))
                         }
                         observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
                         claimed = result.runs.size
-                        drained = claimed < free
+                        drained = claimed < free && refusedStarts.get() == refusedBefore
                         env.listeners.emit { StentEvent.ClaimBatch(id, free, claimed, System.nanoTime() - claimedAtNanos) }
                         if (stopping.get()) {
                             releaseUnstarted(result.runs)
@@ -254,7 +259,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
     fun reserveStart(workflowName: String, queue: String): ClaimedStartSlot? {
         if (!drained || stopping.get() || workflowName !in config.definitions || config.queues?.contains(queue) == false) return null
         if (!slots.permits.tryAcquire()) {
-            drained = false // a run starts PENDING now: the next claim takes it before any start overtakes it
+            // a run starts PENDING now: the next claim takes it before any start overtakes it
+            refusedStarts.incrementAndGet()
+            drained = false
             return null
         }
         return ClaimedStartSlot(this, config.leaseDuration.inWholeMilliseconds)
@@ -299,6 +306,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         // the stop timeout, after which it is abandoned); its cleanup removes only itself.
         val previous = active[claimed.id]?.also { it.stop(StopReason.LeaseLost) }
         val execution = RunExecution(env, claimed, claimedAtNanos)
+        val dispatcher = RunDispatcher(env.runDispatcher()).also { it.execution = execution }
         val claimedEvent = env.listeners.report {
             StentEvent.RunClaimed(
                 claimed.id, claimed.workflowName, claimed.queue, id, claimed.claimCount, claimed.fencingToken > 1, claimed.records.size,
@@ -311,7 +319,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         val mdc = MDCContext(mapOf(MDC_RUN_ID to claimed.id, MDC_WORKFLOW to claimed.workflowName))
         val job = scope.launch(
             // with a tracing hook, the run's code runs in what it gives (the execution's span current)
-            env.runDispatcher() + RunThread.element + mdc + env.listeners.runContext(claimedEvent) + CoroutineName("stent-run-${claimed.id}"),
+            dispatcher + RunThread.element + mdc + env.listeners.runContext(claimedEvent) + CoroutineName("stent-run-${claimed.id}"),
             start = CoroutineStart.LAZY,
         ) {
             began.set(true)
@@ -370,7 +378,8 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
         execution.state.runningSteps().forEach { it.permits.release() }
         execution.forgetCancelHandler()
         when (reason) {
-            StopReason.Cancel, is StopReason.Deadline -> applyDetached(execution, reason)
+            // its body may still be going: a failed write leaves the run to its lease, never released to another claim now
+            StopReason.Cancel, is StopReason.Deadline -> applyDetached(execution, reason, mayRelease = false)
             StopReason.LeaseLost -> execution.leaseLost()
             else -> {
                 log.warn("run {}: its lease is left to expire; then another worker resumes it", execution.runId)
@@ -384,8 +393,8 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
      * never holds up the caller (a shutdown has a bound to keep), and started atomically, so cancelling
      * [detached] at shutdown cannot drop it.
      */
-    private fun applyDetached(execution: RunExecution, reason: StopReason) {
-        detached.launch(start = CoroutineStart.ATOMIC) { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason)) } }
+    private fun applyDetached(execution: RunExecution, reason: StopReason, mayRelease: Boolean = true) {
+        detached.launch(start = CoroutineStart.ATOMIC) { withContext(NonCancellable) { execution.apply(Outcome.Stopped(reason), mayRelease) } }
     }
 
     /** A heartbeat in flight: when it started, the runs it renews, and its reply. */

@@ -28,7 +28,7 @@ import kotlin.time.Duration.Companion.seconds
 /** Sizes of one bench run; `--quick` keeps the whole run under two minutes. */
 class Sizes(quick: Boolean) {
     val raw = if (quick) 500 else 3000
-    val steps = 500
+    val steps = System.getProperty("stent.bench.steps")?.toInt() ?: 500
     val throughput = if (quick) 1000 else 5000
     val latencyStarts = if (quick) 100 else 500
     val replaySteps = if (quick) 2000 else 10_000

@@ -520,6 +520,16 @@ internal class RunExecution(
         }
     }
 
+    /**
+     * True when code in [context] runs on this run's own thread ([RunDispatcher]) with nothing else of the run waiting
+     * to run there and no other step body running: a step body may then run on that thread without holding up
+     * another branch.
+     */
+    fun aloneOnRunThread(context: kotlin.coroutines.CoroutineContext): Boolean {
+        val dispatcher = context[kotlin.coroutines.ContinuationInterceptor] as? RunDispatcher ?: return false
+        return dispatcher.execution === this && dispatcher.runsOnlyTheCaller() && state.runningSteps().size <= 1
+    }
+
     /** Completed steps not written yet ([checkpointLater]), oldest first. */
     private val unwritten = ConcurrentLinkedQueue<StoredRecord>()
 
@@ -624,6 +634,9 @@ internal class RunDispatcher(private val inner: kotlinx.coroutines.CoroutineDisp
     private val queued = java.util.concurrent.atomic.AtomicInteger()
 
     override fun isDispatchNeeded(context: kotlin.coroutines.CoroutineContext): Boolean = inner.isDispatchNeeded(context)
+
+    /** True when the task running now is the only one dispatched here and not yet done (for code running on this dispatcher). */
+    fun runsOnlyTheCaller(): Boolean = queued.get() <= 1
 
     override fun dispatch(context: kotlin.coroutines.CoroutineContext, block: Runnable) {
         queued.incrementAndGet()

@@ -62,6 +62,7 @@ import java.util.UUID
 import java.util.concurrent.atomic.AtomicBoolean
 import kotlin.coroutines.AbstractCoroutineContextElement
 import kotlin.coroutines.CoroutineContext
+import kotlin.coroutines.EmptyCoroutineContext
 import kotlin.random.Random
 import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
@@ -324,7 +325,10 @@ internal class WorkflowScopeImpl(
         val own = mapOf(MDC_RUN_ID to runId, MDC_WORKFLOW to workflowName, MDC_STEP_ID to inStep.stepId, MDC_ATTEMPT to attempt.toString())
         val mdc = MDCContext(if (own.keys.containsAll(outer.keys)) own else outer + own)
         try {
-            return withContext(env.stepDispatcher + inStep + mdc + traced) {
+            // alone on the run's thread (no other step body running, nothing else of the run waiting to run), the body runs
+            // there: that thread is made for blocking, and the step saves two thread hand-offs; else off it, so branches overlap
+            val here = run.aloneOnRunThread(currentCoroutineContext())
+            return withContext((if (here) EmptyCoroutineContext else env.stepDispatcher) + inStep + mdc + traced) {
                 // onCancelling: interrupt at once, in the canceller's thread, while the body still blocks
                 handle = coroutineContext.job.invokeOnCompletion(onCancelling = true) { if (it != null) inStep.cancel() }
                 body()

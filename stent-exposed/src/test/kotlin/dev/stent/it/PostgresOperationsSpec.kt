@@ -8,13 +8,16 @@ import dev.stent.startByName
 import dev.stent.stentWorker
 import dev.stent.step
 import dev.stent.workflow
+import io.kotest.assertions.withClue
 import io.kotest.core.spec.style.FunSpec
 import io.kotest.matchers.collections.shouldBeIn
 import io.kotest.matchers.collections.shouldHaveSize
 import io.kotest.matchers.ints.shouldBeGreaterThan
 import io.kotest.matchers.ints.shouldBeLessThanOrEqual
 import io.kotest.matchers.shouldBe
+import io.kotest.matchers.string.shouldContain
 import io.kotest.matchers.string.shouldEndWith
+import io.kotest.matchers.string.shouldNotContain
 import io.kotest.matchers.types.shouldBeInstanceOf
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
@@ -33,6 +36,31 @@ import kotlin.time.Duration.Companion.seconds
 
 /** What only PostgreSQL has to prove: many JVMs at scale, zombies, restarts, concurrent migration, LISTEN/NOTIFY. */
 class PostgresOperationsSpec : FunSpec({
+
+    test("with 20,000 ready runs and 20,000 asleep, the claim walks its index and finds the runs by key: it reads no table whole") {
+        val db = TestStore.Postgres.newDb()
+        db.open().use { stent ->
+            @OptIn(dev.stent.InternalStentApi::class)
+            val store = stent.store
+            for (b in 0 until 40) {
+                // even groups ready now, odd ones asleep for a year
+                val delayMs = if (b % 2 == 0) 0L else 31_536_000_000L
+                store.createRuns((0 until 1000).map { i -> dev.stent.store.NewRun("p-$b-$i", "planned", "0", "default", 0, delayMs) })
+            }
+            DriverManager.getConnection(TestPg.url, TestPg.user, TestPg.password).use { c ->
+                c.createStatement().use { it.execute("ANALYZE ${db.processArgs[4]}.stent_runs") }
+            }
+            @OptIn(dev.stent.InternalStentApi::class)
+            val plan = dev.stent.exposed.Stents.explainClaim(stent, dev.stent.store.ClaimRequest("w", listOf("planned"), emptyList(), 64, 30_000))
+            withClue(plan) {
+                plan shouldNotContain "Seq Scan on stent_runs"
+                plan shouldContain "Index Scan using stent_runs_ready"
+                // the update took exactly the 64 runs it picked (then the explain rolled back)
+                plan.lines().first() shouldContain "rows=64"
+            }
+            store.getRun("p-0-0")!!.status shouldBe RunStatus.PENDING
+        }
+    }
 
     test("4 worker JVMs, 1,000 workflows x 5 steps, one killed with kill -9 midway and restarted: every step once") {
         val dir = Files.createTempDirectory("stent-pg4").toFile()

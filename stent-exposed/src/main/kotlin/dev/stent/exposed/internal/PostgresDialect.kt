@@ -25,11 +25,13 @@ internal object PostgresDialect : SqlDialect() {
 
     // MATERIALIZED CTEs lock and pick the candidates once (`id IN (subquery)` may be re-run under
     // concurrency and update more rows than the limit); the ready set fills what the expired set left.
+    // the update finds the picked runs by primary key (`= ANY(ARRAY(…))`): joined to the picks instead, the planner,
+    // which cannot know how few a LIMIT of a parameter returns, may hash-join them with a scan of the whole table
     override fun claim(parts: ClaimParts) = with(parts) {
         if (limited.isEmpty()) {
             """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
                      r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
-               UPDATE stent_runs $set FROM (SELECT id FROM e UNION ALL SELECT id FROM r) c WHERE stent_runs.id = c.id
+               UPDATE stent_runs $set WHERE stent_runs.id = ANY(ARRAY(SELECT id FROM e UNION ALL SELECT id FROM r))
                $returning""" to filterArgs + limit + filterArgs + limit + workerId + leaseMs
         } else {
             // each limited queue's pick is a set of its own; the batch takes the best of all sets up to the limit
@@ -37,7 +39,7 @@ internal object PostgresDialect : SqlDialect() {
             val all = (listOf("e", "r") + limited.indices.map { "l$it" }).joinToString(" UNION ALL ") { "SELECT id, pass, priority, since FROM $it" }
             """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
                      r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)$picks
-               UPDATE stent_runs $set FROM (SELECT id FROM ($all) u ORDER BY pass, priority DESC, since LIMIT ?) c WHERE stent_runs.id = c.id
+               UPDATE stent_runs $set WHERE stent_runs.id = ANY(ARRAY(SELECT id FROM ($all) u ORDER BY pass, priority DESC, since LIMIT ?))
                $returning""" to filterArgs + limit + filterArgs + limit + limited.flatMap {
                 it.second
             } + workerId + leaseMs + limit

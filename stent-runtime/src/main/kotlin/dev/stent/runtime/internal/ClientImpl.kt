@@ -118,19 +118,33 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         val claimedAtNanos = System.nanoTime() // the lease counts from before the statement, as a claim's does
         // with a slot reserved, a caller that gives up mid-way must not leave a run claimed by a worker that never runs it
         val result = withContext(if (slot != null) NonCancellable else EmptyCoroutineContext) {
+            var launched = false
             val created = try {
-                access.grouped("starting run '$runId'") { createRun(newRun) }
+                access.grouped("starting run '$runId'") {
+                    createRun(newRun).also { created ->
+                        // a run that existed keeps the trace it was started with
+                        if (created.workflowName == workflowName) {
+                            stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, created.created, trace.takeIf { created.created }) }
+                        }
+                        // launched from the thread that inserted it, the run starts on that thread next, with no wake-up of another
+                        val claimed = created.claimed
+                        if (slot != null && claimed != null) {
+                            val run = ClaimedRun(
+                                runId, workflowName, encoded, claimed.fencingToken, 1, emptyList(), deadlineAtMs = claimed.deadlineAtMs, queue = q,
+                                startedAtMs = claimed.startedAtMs, traceContext = trace,
+                            )
+                            launched = slot.worker.launchStarted(run, claimedAtNanos)
+                        }
+                    }
+                }
             } catch (e: Throwable) {
                 slot?.worker?.cancelStart()
                 throw e
             }
-            // a run that existed keeps the trace it was started with
-            if (created.workflowName == workflowName) {
-                stent.listeners.emit { StentEvent.RunStarted(runId, workflowName, q, created.created, trace.takeIf { created.created }) }
-            }
             val claimed = created.claimed
-            if (slot != null && claimed == null) slot.worker.cancelStart()
-            if (slot != null && claimed != null) launchStarted(slot, runId, workflowName, encoded, q, trace, claimed, claimedAtNanos)
+            if (slot != null && !launched) slot.worker.cancelStart()
+            // the worker began to stop meanwhile: the run goes back to the database for any worker
+            if (slot != null && claimed != null && !launched) releaseRefused(runId, claimed.fencingToken)
             created
         }
         if (result.workflowName != workflowName) throw RunConflictException(runId, result.workflowName, workflowName)
@@ -140,22 +154,10 @@ internal class ClientImpl(private val stent: Stent) : StentClient {
         return handle(runId, outputCodec)
     }
 
-    /**
-     * Hands a run created claimed to the worker that reserved [slot]; if it began to stop meanwhile, the run goes
-     * back to the database for any worker (if even that fails, its lease expires and another claim takes it).
-     */
-    private suspend fun launchStarted(
-        slot: dev.stent.runtime.internal.worker.ClaimedStartSlot, runId: String, workflowName: String, input: String, queue: String,
-        trace: String?, claimed: dev.stent.store.DirectlyClaimed, claimedAtNanos: Long,
-    ) {
-        val run = ClaimedRun(
-            runId, workflowName, input, claimed.fencingToken, 1, emptyList(), deadlineAtMs = claimed.deadlineAtMs, queue = queue,
-            startedAtMs = claimed.startedAtMs, traceContext = trace,
-        )
-        if (slot.worker.launchStarted(run, claimedAtNanos)) return
-        slot.worker.cancelStart()
+    /** Gives back a run created claimed by a worker that began to stop before it launched it; if even that fails, its lease expires. */
+    private suspend fun releaseRefused(runId: String, fencingToken: Long) {
         try {
-            access.call("releasing run '$runId' its stopping worker was to start") { release(runId, claimed.fencingToken) }
+            access.call("releasing run '$runId' its stopping worker was to start") { release(runId, fencingToken) }
             notifier.workAvailable.fire()
         } catch (e: StentStoreException) {
             org.slf4j.LoggerFactory.getLogger("dev.stent.client")

@@ -42,7 +42,9 @@ internal fun StoreContext.claim(request: ClaimRequest): ClaimResult = autocommit
     // when the next run this worker could claim becomes ready: a timer, a delayed start or a lease expiring; ready
     // runs a limited queue holds back are looked at again shortly (a run of the queue ending or a rate window moving
     // on makes room, which no stored time tells)
-    val nextReadyAt = if (claimed.isNotEmpty()) null else query(
+    // read unless the claim took all it asked for (then the worker claims again soon anyway): a worker that took a
+    // timer's run must still wake for the next one, due a moment later, not after its idle pause
+    val nextReadyAt = if (claimed.size >= request.limit) null else query(
         """SELECT (SELECT MIN(ready_at) FROM stent_runs WHERE status IN ('PENDING', 'WAITING') AND $filter
                    AND (queue NOT IN (SELECT name FROM stent_queues) OR ready_at > $now)) AS ready,
                   (SELECT MIN(lease_expires_at) FROM stent_runs WHERE status = 'RUNNING' AND $filter) AS expires,
@@ -80,6 +82,7 @@ internal fun StoreContext.explainClaim(request: ClaimRequest): String = dataSour
         is PostgresDialect -> {
             c.autoCommit = false
             try {
+                dialect.claimSettings?.let { setting -> c.createStatement().use { it.execute(setting) } }
                 c.query("EXPLAIN (ANALYZE, BUFFERS) $sql", args) { it.getString(1) }.joinToString("\n")
             } finally {
                 c.rollback()
@@ -105,8 +108,9 @@ internal fun StoreContext.claimStatement(c: java.sql.Connection, request: ClaimR
     // Two candidate sets, each walking its partial index: runs whose lease expired (recovery, taken first: they
     // count as running already), then ready runs of queues without limits, highest priority first and then longest ready.
     val expired = "SELECT id, 0 AS pass, priority, lease_expires_at AS since FROM stent_runs WHERE status = 'RUNNING' AND lease_expires_at < $now AND $filter"
-    val ready = "SELECT id, 1 AS pass, priority, ready_at AS since FROM stent_runs WHERE status IN ('PENDING', 'WAITING') AND ready_at <= $now AND $filter" +
-        " AND queue NOT IN (SELECT name FROM stent_queues)"
+    val readyWhere = "status IN ('PENDING', 'WAITING') AND ready_at <= $now AND $filter AND queue NOT IN (SELECT name FROM stent_queues)"
+    val ready = "SELECT id, 1 AS pass, priority, ready_at AS since FROM stent_runs WHERE $readyWhere"
+    val anyReady = "EXISTS (SELECT 1 FROM stent_runs WHERE $readyWhere)"
     val set = """SET status = 'RUNNING', lease_owner = ?, fencing_token = fencing_token + 1,
                lease_expires_at = $now + ?, claim_count = claim_count + 1, started_at = COALESCE(started_at, $now),
                updated_at = $now, ready_at = NULL, wait_signals = NULL, parked_at = NULL, parked_until = NULL"""
@@ -116,10 +120,14 @@ internal fun StoreContext.claimStatement(c: java.sql.Connection, request: ClaimR
         val known = limits.getValue(q)
         if (known.concurrencyPerKey == null && known.rateLimit == null) concurrencyBranch(q, names, request.limit) else limitedBranch(q, names, request.limit)
     }
-    val (sql, args) = dialect.claim(ClaimParts(expired, ready, set, returning, filterArgs, request.limit, request.workerId, request.leaseMs, branches))
-    // with limited queues on PostgreSQL, their lock goes first, in the same round trip and implicit transaction
+    val (sql, args) = dialect.claim(
+        ClaimParts(expired, ready, set, returning, filterArgs, request.limit, request.workerId, request.leaseMs, anyReady, branches),
+    )
+    // with limited queues on PostgreSQL, their lock goes first, in the same round trip and implicit transaction, after
+    // the claim's settings (which return no rows, so they count for no skip)
     val lock = dialect.lockQueues(limited.size)
-    val statement = if (lock == null) ClaimStatement(sql, args, 0) else ClaimStatement("$lock; $sql", limited + args, 1)
+    val before = listOfNotNull(dialect.claimSettings, lock)
+    val statement = ClaimStatement((before + sql).joinToString("; "), (if (lock == null) emptyList() else limited) + args, if (lock == null) 0 else 1)
     return Triple(statement, filter, filterArgs)
 }
 

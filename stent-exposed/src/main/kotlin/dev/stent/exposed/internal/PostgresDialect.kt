@@ -25,22 +25,28 @@ internal object PostgresDialect : SqlDialect() {
 
     // MATERIALIZED CTEs lock and pick the candidates once (`id IN (subquery)` may be re-run under
     // concurrency and update more rows than the limit); the ready set fills what the expired set left.
+    // The ready runs are walked in the order of `stent_runs_ready` (priority DESC, ready_at), stopping at the limit.
+    // Sorts are off for the claim, so the planner never reads every due run through `stent_runs_due` and sorts them
+    // (it would when its statistics think few are due: a burst of starts, or a million timers due at once); and an
+    // uncorrelated EXISTS on `stent_runs_due` gates that walk, so a claim with nothing due reads no index whole.
+    override val claimSettings = "SET LOCAL enable_sort = off"
+
     // the update finds the picked runs by primary key (`= ANY(ARRAY(…))`): joined to the picks instead, the planner,
     // which cannot know how few a LIMIT of a parameter returns, may hash-join them with a scan of the whole table
     override fun claim(parts: ClaimParts) = with(parts) {
         if (limited.isEmpty()) {
             """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
-                     r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
+                     r AS MATERIALIZED ($ready AND $anyReady ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)
                UPDATE stent_runs $set WHERE stent_runs.id = ANY(ARRAY(SELECT id FROM e UNION ALL SELECT id FROM r))
-               $returning""" to filterArgs + limit + filterArgs + limit + workerId + leaseMs
+               $returning""" to filterArgs + limit + filterArgs + filterArgs + limit + workerId + leaseMs
         } else {
             // each limited queue's pick is a set of its own; the batch takes the best of all sets up to the limit
             val picks = limited.indices.joinToString("") { i -> ",\n l$i AS MATERIALIZED (${limited[i].first})" }
             val all = (listOf("e", "r") + limited.indices.map { "l$it" }).joinToString(" UNION ALL ") { "SELECT id, pass, priority, since FROM $it" }
             """WITH e AS MATERIALIZED ($expired ORDER BY priority DESC, since LIMIT ? FOR UPDATE SKIP LOCKED),
-                     r AS MATERIALIZED ($ready ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)$picks
+                     r AS MATERIALIZED ($ready AND $anyReady ORDER BY priority DESC, since LIMIT (? - (SELECT COUNT(*) FROM e)) FOR UPDATE SKIP LOCKED)$picks
                UPDATE stent_runs $set WHERE stent_runs.id = ANY(ARRAY(SELECT id FROM ($all) u ORDER BY pass, priority DESC, since LIMIT ?))
-               $returning""" to filterArgs + limit + filterArgs + limit + limited.flatMap {
+               $returning""" to filterArgs + limit + filterArgs + filterArgs + limit + limited.flatMap {
                 it.second
             } + workerId + leaseMs + limit
         }

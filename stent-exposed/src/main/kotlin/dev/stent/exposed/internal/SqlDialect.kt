@@ -58,6 +58,9 @@ internal sealed class SqlDialect {
 
     /** `column IN (…)` for [values], and its arguments. */
     abstract fun inList(connection: Connection, column: String, values: Collection<String>): Pair<String, List<Any?>>
+
+    /** A setting the claim statement runs under (`SET LOCAL …`, in its implicit transaction), or null. */
+    open val claimSettings: String? = null
 }
 
 /**
@@ -67,6 +70,8 @@ internal sealed class SqlDialect {
 internal class ClaimParts(
     val expired: String, val ready: String, val set: String, val returning: String,
     val filterArgs: List<Any?>, val limit: Int, val workerId: String, val leaseMs: Long,
+    /** `EXISTS` of a ready run of the request (its `?` are [filterArgs] again): lets a dialect skip the ordered walk when there is none. */
+    val anyReady: String,
     /** One SELECT (id, pass, priority, since) and its arguments per limited queue; see `limitedBranch`. */
     val limited: List<Pair<String, List<Any?>>> = emptyList(),
 )

@@ -552,7 +552,8 @@ internal class RunExecution(
         while (outcome == WriteOutcome.OK) {
             val record = unwritten.peek() ?: break
             outcome = env.access.checkpoint(runId, fencingToken, record)
-            if (outcome == WriteOutcome.OK) unwritten.remove()
+            // written, or never writable with this token: either way it leaves the queue
+            if (outcome == WriteOutcome.OK) unwritten.remove() else unwritten.clear()
         }
         outcome
     }

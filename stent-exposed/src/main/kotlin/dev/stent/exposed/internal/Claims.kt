@@ -126,11 +126,11 @@ internal fun StoreContext.claimStatement(c: java.sql.Connection, request: ClaimR
     val (sql, args) = dialect.claim(
         ClaimParts(expired, ready, set, returning, filterArgs, request.limit, request.workerId, request.leaseMs, anyReady, branches),
     )
-    // with limited queues on PostgreSQL, their lock goes first, in the same round trip and implicit transaction, after
-    // the claim's settings (which return no rows, so they count for no skip)
+    // the claim's settings and, with limited queues on PostgreSQL, their lock go first, in the same round trip and
+    // implicit transaction; each returns one result the claim's reader skips
     val lock = dialect.lockQueues(limited.size)
     val before = listOfNotNull(dialect.claimSettings, lock)
-    val statement = ClaimStatement((before + sql).joinToString("; "), (if (lock == null) emptyList() else limited) + args, if (lock == null) 0 else 1)
+    val statement = ClaimStatement((before + sql).joinToString("; "), (if (lock == null) emptyList() else limited) + args, before.size)
     return Triple(statement, filter, filterArgs)
 }
 

@@ -29,7 +29,8 @@ internal object PostgresDialect : SqlDialect() {
     // Sorts are off for the claim, so the planner never reads every due run through `stent_runs_due` and sorts them
     // (it would when its statistics think few are due: a burst of starts, or a million timers due at once); and an
     // uncorrelated EXISTS on `stent_runs_due` gates that walk, so a claim with nothing due reads no index whole.
-    override val claimSettings = "SET LOCAL enable_sort = off"
+    // set_config(…, true), not SET LOCAL, which warns in the server's log outside a transaction block
+    override val claimSettings = "SELECT set_config('enable_sort', 'off', true)"
 
     // the update finds the picked runs by primary key (`= ANY(ARRAY(…))`): joined to the picks instead, the planner,
     // which cannot know how few a LIMIT of a parameter returns, may hash-join them with a scan of the whole table

@@ -59,7 +59,7 @@ internal sealed class SqlDialect {
     /** `column IN (…)` for [values], and its arguments. */
     abstract fun inList(connection: Connection, column: String, values: Collection<String>): Pair<String, List<Any?>>
 
-    /** A setting the claim statement runs under (`SET LOCAL …`, in its implicit transaction), or null. */
+    /** A statement setting what the claim runs under (local to its implicit transaction; it returns one row), or null. */
     open val claimSettings: String? = null
 }
 

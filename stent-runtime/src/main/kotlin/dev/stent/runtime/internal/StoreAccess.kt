@@ -50,7 +50,10 @@ internal class StoreAccess(
      * connection) and share one statement and one commit. Queued on a dispatcher of one connection (SQLite), they
      * would reach the group one at a time and never share. [what] names the operation in errors.
      */
-    suspend fun <T> grouped(what: String, block: StoreAccess.() -> T): T = withContext(Dispatchers.IO) { inline(what) { this@StoreAccess.block() } }
+    suspend fun <T> grouped(what: String, block: StoreAccess.() -> T): T = withContext(groupedDispatcher) { inline(what) { this@StoreAccess.block() } }
+
+    /** A view of the IO pool of its own: callers waiting in a group never hold up other users of `Dispatchers.IO` (heartbeats). */
+    private val groupedDispatcher = Dispatchers.IO.limitedParallelism(MAX_GROUP * 2)
 
     /** Runs [block] against the store on the bounded dispatcher; [what] names the operation in errors. */
     suspend fun <T> call(what: String, block: WorkflowStore.() -> T): T = withContext(dispatcher) { inline(what, block) }

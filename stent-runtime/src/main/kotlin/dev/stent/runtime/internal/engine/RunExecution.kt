@@ -346,6 +346,14 @@ internal class RunExecution(
             // a run given back keeps the steps it completed: the checkpoints taken for later are written first (fenced:
             // a lease that may be gone, a frozen worker's, may still be this run's)
             val reason = (outcome as? Outcome.Stopped)?.reason
+            if (reason === StopReason.StoreFailure) {
+                // the database failed under the run: its completed steps are kept if it answers now
+                try {
+                    blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() }
+                } catch (e: StentException) {
+                    Unit // released below all the same; those steps run again
+                }
+            }
             if (reason is StopReason.Unload || reason === StopReason.Shutdown || reason === StopReason.LeaseLost) {
                 if (blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST && reason !== StopReason.LeaseLost) {
                     return leaseLost()
@@ -411,6 +419,15 @@ internal class RunExecution(
             // given back with a back-off, as after a failed checkpoint (a finish may carry one); fenced, so a write that
             // committed although its reply was lost keeps the run as it ended
             val backOff = failureBackOffMs(claimed.claimCount)
+            // the steps the failed finish carried are written on their own first (fenced: refused if the finish did land)
+            finishRecords?.let { records ->
+                unwritten.addAll(records)
+                try {
+                    blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() }
+                } catch (again: StentException) {
+                    Unit
+                }
+            }
             val given = mayRelease && try {
                 blockingOnRunThread("releasing run '$runId' after a failed write") { release(runId, fencingToken, backOff) } == WriteOutcome.OK
             } catch (again: StentException) {
@@ -453,9 +470,10 @@ internal class RunExecution(
             runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null && next == null, cancelChildren = parentOfChildren,
             continueAs = next,
             // the checkpoints taken for later go with the finish, in its transaction
-            records = writing.withLock { generateSequence { unwritten.poll() }.toList() },
+            records = writing.withLock { generateSequence { unwritten.poll() }.toList() }.also { finishRecords = it.takeIf { r -> r.isNotEmpty() } },
         )
         val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(write) }
+        finishRecords = null
         if (result == WriteOutcome.OK) {
             env.notifier.runFinished(runId)
             if (next == null) claimed.parentId?.let(env.notifier::signalSent) // a parent in this process looks for its child's outcome
@@ -521,14 +539,18 @@ internal class RunExecution(
     }
 
     /**
-     * True when code in [context] runs on this run's own thread ([RunDispatcher]) with nothing else of the run waiting
-     * to run there and no other step body running: a step body may then run on that thread without holding up
-     * another branch.
+     * True when code in [context] runs on this run's own thread ([RunDispatcher]) with nothing else of the run queued
+     * there, no other branch busy and none waiting durably (a timer or signal that would resume it): a step body may
+     * then start on that thread without holding up another branch.
      */
     fun aloneOnRunThread(context: kotlin.coroutines.CoroutineContext): Boolean {
         val dispatcher = context[kotlin.coroutines.ContinuationInterceptor] as? RunDispatcher ?: return false
-        return dispatcher.execution === this && dispatcher.runsOnlyTheCaller() && state.runningSteps().size <= 1
+        return dispatcher.execution === this && dispatcher.runsOnlyTheCaller() && state.aloneBusy()
     }
+
+    /** The records the last finish carried, until it is known to have landed: written on their own if it failed. */
+    @Volatile
+    private var finishRecords: List<StoredRecord>? = null
 
     /** Completed steps not written yet ([checkpointLater]), oldest first. */
     private val unwritten = ConcurrentLinkedQueue<StoredRecord>()

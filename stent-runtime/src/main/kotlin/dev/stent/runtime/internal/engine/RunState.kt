@@ -38,6 +38,9 @@ internal class RunState {
 
     fun enterBusy() = synchronized(lock) { busy++ }
 
+    /** True when one branch alone is busy (the caller's) and none waits durably: nothing else of the run is due to resume. */
+    fun aloneBusy(): Boolean = synchronized(lock) { busy <= 1 && waiters.isEmpty() && running.size <= 1 }
+
     /** Returns true when the run may have become quiescent. */
     fun exitBusy(): Boolean = synchronized(lock) { --busy == 0 && waiters.isNotEmpty() }
 

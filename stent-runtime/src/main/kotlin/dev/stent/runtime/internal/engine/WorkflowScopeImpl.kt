@@ -40,6 +40,7 @@ import dev.stent.store.SignalNames
 import dev.stent.store.StoredRecord
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.DisposableHandle
 import kotlinx.coroutines.InternalCoroutinesApi
 import kotlinx.coroutines.ThreadContextElement
@@ -62,7 +63,6 @@ import java.util.UUID
 import java.util.concurrent.atomic.AtomicBoolean
 import kotlin.coroutines.AbstractCoroutineContextElement
 import kotlin.coroutines.CoroutineContext
-import kotlin.coroutines.EmptyCoroutineContext
 import kotlin.random.Random
 import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
@@ -324,11 +324,27 @@ internal class WorkflowScopeImpl(
         val outer = currentCoroutineContext()[MDCContext]?.contextMap.orEmpty()
         val own = mapOf(MDC_RUN_ID to runId, MDC_WORKFLOW to workflowName, MDC_STEP_ID to inStep.stepId, MDC_ATTEMPT to attempt.toString())
         val mdc = MDCContext(if (own.keys.containsAll(outer.keys)) own else outer + own)
+        val context = env.stepDispatcher + inStep + mdc + traced
         try {
-            // alone on the run's thread (no other step body running, nothing else of the run waiting to run), the body runs
-            // there: that thread is made for blocking, and the step saves two thread hand-offs; else off it, so branches overlap
-            val here = run.aloneOnRunThread(currentCoroutineContext())
-            return withContext((if (here) EmptyCoroutineContext else env.stepDispatcher) + inStep + mdc + traced) {
+            // a step completed a moment ago in another branch is written before this body has any effect
+            run.writeUnwritten()
+            // Alone on the run's thread (no other branch busy or waiting, nothing else of the run queued there), the body
+            // starts there, undispatched: that thread is made for blocking, and a body that does not suspend costs no
+            // thread hand-off. It goes on on the step dispatcher after a suspension, and its own coroutines run there too.
+            if (run.aloneOnRunThread(currentCoroutineContext())) {
+                return try {
+                    coroutineScope {
+                        async(context, start = CoroutineStart.UNDISPATCHED) {
+                            handle = coroutineContext.job.invokeOnCompletion(onCancelling = true) { if (it != null) inStep.cancel() }
+                            body()
+                        }.await()
+                    }
+                } finally {
+                    // the run's thread goes on with the engine's own store calls: no interrupt the body left may reach them
+                    Thread.interrupted()
+                }
+            }
+            return withContext(context) {
                 // onCancelling: interrupt at once, in the canceller's thread, while the body still blocks
                 handle = coroutineContext.job.invokeOnCompletion(onCancelling = true) { if (it != null) inStep.cancel() }
                 body()

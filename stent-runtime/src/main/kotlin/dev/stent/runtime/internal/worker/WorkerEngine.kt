@@ -215,6 +215,7 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                         observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
                         claimed = result.runs.size
                         drained = claimed < free && refusedStarts.get() == refusedBefore
+                        if (refusedStarts.get() != refusedBefore) drained = false // refused while this was written
                         env.listeners.emit { StentEvent.ClaimBatch(id, free, claimed, System.nanoTime() - claimedAtNanos) }
                         if (stopping.get()) {
                             releaseUnstarted(result.runs)

@@ -441,6 +441,9 @@ internal class RunExecution(
         } catch (e: LeaseLostException) {
             env.log.warn("run {}: lease lost before its outcome was recorded", runId)
             leaseLost()
+        } finally {
+            // this execution is over: nothing it took for later is written after its outcome
+            writing.withLock { unwritten.clear() }
         }
     }
 

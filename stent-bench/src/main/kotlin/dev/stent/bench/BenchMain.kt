@@ -463,11 +463,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
     @OptIn(dev.stent.InternalStentApi::class)
     fun dashboard(db: BenchDb) = db.open().use { stent ->
         val n = sizes.dashboardRuns
-        val began = System.nanoTime()
-        for (b in 0 until n / 1000) {
-            stent.store.createRuns((0 until 1000).map { i -> dev.stent.store.NewRun("d-$b-$i", "wf-${i % 5}", "{}", "q-${i % 3}", 0, 0) })
-        }
-        val loadS = (System.nanoTime() - began) / 1e9
+        val loadS = loadRuns(stent, n) { b, i -> dev.stent.store.NewRun("d-$b-$i", "wf-${i % 5}", "{}", "q-${i % 3}", 0, 0) }
         dev.stent.dashboard.StentDashboard.start(stent, 0).use { d ->
             val http = java.net.http.HttpClient.newHttpClient()
             fun pageMs(path: String): Double {
@@ -555,11 +551,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
     @OptIn(dev.stent.InternalStentApi::class)
     fun backlog(db: BenchDb) = db.open().use { stent ->
         val n = sizes.backlog
-        val loadStart = System.nanoTime()
-        for (b in 0 until n / 1000) {
-            stent.store.createRuns((0 until 1000).map { i -> dev.stent.store.NewRun("b-$b-$i", "bench-one", "$i", "default", 0, 3_600_000) })
-        }
-        val loadS = (System.nanoTime() - loadStart) / 1e9
+        val loadS = loadRuns(stent, n) { b, i -> dev.stent.store.NewRun("b-$b-$i", "bench-one", "$i", "default", 0, 3_600_000) }
         db.analyze()
         withWorkerJvms(db, 4) { jvms ->
             val cpu = CpuMeter(jvms.map { it.pid() })
@@ -604,11 +596,7 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
     fun sleepingMillion(db: BenchDb) = db.open().use { stent ->
         val n = sizes.sleepingMillion
         val far = 3_650L * 86_400_000L
-        val loadStart = System.nanoTime()
-        for (b in 0 until n / 1000) {
-            stent.store.createRuns((0 until 1000).map { i -> dev.stent.store.NewRun("z-$b-$i", "bench-sleeper", "0", "default", 0, far) })
-        }
-        val loadS = (System.nanoTime() - loadStart) / 1e9
+        val loadS = loadRuns(stent, n) { b, i -> dev.stent.store.NewRun("z-$b-$i", "bench-sleeper", "0", "default", 0, far) }
         db.analyze()
         val claimMs = java.util.concurrent.ConcurrentLinkedQueue<Double>()
         val listening = stent.addListener { e -> if (e is dev.stent.StentEvent.ClaimBatch) claimMs += e.durationNanos / 1e6 }
@@ -703,6 +691,14 @@ class Scenarios(private val stores: BenchStores, private val sizes: Sizes, priva
                 )
             }
         }
+    }
+
+    /** Inserts [n] runs made by [make] (group, index in it) through the store, 1,000 per statement; returns the seconds it took. */
+    @OptIn(dev.stent.InternalStentApi::class)
+    private fun loadRuns(stent: Stent, n: Int, make: (Int, Int) -> dev.stent.store.NewRun): Double {
+        val began = System.nanoTime()
+        for (b in 0 until n / 1000) stent.store.createRuns((0 until 1000).map { i -> make(b, i) })
+        return (System.nanoTime() - began) / 1e9
     }
 
     /** Starts [count] sleepers due at [dueMs], from 16 coroutines. */

@@ -123,6 +123,10 @@ internal class RunExecution(
     /** Orders parking and taking the slot again between the run's branches. */
     private val slotLock = Mutex()
 
+    /** The timer of the run's deadline, a child of the body's scope that is the engine's, not a branch of the workflow. */
+    @Volatile
+    var deadlineJob: Job? = null
+
     /** The run's coroutine scope while its body runs (evictions are decided there). */
     @Volatile
     private var scope: CoroutineScope? = null
@@ -307,6 +311,7 @@ internal class RunExecution(
                         stop(StopReason.Deadline(at))
                     }
                 }
+                deadlineJob = deadlineTimer
                 try {
                     definition.body.invoke(WorkflowScopeImpl(this@RunExecution, definition, this), input)
                 } finally {
@@ -348,11 +353,12 @@ internal class RunExecution(
             val reason = (outcome as? Outcome.Stopped)?.reason
             if (reason === StopReason.StoreFailure) {
                 // the database failed under the run: its completed steps are kept if it answers now
-                try {
+                val kept = try {
                     blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() }
                 } catch (e: StentException) {
-                    Unit // released below all the same; those steps run again
+                    WriteOutcome.OK // released below all the same; those steps run again
                 }
+                if (kept == WriteOutcome.LEASE_LOST) return leaseLost()
             }
             if (reason is StopReason.Unload || reason === StopReason.Shutdown || reason === StopReason.LeaseLost) {
                 if (blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST && reason !== StopReason.LeaseLost) {
@@ -547,6 +553,8 @@ internal class RunExecution(
      * then start on that thread without holding up another branch.
      */
     fun aloneOnRunThread(context: kotlin.coroutines.CoroutineContext): Boolean {
+        // a completed step of another branch not written yet: the body goes off this thread, which then writes it
+        if (unwritten.isNotEmpty()) return false
         val dispatcher = context[kotlin.coroutines.ContinuationInterceptor] as? RunDispatcher ?: return false
         return dispatcher.execution === this && dispatcher.runsOnlyTheCaller() && state.aloneBusy()
     }

@@ -43,6 +43,7 @@ import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.DisposableHandle
 import kotlinx.coroutines.InternalCoroutinesApi
+import kotlinx.coroutines.Job
 import kotlinx.coroutines.ThreadContextElement
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitCancellation
@@ -326,16 +327,18 @@ internal class WorkflowScopeImpl(
         val mdc = MDCContext(if (own.keys.containsAll(outer.keys)) own else outer + own)
         val context = env.stepDispatcher + inStep + mdc + traced
         try {
-            // a step completed a moment ago in another branch is written before this body has any effect
-            run.writeUnwritten()
-            // Alone on the run's thread (no other branch busy or waiting, nothing else of the run queued there), the body
-            // starts there, undispatched: that thread is made for blocking, and a body that does not suspend costs no
-            // thread hand-off. It goes on on the step dispatcher after a suspension, and its own coroutines run there too.
-            if (run.aloneOnRunThread(currentCoroutineContext())) {
+            // Alone on the run's thread (called from the workflow's own coroutine, which has no other coroutine alive, no
+            // branch busy or waiting, nothing else of the run queued there), the body starts there, undispatched: that
+            // thread is made for blocking, and a body that does not suspend costs no thread hand-off. It goes on on the
+            // step dispatcher after a suspension, and its own coroutines run there too. A timed attempt runs in a
+            // coroutine of its own, so it never takes this path.
+            if (aloneInWorkflow() && run.aloneOnRunThread(currentCoroutineContext())) {
                 return try {
                     coroutineScope {
                         async(context, start = CoroutineStart.UNDISPATCHED) {
                             handle = coroutineContext.job.invokeOnCompletion(onCancelling = true) { if (it != null) inStep.cancel() }
+                            // an undispatched start runs even when cancelled already (a stop during the write before it)
+                            ensureActive()
                             body()
                         }.await()
                     }
@@ -352,6 +355,18 @@ internal class WorkflowScopeImpl(
         } finally {
             handle?.dispose()
         }
+    }
+
+    /**
+     * True when the caller is the workflow body's own coroutine and no other coroutine of the workflow is alive (a
+     * branch in a plain `delay`, a `Mutex` or a shared `Deferred` is neither busy nor a durable waiter, but it would
+     * wait behind a body that blocks the run's thread).
+     */
+    private suspend fun aloneInWorkflow(): Boolean {
+        val job = currentCoroutineContext()[Job] ?: return false
+        if (job !== runScope.coroutineContext[Job]) return false
+        val timer = run.deadlineJob
+        return job.children.none { it.isActive && it !== timer }
     }
 
     private sealed class Attempt<out T> {

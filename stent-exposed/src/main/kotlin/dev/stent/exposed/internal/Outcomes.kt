@@ -100,9 +100,7 @@ private fun StoreContext.finishGroupIn(c: java.sql.Connection, writes: List<Fini
     val (r, rArgs) = recordsTable(c, writes)
     query(
         """$v$locked, f AS ($update AS id), r AS ${r.removePrefix("WITH v AS ")},
-           w AS (INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
-                 SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM r WHERE run_id IN (SELECT id FROM f)
-                 ${StoreContext.UPSERT_RECORD})
+           w AS (${insertRecordsFrom("r", "run_id IN (SELECT id FROM f)")})
            SELECT id FROM f""",
         vArgs + rArgs,
     ) { it.getString(1) }.toHashSet()
@@ -129,9 +127,7 @@ internal fun StoreContext.recordsOfFinishedIn(c: java.sql.Connection, writes: Li
     val (v, vArgs) = recordsTable(c, mine)
     update(
         """$v
-           INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
-           SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM v WHERE TRUE
-           ${StoreContext.UPSERT_RECORD}""",
+           ${insertRecordsFrom("v", "TRUE")}""",
         vArgs,
     )
 }

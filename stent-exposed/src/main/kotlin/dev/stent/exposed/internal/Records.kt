@@ -38,10 +38,7 @@ internal fun StoreContext.checkpoints(writes: List<CheckpointWrite>): List<Write
         )
         val written = query(
             """$v
-               INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
-               SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM v
-               WHERE EXISTS (SELECT 1 FROM stent_runs r WHERE r.id = v.run_id AND r.fencing_token = v.fencing_token AND r.status = 'RUNNING' ${dialect.shareLock})
-               ${StoreContext.UPSERT_RECORD}
+               ${insertRecordsFrom("v", "EXISTS (SELECT 1 FROM stent_runs r WHERE r.id = v.run_id AND r.fencing_token = v.fencing_token AND r.status = 'RUNNING' ${dialect.shareLock})")}
                RETURNING run_id""",
             vArgs,
         ) { it.getString(1) }.toHashSet()

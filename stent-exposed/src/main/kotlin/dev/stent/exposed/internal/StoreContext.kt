@@ -134,6 +134,15 @@ internal class StoreContext(
 
     internal fun Connection.nowMs(): Long = query("SELECT $now AS now", emptyList()) { it.getLong("now") }.single()
 
+    /**
+     * The upsert of the records in the group table [source] (columns run_id, step_id, kind, status, result, failure,
+     * attempts, wake_at) that pass [where]; a final record is never overwritten.
+     */
+    internal fun insertRecordsFrom(source: String, where: String): String =
+        """INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)
+           SELECT run_id, step_id, kind, status, result, failure, attempts, wake_at, $now, $now FROM $source WHERE $where
+           $UPSERT_RECORD"""
+
     /** Inserts or updates a record if [fencingToken] holds the lease; a final record is never overwritten. */
     internal fun Connection.upsertRecord(runId: String, fencingToken: Long, r: StoredRecord): Int = update(
         """INSERT INTO stent_records (run_id, step_id, kind, status, result, failure, attempts, wake_at, created_at, updated_at)

@@ -351,15 +351,8 @@ internal class RunExecution(
             // a run given back keeps the steps it completed: the checkpoints taken for later are written first (fenced:
             // a lease that may be gone, a frozen worker's, may still be this run's)
             val reason = (outcome as? Outcome.Stopped)?.reason
-            if (reason === StopReason.StoreFailure) {
-                // the database failed under the run: its completed steps are kept if it answers now
-                val kept = try {
-                    blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() }
-                } catch (e: StentException) {
-                    WriteOutcome.OK // released below all the same; those steps run again
-                }
-                if (kept == WriteOutcome.LEASE_LOST) return leaseLost()
-            }
+            // the database failed under the run: its completed steps are kept if it answers now
+            if (reason === StopReason.StoreFailure && keepUnwritten() == WriteOutcome.LEASE_LOST) return leaseLost()
             if (reason is StopReason.Unload || reason === StopReason.Shutdown || reason === StopReason.LeaseLost) {
                 if (blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST && reason !== StopReason.LeaseLost) {
                     return leaseLost()
@@ -425,15 +418,6 @@ internal class RunExecution(
             // given back with a back-off, as after a failed checkpoint (a finish may carry one); fenced, so a write that
             // committed although its reply was lost keeps the run as it ended
             val backOff = failureBackOffMs(claimed.claimCount)
-            // the steps the failed finish carried are written on their own first (fenced: refused if the finish did land)
-            finishRecords?.let { records ->
-                unwritten.addAll(records)
-                try {
-                    blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() }
-                } catch (again: StentException) {
-                    Unit
-                }
-            }
             val given = mayRelease && try {
                 blockingOnRunThread("releasing run '$runId' after a failed write") { release(runId, fencingToken, backOff) } == WriteOutcome.OK
             } catch (again: StentException) {
@@ -479,10 +463,18 @@ internal class RunExecution(
             runId, fencingToken, status, output, failure, notifyParent = claimed.parentId != null && next == null, cancelChildren = parentOfChildren,
             continueAs = next,
             // the checkpoints taken for later go with the finish, in its transaction
-            records = writing.withLock { generateSequence { unwritten.poll() }.toList() }.also { finishRecords = it.takeIf { r -> r.isNotEmpty() } },
+            records = writing.withLock { generateSequence { unwritten.poll() }.toList() },
         )
-        val result = blockingOnRunThread("finishing run '$runId'") { env.access.finish(write) }
-        finishRecords = null
+        val result = try {
+            blockingOnRunThread("finishing run '$runId'") { env.access.finish(write) }
+        } catch (e: StentException) {
+            // the steps it carried are written on their own before the run is given back (fenced: refused if the finish did land)
+            if (write.records.isNotEmpty()) {
+                unwritten.addAll(write.records)
+                keepUnwritten()
+            }
+            throw e
+        }
         if (result == WriteOutcome.OK) {
             env.notifier.runFinished(runId)
             if (next == null) claimed.parentId?.let(env.notifier::signalSent) // a parent in this process looks for its child's outcome
@@ -523,7 +515,7 @@ internal class RunExecution(
         unwritten.add(record)
         replay.record(record)
         // without a dispatcher that says when the run's thread goes idle, nothing would write it in time: now
-        if ((context[kotlin.coroutines.ContinuationInterceptor] as? RunDispatcher)?.execution !== this) writeUnwritten()
+        if (ownDispatcher(context) == null) writeUnwritten()
     }
 
     /**
@@ -533,17 +525,13 @@ internal class RunExecution(
      */
     fun writeUnwrittenWhenIdle() {
         if (unwritten.isEmpty() || isStopping) return
-        val n = callNumbers.incrementAndGet()
-        storeCalls[n] = env.clock.nanoTime()
         try {
-            if (env.access.inline("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST) stop(StopReason.LeaseLost)
+            if (tracked { env.access.inline("checkpointing run '$runId'") { drainUnwritten() } } == WriteOutcome.LEASE_LOST) stop(StopReason.LeaseLost)
         } catch (e: StentStoreException) {
             env.log.warn("run {}: checkpointing failed: {}", runId, e.message)
             stop(StopReason.StoreFailure)
         } catch (e: LeaseLostException) {
             stop(StopReason.LeaseLost)
-        } finally {
-            storeCalls.remove(n)
         }
     }
 
@@ -555,13 +543,13 @@ internal class RunExecution(
     fun aloneOnRunThread(context: kotlin.coroutines.CoroutineContext): Boolean {
         // a completed step of another branch not written yet: the body goes off this thread, which then writes it
         if (unwritten.isNotEmpty()) return false
-        val dispatcher = context[kotlin.coroutines.ContinuationInterceptor] as? RunDispatcher ?: return false
-        return dispatcher.execution === this && dispatcher.runsOnlyTheCaller() && state.aloneBusy()
+        val dispatcher = ownDispatcher(context) ?: return false
+        return dispatcher.runsOnlyTheCaller() && state.aloneBusy()
     }
 
-    /** The records the last finish carried, until it is known to have landed: written on their own if it failed. */
-    @Volatile
-    private var finishRecords: List<StoredRecord>? = null
+    /** This run's [RunDispatcher] when code in [context] runs on it, else null. */
+    private fun ownDispatcher(context: kotlin.coroutines.CoroutineContext): RunDispatcher? =
+        (context[kotlin.coroutines.ContinuationInterceptor] as? RunDispatcher)?.takeIf { it.execution === this }
 
     /** Completed steps not written yet ([checkpointLater]), oldest first. */
     private val unwritten = ConcurrentLinkedQueue<StoredRecord>()
@@ -571,6 +559,13 @@ internal class RunExecution(
         // empty and not being written: every checkpoint taken for later is durable
         if (unwritten.isEmpty() && !writing.isLocked) return
         if (storeCallNow("checkpointing run '$runId'") { drainUnwritten() } == WriteOutcome.LEASE_LOST) throw lost()
+    }
+
+    /** Writes the checkpoints taken for later before the run is given back; OK when the database failed (those steps run again). */
+    private suspend fun keepUnwritten(): WriteOutcome = try {
+        blockingOnRunThread("checkpointing run '$runId'") { drainUnwritten() }
+    } catch (e: StentException) {
+        WriteOutcome.OK
     }
 
     /** Held while checkpoints taken for later are written or taken by the finish: a caller that finds the queue empty knows they are durable. */
@@ -628,10 +623,16 @@ internal class RunExecution(
 
     // the run's own thread is an IO thread: block on it rather than hop to the store dispatcher and back
     private suspend fun <T> blockingOnRunThread(what: String, block: dev.stent.store.WorkflowStore.() -> T): T {
+        val onRunThread = currentCoroutineContext()[RunThread] != null
+        return tracked { if (onRunThread) env.access.inline(what, block) else env.access.call(what, block) }
+    }
+
+    /** Runs [call], a store call of this run, tracked in [storeCalls] while it is in flight (the heartbeat spots one that hangs). */
+    private inline fun <T> tracked(call: () -> T): T {
         val n = callNumbers.incrementAndGet()
         storeCalls[n] = env.clock.nanoTime()
         try {
-            return if (currentCoroutineContext()[RunThread] != null) env.access.inline(what, block) else env.access.call(what, block)
+            return call()
         } finally {
             storeCalls.remove(n)
         }

@@ -214,8 +214,9 @@ internal class WorkerEngine(val stent: Stent, val config: WorkerConfig) {
                         }
                         observeDbClock(result.dbNowMs, before, System.currentTimeMillis())
                         claimed = result.runs.size
-                        drained = claimed < free && refusedStarts.get() == refusedBefore
-                        if (refusedStarts.get() != refusedBefore) drained = false // refused while this was written
+                        drained = claimed < free
+                        // a start refused during the claim (or while this was written) made a PENDING run the claim may not have seen
+                        if (refusedStarts.get() != refusedBefore) drained = false
                         env.listeners.emit { StentEvent.ClaimBatch(id, free, claimed, System.nanoTime() - claimedAtNanos) }
                         if (stopping.get()) {
                             releaseUnstarted(result.runs)
